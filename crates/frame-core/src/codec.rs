@@ -1,0 +1,116 @@
+//! Frame styles and the codec traits behind the compressed style.
+
+use crate::error::CodecError;
+use alloc::boxed::Box;
+
+/// How a frame stores its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Style {
+    /// Bytes stored verbatim (with chunk headers and checksums).
+    Raw,
+    /// Linked LZ4 blocks: each chunk may reference the 64 KiB of the frame before it.
+    Lz4,
+}
+
+impl Style {
+    /// The style byte stored in frame headers and the index.
+    pub const fn to_byte(self) -> u8 {
+        match self {
+            Self::Raw => 0,
+            Self::Lz4 => 1,
+        }
+    }
+
+    /// The style for a stored byte, if it names one.
+    pub const fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            0 => Some(Self::Raw),
+            1 => Some(Self::Lz4),
+            _ => None,
+        }
+    }
+
+    /// Worst-case stored bytes for a chunk of `logical_len` bytes in this style.
+    pub const fn max_stored_len(self, logical_len: usize) -> usize {
+        match self {
+            Self::Raw => logical_len,
+            Self::Lz4 => lz4_bound(logical_len),
+        }
+    }
+}
+
+/// LZ4's worst case for one block of `n` bytes (the same as `LZ4_compressBound`).
+pub const fn lz4_bound(n: usize) -> usize {
+    n + n / 255 + 16
+}
+
+/// Compresses the chunks of one frame as a linked sequence of LZ4 blocks.
+///
+/// The writer calls [`reset`](Self::reset) when a frame opens, then
+/// [`compress_linked`](Self::compress_linked) once per chunk, in order. A block may
+/// reference up to 64 KiB of the chunks before it in the same frame (and nothing else), so
+/// that a decoder holding the frame's last 64 KiB of logical bytes can decode it.
+///
+/// Implement this to bring your own LZ4 encoder (for example a pure-Rust one in a `no_std`
+/// build) and pass it to [`Writer::with_codecs`](crate::Writer::with_codecs).
+pub trait ChunkCompressor: Send {
+    /// Starts a new frame: forget every earlier chunk.
+    fn reset(&mut self);
+
+    /// Compresses `chunk` into `out` (at least `lz4_bound(chunk.len())` bytes) and returns
+    /// the compressed length.
+    ///
+    /// # Errors
+    /// When the compressor fails; the writer then fails the checkpoint.
+    ///
+    /// # Safety
+    /// Every chunk passed since the last [`reset`](Self::reset) stays at the same address,
+    /// readable and unmodified, until the next `reset` or until `self` is dropped. The
+    /// writer guarantees this: chunks are either caller buffers borrowed until the frame
+    /// closes, or halves of its double-buffered staging area, which are rewritten only
+    /// after a later chunk has moved the compressor's history past them.
+    unsafe fn compress_linked(&mut self, chunk: &[u8], out: &mut [u8])
+    -> Result<usize, CodecError>;
+}
+
+/// Decompresses the chunks of one frame, keeping the history linked blocks refer to.
+pub trait ChunkDecompressor: Send {
+    /// Starts a new frame: forget every earlier chunk.
+    fn reset(&mut self);
+
+    /// Decodes one stored chunk that must expand to exactly `logical_len` bytes (at most
+    /// 64 KiB); [`output`](Self::output) then returns the decoded bytes.
+    ///
+    /// # Errors
+    /// When the stored bytes are not a valid block for this history, or decode to a
+    /// different length.
+    fn decompress_linked(&mut self, stored: &[u8], logical_len: usize) -> Result<(), CodecError>;
+
+    /// The bytes the last successful [`decompress_linked`](Self::decompress_linked) produced.
+    fn output(&self) -> &[u8];
+}
+
+/// The compressor the default writer uses for [`Style::Lz4`], if this build has one.
+pub(crate) fn default_compressor() -> Option<Box<dyn ChunkCompressor>> {
+    #[cfg(feature = "lz4")]
+    {
+        crate::lz4::Lz4Compressor::new().map(|c| Box::new(c) as Box<dyn ChunkCompressor>)
+    }
+    #[cfg(not(feature = "lz4"))]
+    {
+        None
+    }
+}
+
+/// The decompressor the default reader uses for [`Style::Lz4`], if this build has one.
+pub(crate) fn default_decompressor() -> Option<Box<dyn ChunkDecompressor>> {
+    #[cfg(feature = "lz4")]
+    {
+        crate::lz4::Lz4Decompressor::new().map(|d| Box::new(d) as Box<dyn ChunkDecompressor>)
+    }
+    #[cfg(not(feature = "lz4"))]
+    {
+        None
+    }
+}

@@ -1,0 +1,422 @@
+//! The error type of the crate.
+
+use core::fmt;
+
+/// Everything that can go wrong writing or restoring a checkpoint.
+///
+/// Offsets are byte offsets relative to the start of the checkpoint (not of the file that
+/// holds it). `frame` is the frame's index in the checkpoint when one is known.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The API was used out of order; nothing was written or read.
+    InvalidUse(Misuse),
+    /// A style byte this build cannot handle (unknown, or its codec was not compiled in).
+    UnsupportedStyle {
+        /// The style byte.
+        style: u8,
+        /// Frame index, when the style came from a checkpoint.
+        frame: Option<u64>,
+    },
+    /// The sink or source failed.
+    Io {
+        /// Checkpoint offset of the failed operation.
+        offset: u64,
+        /// What the sink or source reported.
+        error: IoError,
+    },
+    /// A codec refused to compress or decompress a chunk.
+    Codec {
+        /// Frame index.
+        frame: u64,
+        /// Checkpoint offset of the chunk header.
+        offset: u64,
+        /// The codec's explanation.
+        error: CodecError,
+    },
+    /// Structural damage: a magic number, reserved field, length or count is wrong.
+    Corrupt {
+        /// Frame index, when the damage is inside a frame.
+        frame: Option<u64>,
+        /// Checkpoint offset of the damaged structure.
+        offset: u64,
+        /// What is wrong.
+        what: &'static str,
+    },
+    /// A checksum over stored data does not match.
+    ChecksumMismatch {
+        /// Frame index, when the checksum belongs to a frame.
+        frame: Option<u64>,
+        /// Checkpoint offset of the structure the checksum protects.
+        offset: u64,
+        /// Which checksum failed.
+        what: &'static str,
+        /// The value stored in the checkpoint.
+        expected: u64,
+        /// The value computed from the bytes that were read.
+        found: u64,
+    },
+    /// The checkpoint ends before a structure that must be there.
+    Truncated {
+        /// Checkpoint offset where more bytes were needed.
+        offset: u64,
+        /// What was being read.
+        what: &'static str,
+    },
+    /// The checkpoint was written in a format version this crate does not read.
+    VersionMismatch {
+        /// Checkpoint offset of the versioned structure.
+        offset: u64,
+        /// The version found.
+        found: u16,
+        /// The version this crate reads.
+        supported: u16,
+    },
+    /// The restore plan differs from what was written.
+    PlanMismatch {
+        /// Frame index.
+        frame: u64,
+        /// The difference.
+        mismatch: PlanMismatch,
+    },
+    /// An earlier error left this handle unusable; the first error was returned then.
+    Failed {
+        /// A summary of the first error.
+        first: ErrorKind,
+    },
+}
+
+/// Ways to use the API out of order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Misuse {
+    /// A frame was opened while another was still open (its writer was dropped unclosed).
+    FrameAlreadyOpen,
+    /// A buffer was added or restored while no frame was open.
+    BufferOutsideFrame,
+    /// The checkpoint was finished while a frame was open.
+    FinishInsideFrame,
+    /// The checkpoint was already finished.
+    AlreadyFinished,
+    /// Random access needs a source that knows its length and can seek.
+    NotSeekable,
+    /// A frame index past the end of the index.
+    NoSuchFrame {
+        /// The index asked for.
+        index: u64,
+        /// How many frames the checkpoint holds.
+        frame_count: u64,
+    },
+    /// A frame was opened on a streaming reader after the index was reached.
+    NoMoreFrames,
+}
+
+/// How a restore plan differs from the written one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PlanMismatch {
+    /// The caller's buffer has a different length than the one written.
+    BufferLength {
+        /// Buffer index within the frame.
+        buffer: u64,
+        /// Length written.
+        written: u64,
+        /// Length the caller asked to restore.
+        requested: u64,
+    },
+    /// The caller asked for more buffers than the frame holds.
+    TooManyBuffers {
+        /// Buffers the frame holds.
+        written: u64,
+    },
+    /// The caller closed the frame before restoring all its buffers.
+    BuffersLeft {
+        /// Buffers restored.
+        restored: u64,
+    },
+    /// The caller finished a streaming restore before reading every frame.
+    FramesLeft {
+        /// Frames read.
+        read: u64,
+    },
+}
+
+/// A copyable summary of an [`Error`], kept by a handle that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// See [`Error::InvalidUse`].
+    InvalidUse,
+    /// See [`Error::UnsupportedStyle`].
+    UnsupportedStyle,
+    /// See [`Error::Io`].
+    Io,
+    /// See [`Error::Codec`].
+    Codec,
+    /// See [`Error::Corrupt`].
+    Corrupt,
+    /// See [`Error::ChecksumMismatch`].
+    ChecksumMismatch,
+    /// See [`Error::Truncated`].
+    Truncated,
+    /// See [`Error::VersionMismatch`].
+    VersionMismatch,
+    /// See [`Error::PlanMismatch`].
+    PlanMismatch,
+}
+
+impl Error {
+    /// The summary kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::InvalidUse(_) => ErrorKind::InvalidUse,
+            Self::UnsupportedStyle { .. } => ErrorKind::UnsupportedStyle,
+            Self::Io { .. } => ErrorKind::Io,
+            Self::Codec { .. } => ErrorKind::Codec,
+            Self::Corrupt { .. } => ErrorKind::Corrupt,
+            Self::ChecksumMismatch { .. } => ErrorKind::ChecksumMismatch,
+            Self::Truncated { .. } => ErrorKind::Truncated,
+            Self::VersionMismatch { .. } => ErrorKind::VersionMismatch,
+            Self::PlanMismatch { .. } => ErrorKind::PlanMismatch,
+            Self::Failed { first } => *first,
+        }
+    }
+
+    /// The frame index the error is about, if any.
+    pub fn frame(&self) -> Option<u64> {
+        match self {
+            Self::Codec { frame, .. } | Self::PlanMismatch { frame, .. } => Some(*frame),
+            Self::Corrupt { frame, .. }
+            | Self::ChecksumMismatch { frame, .. }
+            | Self::UnsupportedStyle { frame, .. } => *frame,
+            _ => None,
+        }
+    }
+
+    /// The checkpoint offset the error is about, if any.
+    pub fn offset(&self) -> Option<u64> {
+        match self {
+            Self::Io { offset, .. }
+            | Self::Codec { offset, .. }
+            | Self::Corrupt { offset, .. }
+            | Self::ChecksumMismatch { offset, .. }
+            | Self::Truncated { offset, .. }
+            | Self::VersionMismatch { offset, .. } => Some(*offset),
+            _ => None,
+        }
+    }
+}
+
+fn frame_prefix(f: &mut fmt::Formatter<'_>, frame: Option<u64>) -> fmt::Result {
+    match frame {
+        Some(i) => write!(f, "frame {i}, "),
+        None => Ok(()),
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidUse(m) => write!(f, "invalid use: {m}"),
+            Self::UnsupportedStyle { style, frame } => {
+                frame_prefix(f, *frame)?;
+                write!(f, "unsupported frame style {style}")
+            }
+            Self::Io { offset, error } => {
+                write!(f, "I/O error at checkpoint offset {offset}: {error}")
+            }
+            Self::Codec { frame, offset, error } => {
+                write!(f, "frame {frame}, chunk at offset {offset}: codec error: {error}")
+            }
+            Self::Corrupt { frame, offset, what } => {
+                write!(f, "corrupt checkpoint: ")?;
+                frame_prefix(f, *frame)?;
+                write!(f, "offset {offset}: {what}")
+            }
+            Self::ChecksumMismatch { frame, offset, what, expected, found } => {
+                write!(f, "checksum mismatch: ")?;
+                frame_prefix(f, *frame)?;
+                write!(
+                    f,
+                    "{what} at offset {offset}: stored {expected:#018x}, computed {found:#018x}"
+                )
+            }
+            Self::Truncated { offset, what } => {
+                write!(f, "truncated checkpoint: {what} missing at offset {offset}")
+            }
+            Self::VersionMismatch { offset, found, supported } => write!(
+                f,
+                "format version {found} at offset {offset} is not supported (this build reads version {supported})"
+            ),
+            Self::PlanMismatch { frame, mismatch } => {
+                write!(f, "restore plan differs from the checkpoint in frame {frame}: {mismatch}")
+            }
+            Self::Failed { first } => {
+                write!(f, "this handle is failed: an earlier {first:?} error left it unusable")
+            }
+        }
+    }
+}
+
+impl fmt::Display for Misuse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::FrameAlreadyOpen => {
+                f.write_str("a frame is already open (the previous frame was never closed)")
+            }
+            Self::BufferOutsideFrame => f.write_str("buffer used outside an open frame"),
+            Self::FinishInsideFrame => f.write_str("finish called while a frame is open"),
+            Self::AlreadyFinished => f.write_str("the checkpoint is already finished"),
+            Self::NotSeekable => {
+                f.write_str("random access needs a source that can seek and knows its length")
+            }
+            Self::NoSuchFrame { index, frame_count } => {
+                write!(f, "frame {index} does not exist (the checkpoint has {frame_count})")
+            }
+            Self::NoMoreFrames => f.write_str("all frames were read; the index follows"),
+        }
+    }
+}
+
+impl fmt::Display for PlanMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BufferLength { buffer, written, requested } => write!(
+                f,
+                "buffer {buffer} was written with {written} bytes but {requested} were requested"
+            ),
+            Self::TooManyBuffers { written } => {
+                write!(f, "more buffers requested than the {written} written")
+            }
+            Self::BuffersLeft { restored } => {
+                write!(f, "frame closed after {restored} buffers but more were written")
+            }
+            Self::FramesLeft { read } => {
+                write!(f, "restore finished after {read} frames but more were written")
+            }
+        }
+    }
+}
+
+/// The error a [`Sink`](crate::Sink) or [`Source`](crate::Source) reports.
+///
+/// Without the `std` feature it carries a kind and a static message; with `std` it can also
+/// carry the underlying [`std::io::Error`].
+#[derive(Debug)]
+pub struct IoError {
+    kind: IoErrorKind,
+    message: &'static str,
+    #[cfg(feature = "std")]
+    inner: Option<std::io::Error>,
+}
+
+/// Broad classes of I/O failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IoErrorKind {
+    /// The source ended early.
+    UnexpectedEof,
+    /// The sink has no room left.
+    StorageFull,
+    /// The operation is not supported by this sink or source (for example seeking a pipe).
+    Unsupported,
+    /// Anything else.
+    Other,
+}
+
+impl IoError {
+    /// An error of `kind` with a fixed explanation.
+    pub const fn new(kind: IoErrorKind, message: &'static str) -> Self {
+        Self {
+            kind,
+            message,
+            #[cfg(feature = "std")]
+            inner: None,
+        }
+    }
+
+    /// The class of failure.
+    pub fn kind(&self) -> IoErrorKind {
+        self.kind
+    }
+
+    /// The underlying operating-system error, if there is one.
+    #[cfg(feature = "std")]
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        self.inner.as_ref()
+    }
+}
+
+impl fmt::Display for IoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        #[cfg(feature = "std")]
+        if let Some(inner) = &self.inner {
+            return write!(f, "{}: {inner}", self.message);
+        }
+        f.write_str(self.message)
+    }
+}
+
+#[cfg(feature = "std")]
+impl From<std::io::Error> for IoError {
+    fn from(e: std::io::Error) -> Self {
+        let kind = match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => IoErrorKind::UnexpectedEof,
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::WriteZero => {
+                IoErrorKind::StorageFull
+            }
+            std::io::ErrorKind::Unsupported => IoErrorKind::Unsupported,
+            _ => IoErrorKind::Other,
+        };
+        Self { kind, message: "I/O failed", inner: Some(e) }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for IoError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner.as_ref().map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// A codec's failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodecError {
+    /// What the codec said.
+    pub message: &'static str,
+}
+
+impl fmt::Display for CodecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message)
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl From<Error> for std::io::Error {
+    fn from(e: Error) -> Self {
+        let kind = match &e {
+            Error::Io { error, .. } => match error.kind() {
+                IoErrorKind::UnexpectedEof => std::io::ErrorKind::UnexpectedEof,
+                IoErrorKind::StorageFull => std::io::ErrorKind::StorageFull,
+                IoErrorKind::Unsupported => std::io::ErrorKind::Unsupported,
+                IoErrorKind::Other => std::io::ErrorKind::Other,
+            },
+            Error::Truncated { .. } => std::io::ErrorKind::UnexpectedEof,
+            Error::InvalidUse(_) | Error::Failed { .. } => std::io::ErrorKind::InvalidInput,
+            Error::UnsupportedStyle { .. } => std::io::ErrorKind::Unsupported,
+            _ => std::io::ErrorKind::InvalidData,
+        };
+        std::io::Error::new(kind, e)
+    }
+}

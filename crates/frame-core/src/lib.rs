@@ -1,0 +1,59 @@
+//! The ckpt checkpoint format.
+//!
+//! A checkpoint is a sequence of independent **frames**, each holding a sequence of
+//! **buffers** of any size (0 included), followed by a **frame index** and a fixed-size
+//! **tail** that a reader finds from the end. A frame is stored in one of two [`Style`]s:
+//! RAW (verbatim) or LZ4 (linked LZ4 blocks of up to 64 KiB, each allowed to reference the
+//! 64 KiB before it in the same frame). Every chunk carries the XXH3-64 checksum of its
+//! logical bytes; frame headers, footers, the index and the tail carry check values too, so
+//! that restore never hands back wrong data: damage is an [`Error`] naming the frame and the
+//! offset. The byte-level specification is `docs/format.md`.
+//!
+//! - Write with [`Writer`]: [`Writer::open_frame`] returns a [`FrameWriter`] that borrows
+//!   every buffer added until [`FrameWriter::close`]; frame offsets are relative to the
+//!   checkpoint start.
+//! - Read with [`Reader`]: streaming ([`Reader::new`], works on pipes) or indexed
+//!   ([`Reader::open`], any frame by number).
+//! - Storage is abstracted by [`Sink`] and [`Source`]; this crate has in-memory ones
+//!   ([`SliceSink`], [`VecSink`], [`SliceSource`]) and, with `std`, adapters over
+//!   `std::io` ([`WriteSink`], [`ReadSource`], [`SeekSource`]).
+//! - Sizes are known up front: [`frame_size_bound`] and [`checkpoint_size_bound`] are exact
+//!   for RAW and the worst case for LZ4.
+//!
+//! # Features
+//! - `std` (default): `std::io` adapters and conversions, `std::error::Error`.
+//! - `lz4` (default): the LZ4 style through liblz4. Without it, bring a codec through
+//!   [`ChunkCompressor`] / [`ChunkDecompressor`] and [`Writer::with_codecs`] /
+//!   [`Reader::with_codecs`].
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+mod checksum;
+mod chunker;
+mod codec;
+mod error;
+mod id;
+mod io;
+#[cfg(feature = "lz4")]
+mod lz4;
+mod reader;
+mod wire;
+mod writer;
+
+pub use chunker::{checkpoint_size_bound, frame_size_bound};
+pub use codec::{ChunkCompressor, ChunkDecompressor, Style, lz4_bound};
+pub use error::{CodecError, Error, ErrorKind, IoError, IoErrorKind, Misuse, PlanMismatch};
+pub use id::CheckpointId;
+#[cfg(feature = "std")]
+pub use io::{ReadSource, SeekSource, WriteSink};
+pub use io::{Sink, SliceSink, SliceSource, Source, VecSink};
+#[cfg(feature = "lz4")]
+pub use lz4::{Lz4Compressor, Lz4Decompressor};
+pub use reader::{FrameInfo, FrameReader, Reader};
+pub use wire::{CHUNK_MAX, FORMAT_VERSION};
+pub use writer::{CheckpointSummary, FrameWriter, Writer};

@@ -1,0 +1,185 @@
+//! The LZ4 style through liblz4 (lz4-sys), with the streaming declarations lz4-sys lacks.
+//!
+//! All unsafe code for LZ4 lives in this module.
+
+use crate::codec::{ChunkCompressor, ChunkDecompressor, lz4_bound};
+use crate::error::CodecError;
+use crate::wire::CHUNK_MAX;
+use alloc::boxed::Box;
+use alloc::vec;
+use core::ffi::{c_char, c_int};
+
+mod ffi {
+    use core::ffi::{c_char, c_int};
+
+    pub use lz4_sys::{
+        LZ4_createStream, LZ4_createStreamDecode, LZ4_decompress_safe_continue, LZ4_freeStream,
+        LZ4_freeStreamDecode, LZ4_setStreamDecode, LZ4StreamDecode, LZ4StreamEncode,
+    };
+
+    // liblz4 (bundled by lz4-sys) exports these since 1.9.0; lz4-sys does not declare them.
+    unsafe extern "C" {
+        pub fn LZ4_resetStream_fast(stream: *mut LZ4StreamEncode);
+        pub fn LZ4_compress_fast_continue(
+            stream: *mut LZ4StreamEncode,
+            src: *const c_char,
+            dst: *mut c_char,
+            src_size: c_int,
+            dst_capacity: c_int,
+            acceleration: c_int,
+        ) -> c_int;
+    }
+}
+
+/// LZ4 streaming compressor (`LZ4_compress_fast_continue`, acceleration 1).
+#[derive(Debug)]
+pub struct Lz4Compressor {
+    stream: *mut ffi::LZ4StreamEncode,
+}
+
+// SAFETY: the stream state is plain memory owned by this value; moving it to another thread
+// is fine because it is only touched through `&mut self`.
+unsafe impl Send for Lz4Compressor {}
+
+impl Lz4Compressor {
+    /// A fresh compressor, or `None` if liblz4 could not allocate its state.
+    pub fn new() -> Option<Self> {
+        // SAFETY: LZ4_createStream has no preconditions; it returns an initialised stream
+        // or null.
+        let stream = unsafe { ffi::LZ4_createStream() };
+        (!stream.is_null()).then_some(Self { stream })
+    }
+}
+
+impl Drop for Lz4Compressor {
+    fn drop(&mut self) {
+        // SAFETY: `stream` came from LZ4_createStream and is freed exactly once.
+        unsafe { ffi::LZ4_freeStream(self.stream) };
+    }
+}
+
+impl ChunkCompressor for Lz4Compressor {
+    fn reset(&mut self) {
+        // SAFETY: `stream` is a valid, initialised stream; resetting drops every pointer it
+        // held to earlier chunks.
+        unsafe { ffi::LZ4_resetStream_fast(self.stream) };
+    }
+
+    unsafe fn compress_linked(
+        &mut self,
+        chunk: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, CodecError> {
+        if chunk.len() > CHUNK_MAX || out.len() < lz4_bound(chunk.len()) {
+            return Err(CodecError { message: "chunk larger than 64 KiB or output too small" });
+        }
+        // Both lengths fit in c_int: chunk <= 64 KiB and out is capped to its bound.
+        let src_len = c_int::try_from(chunk.len()).unwrap_or(0);
+        let dst_len = c_int::try_from(lz4_bound(chunk.len())).unwrap_or(0);
+        // SAFETY: `chunk` and `out` are valid for the given lengths for this call; the caller
+        // guarantees (trait contract) that earlier chunks of this frame, which the stream may
+        // read as history, are still in place and unmodified.
+        let n = unsafe {
+            ffi::LZ4_compress_fast_continue(
+                self.stream,
+                chunk.as_ptr().cast::<c_char>(),
+                out.as_mut_ptr().cast::<c_char>(),
+                src_len,
+                dst_len,
+                1,
+            )
+        };
+        usize::try_from(n)
+            .ok()
+            .filter(|&n| n > 0 || chunk.is_empty())
+            .ok_or(CodecError { message: "LZ4_compress_fast_continue failed" })
+    }
+}
+
+/// Decoder ring: 64 KiB of history plus room for the largest chunk, as liblz4 documents
+/// (`LZ4_DECODER_RING_BUFFER_SIZE`).
+const RING_LEN: usize = 65536 + 14 + CHUNK_MAX;
+
+/// LZ4 streaming decompressor decoding into a ring that keeps the last 64 KiB.
+#[derive(Debug)]
+pub struct Lz4Decompressor {
+    stream: *mut ffi::LZ4StreamDecode,
+    ring: Box<[u8]>,
+    pos: usize,
+    last: core::ops::Range<usize>,
+}
+
+// SAFETY: as for Lz4Compressor; the ring is owned and the stream only points into it.
+unsafe impl Send for Lz4Decompressor {}
+
+impl Lz4Decompressor {
+    /// A fresh decompressor, or `None` if liblz4 could not allocate its state.
+    pub fn new() -> Option<Self> {
+        // SAFETY: no preconditions; returns an initialised state or null.
+        let stream = unsafe { ffi::LZ4_createStreamDecode() };
+        (!stream.is_null()).then(|| Self {
+            stream,
+            ring: vec![0u8; RING_LEN].into_boxed_slice(),
+            pos: 0,
+            last: 0..0,
+        })
+    }
+}
+
+impl Drop for Lz4Decompressor {
+    fn drop(&mut self) {
+        // SAFETY: `stream` came from LZ4_createStreamDecode and is freed exactly once.
+        unsafe { ffi::LZ4_freeStreamDecode(self.stream) };
+    }
+}
+
+impl ChunkDecompressor for Lz4Decompressor {
+    fn reset(&mut self) {
+        // SAFETY: valid stream; a null dictionary of size 0 is the documented reset.
+        unsafe { ffi::LZ4_setStreamDecode(self.stream, core::ptr::null(), 0) };
+        self.pos = 0;
+        self.last = 0..0;
+    }
+
+    fn decompress_linked(&mut self, stored: &[u8], logical_len: usize) -> Result<(), CodecError> {
+        self.last = 0..0;
+        if logical_len == 0 || logical_len > CHUNK_MAX {
+            return Err(CodecError { message: "chunk length outside 1..=64 KiB" });
+        }
+        let src_len = c_int::try_from(stored.len())
+            .map_err(|_| CodecError { message: "stored chunk too large" })?;
+        if self.pos + CHUNK_MAX > self.ring.len() {
+            self.pos = 0;
+        }
+        let start = self.pos;
+        let dst = self
+            .ring
+            .get_mut(start..start + logical_len)
+            .ok_or(CodecError { message: "ring position out of range" })?;
+        let want = c_int::try_from(logical_len).unwrap_or(0);
+        // SAFETY: `stored` is readable for src_len bytes and `dst` writable for `want` bytes;
+        // LZ4_decompress_safe_continue never writes past `want` nor reads past `src_len`,
+        // whatever the input. Its history points only into `self.ring`, which lives as long
+        // as the stream, and decoding positions follow liblz4's ring-buffer rule (wrap when
+        // less than one maximum block remains), so history is never overwritten while live.
+        let n = unsafe {
+            ffi::LZ4_decompress_safe_continue(
+                self.stream,
+                stored.as_ptr(),
+                dst.as_mut_ptr(),
+                src_len,
+                want,
+            )
+        };
+        if n != want {
+            return Err(CodecError { message: "LZ4 block is invalid or has the wrong length" });
+        }
+        self.pos = start + logical_len;
+        self.last = start..start + logical_len;
+        Ok(())
+    }
+
+    fn output(&self) -> &[u8] {
+        self.ring.get(self.last.clone()).unwrap_or_default()
+    }
+}

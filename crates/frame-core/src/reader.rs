@@ -1,0 +1,886 @@
+//! Restoring a checkpoint: [`Reader`] (streaming or indexed) and [`FrameReader`].
+
+use crate::checksum::{chain_digest, checksum};
+use crate::codec::{ChunkDecompressor, Style, default_decompressor, lz4_bound};
+use crate::error::{Error, ErrorKind, IoErrorKind, Misuse, PlanMismatch};
+use crate::id::CheckpointId;
+use crate::io::Source;
+use crate::wire::{
+    CHUNK_HEADER_LEN, CHUNK_MAX, ChunkHeader, FOOTER_MAGIC, FRAME_FOOTER_LEN, FRAME_HEADER_LEN,
+    FRAME_MAGIC, FrameFooter, FrameHeader, INDEX_ENTRY_LEN, INDEX_HEADER_LEN, INDEX_MAGIC,
+    IndexEntry, LENGTH_PREFIX_LEN, TAIL_LEN, Tail, WireError, decode_index_header,
+};
+use crate::writer::CheckpointSummary;
+use alloc::boxed::Box;
+use alloc::vec;
+use alloc::vec::Vec;
+use xxhash_rust::xxh3::Xxh3;
+
+/// What the index says about one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameInfo {
+    /// Position in the checkpoint (0-based).
+    pub index: u64,
+    /// Offset of the frame header from the start of the checkpoint.
+    pub offset: u64,
+    /// Stored length, header to footer inclusive.
+    pub len: u64,
+    /// How the frame stores its bytes.
+    pub style: Style,
+    /// Number of buffers.
+    pub buffer_count: u64,
+    /// Sum of the buffers' lengths.
+    pub user_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Ready,
+    InFrame,
+    Done,
+    Failed(ErrorKind),
+}
+
+struct Decoder {
+    decompressor: Option<Box<dyn ChunkDecompressor>>,
+    raw: Vec<u8>,
+    stored: Vec<u8>,
+}
+
+/// Reads a checkpoint, either as a stream from its start ([`Reader::new`]) or by random
+/// access through the index at its end ([`Reader::open`]).
+///
+/// Every chunk is checked against its checksum before any of its bytes reach the caller;
+/// headers, footers, the index and the tail are checked too, so damaged or truncated input
+/// is an error naming the frame and offset, never wrong data.
+///
+/// # Examples
+/// Random access to the last frame:
+/// ```
+/// use ckpt_frame_core::{CheckpointId, Reader, SliceSource, Style, VecSink, Writer};
+/// let mut w = Writer::new(VecSink::new(), CheckpointId::from_bytes([2; 16]));
+/// for i in 0..3u8 {
+///     let data = [i; 10];
+///     let mut f = w.open_frame(Style::Raw)?;
+///     f.add(&data)?;
+///     f.close()?;
+/// }
+/// w.finish()?;
+/// let bytes = w.into_sink().into_inner();
+///
+/// let mut r = Reader::open(SliceSource::new(&bytes))?;
+/// assert_eq!(r.frame_count(), Some(3));
+/// let mut f = r.open_frame(2)?;
+/// assert_eq!(f.read_to_vec()?, Some(vec![2u8; 10]));
+/// f.close()?;
+/// # Ok::<(), ckpt_frame_core::Error>(())
+/// ```
+pub struct Reader<S: Source> {
+    source: S,
+    pos: u64,
+    state: State,
+    id: Option<CheckpointId>,
+    /// Streaming: frames seen so far. Indexed: the index.
+    entries: Vec<IndexEntry>,
+    indexed: bool,
+    next: u64,
+    dec: Decoder,
+}
+
+impl<S: Source> core::fmt::Debug for Reader<S> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Reader")
+            .field("pos", &self.pos)
+            .field("state", &self.state)
+            .field("indexed", &self.indexed)
+            .field("next", &self.next)
+            .finish_non_exhaustive()
+    }
+}
+
+fn read<S: Source>(
+    source: &mut S,
+    pos: &mut u64,
+    buf: &mut [u8],
+    what: &'static str,
+) -> Result<(), Error> {
+    match source.read_exact(buf) {
+        Ok(()) => {
+            *pos += buf.len() as u64;
+            Ok(())
+        }
+        Err(e) if e.kind() == IoErrorKind::UnexpectedEof => {
+            Err(Error::Truncated { offset: *pos, what })
+        }
+        Err(error) => Err(Error::Io { offset: *pos, error }),
+    }
+}
+
+fn wire_error(e: WireError, frame: Option<u64>, offset: u64, what: &'static str) -> Error {
+    match e {
+        WireError::BadCheck { expected, found } => {
+            Error::ChecksumMismatch { frame, offset, what, expected, found }
+        }
+        WireError::BadVersion(found) => {
+            Error::VersionMismatch { offset, found, supported: crate::wire::FORMAT_VERSION }
+        }
+        WireError::BadMagic => Error::Corrupt { frame, offset, what: "wrong magic number" },
+        WireError::NonZeroReserved => {
+            Error::Corrupt { frame, offset, what: "reserved field is not zero" }
+        }
+        WireError::BadChunkLength => {
+            Error::Corrupt { frame, offset, what: "chunk length outside 1..=65536" }
+        }
+    }
+}
+
+impl<S: Source> Reader<S> {
+    /// A streaming reader: frames in order from the source's current position, then the
+    /// index and tail, which [`Reader::finish`] (or the last [`Reader::next_frame`]) checks.
+    /// Works on pipes.
+    pub fn new(source: S) -> Self {
+        Self::with_codecs(source, default_decompressor())
+    }
+
+    /// A streaming reader whose [`Style::Lz4`] frames use `decompressor`.
+    pub fn with_codecs(source: S, decompressor: Option<Box<dyn ChunkDecompressor>>) -> Self {
+        Self {
+            source,
+            pos: 0,
+            state: State::Ready,
+            id: None,
+            entries: Vec::new(),
+            indexed: false,
+            next: 0,
+            dec: Decoder {
+                decompressor,
+                raw: vec![0u8; CHUNK_MAX],
+                stored: vec![0u8; lz4_bound(CHUNK_MAX)],
+            },
+        }
+    }
+
+    /// An indexed reader: reads and checks the tail and the frame index from the end of a
+    /// seekable source, so any frame can be opened with [`Reader::open_frame`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidUse`] with [`Misuse::NotSeekable`] if the source cannot seek or does
+    /// not know its length; [`Error::Truncated`], [`Error::Corrupt`],
+    /// [`Error::ChecksumMismatch`] or [`Error::VersionMismatch`] if the tail or index is
+    /// damaged; [`Error::Io`] from the source.
+    pub fn open(source: S) -> Result<Self, Error> {
+        Self::open_with_codecs(source, default_decompressor())
+    }
+
+    /// As [`Reader::open`], with a caller-provided LZ4 decompressor.
+    ///
+    /// # Errors
+    /// As [`Reader::open`].
+    pub fn open_with_codecs(
+        source: S,
+        decompressor: Option<Box<dyn ChunkDecompressor>>,
+    ) -> Result<Self, Error> {
+        let mut r = Self::with_codecs(source, decompressor);
+        r.indexed = true;
+        r.load_index()?;
+        Ok(r)
+    }
+
+    fn load_index(&mut self) -> Result<(), Error> {
+        let io = |offset, error| Error::Io { offset, error };
+        let len = self
+            .source
+            .len()
+            .map_err(|e| io(0, e))?
+            .ok_or(Error::InvalidUse(Misuse::NotSeekable))?;
+        let min = (INDEX_HEADER_LEN + TAIL_LEN) as u64;
+        if len < min {
+            return Err(Error::Truncated { offset: len, what: "checkpoint tail" });
+        }
+        let tail_at = len - TAIL_LEN as u64;
+        self.seek(tail_at)?;
+        let mut tb = [0u8; TAIL_LEN];
+        read(&mut self.source, &mut self.pos, &mut tb, "checkpoint tail")?;
+        let tail = Tail::decode(&tb).map_err(|e| match e {
+            WireError::BadMagic => Error::Corrupt {
+                frame: None,
+                offset: tail_at,
+                what: "no checkpoint tail at the end: truncated, or not a ckpt checkpoint",
+            },
+            other => wire_error(other, None, tail_at, "checkpoint tail"),
+        })?;
+        let fits = tail
+            .frame_count
+            .checked_mul(INDEX_ENTRY_LEN as u64)
+            .and_then(|n| n.checked_add(tail.index_offset))
+            .and_then(|n| n.checked_add(min));
+        if fits != Some(len) {
+            return Err(Error::Corrupt {
+                frame: None,
+                offset: tail_at,
+                what: "tail's index offset and frame count do not match the checkpoint length",
+            });
+        }
+        self.seek(tail.index_offset)?;
+        let mut digest = Xxh3::new();
+        let mut hb = [0u8; INDEX_HEADER_LEN];
+        read(&mut self.source, &mut self.pos, &mut hb, "frame index")?;
+        decode_index_header(&hb)
+            .map_err(|e| wire_error(e, None, tail.index_offset, "frame index"))?;
+        digest.update(&hb);
+        // The length check above bounds this allocation by the source's real size.
+        let count = usize::try_from(tail.frame_count).map_err(|_| Error::Corrupt {
+            frame: None,
+            offset: tail_at,
+            what: "frame count too large for this machine",
+        })?;
+        let mut entries = Vec::with_capacity(count);
+        let mut expected_offset = 0u64;
+        for i in 0..tail.frame_count {
+            let at = self.pos;
+            let mut eb = [0u8; INDEX_ENTRY_LEN];
+            read(&mut self.source, &mut self.pos, &mut eb, "frame index entry")?;
+            digest.update(&eb);
+            let e =
+                IndexEntry::decode(&eb).map_err(|e| wire_error(e, Some(i), at, "index entry"))?;
+            let sane = e.offset == expected_offset
+                && e.frame_len >= (FRAME_HEADER_LEN + FRAME_FOOTER_LEN) as u64
+                && Style::from_byte(e.style).is_some();
+            if !sane {
+                return Err(Error::Corrupt {
+                    frame: Some(i),
+                    offset: at,
+                    what: "index entry is inconsistent",
+                });
+            }
+            expected_offset = expected_offset.saturating_add(e.frame_len);
+            entries.push(e);
+        }
+        let found = digest.digest();
+        if found != tail.index_digest {
+            return Err(Error::ChecksumMismatch {
+                frame: None,
+                offset: tail.index_offset,
+                what: "frame index",
+                expected: tail.index_digest,
+                found,
+            });
+        }
+        if expected_offset != tail.index_offset {
+            return Err(Error::Corrupt {
+                frame: None,
+                offset: tail.index_offset,
+                what: "frames in the index do not end where the index starts",
+            });
+        }
+        self.entries = entries;
+        self.id = Some(CheckpointId::from_bytes(tail.checkpoint_id));
+        Ok(())
+    }
+
+    fn seek(&mut self, offset: u64) -> Result<(), Error> {
+        self.source.seek(offset).map_err(|error| match error.kind() {
+            IoErrorKind::Unsupported => Error::InvalidUse(Misuse::NotSeekable),
+            _ => Error::Io { offset, error },
+        })?;
+        self.pos = offset;
+        Ok(())
+    }
+
+    fn usable(&self) -> Result<(), Error> {
+        match self.state {
+            State::Ready | State::Done => Ok(()),
+            State::InFrame => Err(Error::InvalidUse(Misuse::FrameAlreadyOpen)),
+            State::Failed(first) => Err(Error::Failed { first }),
+        }
+    }
+
+    fn fail(&mut self, e: Error) -> Error {
+        if !matches!(e, Error::InvalidUse(_) | Error::Failed { .. }) {
+            self.state = State::Failed(e.kind());
+        }
+        e
+    }
+
+    /// The checkpoint's identity: from the tail (indexed) or the first frame (streaming).
+    pub fn id(&self) -> Option<CheckpointId> {
+        self.id
+    }
+
+    /// Number of frames, when known (indexed, or streaming after the index was read).
+    pub fn frame_count(&self) -> Option<u64> {
+        (self.indexed || self.state == State::Done).then_some(self.entries.len() as u64)
+    }
+
+    /// What the index says about frame `index` (indexed readers, or streaming ones for
+    /// frames already read).
+    pub fn frame_info(&self, index: u64) -> Option<FrameInfo> {
+        let e = self.entries.get(usize::try_from(index).ok()?)?;
+        Some(FrameInfo {
+            index,
+            offset: e.offset,
+            len: e.frame_len,
+            style: Style::from_byte(e.style)?,
+            buffer_count: e.buffer_count,
+            user_bytes: e.user_bytes,
+        })
+    }
+
+    /// Gives back the source.
+    pub fn into_source(self) -> S {
+        self.source
+    }
+
+    /// Opens the next frame in order, or returns `None` once every frame was read (a
+    /// streaming reader has then also checked the index and the tail).
+    ///
+    /// # Errors
+    /// [`Error::InvalidUse`] if a frame is open (its reader was dropped unclosed); any
+    /// corruption, truncation or I/O error met on the way.
+    pub fn next_frame(&mut self) -> Result<Option<FrameReader<'_, S>>, Error> {
+        self.usable()?;
+        if self.state == State::Done {
+            return Ok(None);
+        }
+        if self.indexed {
+            if self.next >= self.entries.len() as u64 {
+                self.state = State::Done;
+                return Ok(None);
+            }
+            return self.open_frame(self.next).map(Some);
+        }
+        match self.streaming_step() {
+            Ok(Some(frame)) => Ok(Some(self.start_frame(frame, None))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// Opens frame `index` through the index (indexed readers only).
+    ///
+    /// # Errors
+    /// [`Error::InvalidUse`] for streaming readers ([`Misuse::NotSeekable`]), a missing
+    /// frame ([`Misuse::NoSuchFrame`]) or an open frame; corruption or I/O errors in the
+    /// frame header.
+    pub fn open_frame(&mut self, index: u64) -> Result<FrameReader<'_, S>, Error> {
+        if !self.indexed {
+            return Err(Error::InvalidUse(Misuse::NotSeekable));
+        }
+        if self.state == State::InFrame {
+            return Err(Error::InvalidUse(Misuse::FrameAlreadyOpen));
+        }
+        if let State::Failed(first) = self.state {
+            return Err(Error::Failed { first });
+        }
+        let entry = usize::try_from(index).ok().and_then(|i| self.entries.get(i)).copied().ok_or(
+            Error::InvalidUse(Misuse::NoSuchFrame {
+                index,
+                frame_count: self.entries.len() as u64,
+            }),
+        )?;
+        let result = self.seek(entry.offset).and_then(|()| {
+            let mut hb = [0u8; FRAME_HEADER_LEN];
+            read(&mut self.source, &mut self.pos, &mut hb, "frame header")?;
+            self.check_header(&hb, entry.offset, index)
+        });
+        match result {
+            Ok(frame) if frame.style.to_byte() == entry.style => {
+                self.next = index;
+                Ok(self.start_frame(frame, Some(entry)))
+            }
+            Ok(_) => Err(self.fail(Error::Corrupt {
+                frame: Some(index),
+                offset: entry.offset,
+                what: "frame style differs from its index entry",
+            })),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// Reads what follows the last frame: the next frame's header, or the index and tail.
+    fn streaming_step(&mut self) -> Result<Option<FrameCursor>, Error> {
+        let at = self.pos;
+        let mut hb = [0u8; FRAME_HEADER_LEN];
+        let (magic, rest) = hb.split_at_mut(INDEX_HEADER_LEN);
+        read(&mut self.source, &mut self.pos, magic, "frame header or frame index")?;
+        if magic.starts_with(&INDEX_MAGIC) {
+            self.check_streamed_index(at, magic)?;
+            self.state = State::Done;
+            return Ok(None);
+        }
+        if !magic.starts_with(&FRAME_MAGIC) {
+            return Err(Error::Corrupt {
+                frame: Some(self.next),
+                offset: at,
+                what: "expected a frame header or the frame index",
+            });
+        }
+        read(&mut self.source, &mut self.pos, rest, "frame header")?;
+        self.check_header(&hb, at, self.next).map(Some)
+    }
+
+    fn check_header(
+        &mut self,
+        hb: &[u8; FRAME_HEADER_LEN],
+        at: u64,
+        index: u64,
+    ) -> Result<FrameCursor, Error> {
+        let frame = Some(index);
+        let (h, header_check) =
+            FrameHeader::decode(hb).map_err(|e| wire_error(e, frame, at, "frame header"))?;
+        if h.index != index {
+            return Err(Error::Corrupt {
+                frame,
+                offset: at,
+                what: "frame index in the header is out of sequence",
+            });
+        }
+        let id = CheckpointId::from_bytes(h.checkpoint_id);
+        if *self.id.get_or_insert(id) != id {
+            return Err(Error::Corrupt {
+                frame,
+                offset: at,
+                what: "frame belongs to a different checkpoint",
+            });
+        }
+        let style =
+            Style::from_byte(h.style).ok_or(Error::UnsupportedStyle { style: h.style, frame })?;
+        if style == Style::Lz4 {
+            self.dec
+                .decompressor
+                .as_mut()
+                .ok_or(Error::UnsupportedStyle { style: h.style, frame })?
+                .reset();
+        }
+        Ok(FrameCursor {
+            index,
+            offset: at,
+            style,
+            header_check,
+            counted: FrameFooter::default(),
+            footer: None,
+            footer_offset: 0,
+            chunk_len: 0,
+            chunk_at: 0,
+            pending_len: None,
+        })
+    }
+
+    fn check_streamed_index(&mut self, at: u64, header: &[u8]) -> Result<(), Error> {
+        let mut hb = [0u8; INDEX_HEADER_LEN];
+        hb.copy_from_slice(header.get(..INDEX_HEADER_LEN).unwrap_or(&[0; INDEX_HEADER_LEN]));
+        decode_index_header(&hb).map_err(|e| wire_error(e, None, at, "frame index"))?;
+        let mut digest = Xxh3::new();
+        digest.update(&hb);
+        for (i, seen) in self.entries.iter().enumerate() {
+            let entry_at = self.pos;
+            let mut eb = [0u8; INDEX_ENTRY_LEN];
+            read(&mut self.source, &mut self.pos, &mut eb, "frame index entry")?;
+            digest.update(&eb);
+            if eb != seen.encode() {
+                return Err(Error::Corrupt {
+                    frame: Some(i as u64),
+                    offset: entry_at,
+                    what: "index entry does not match the frame that was read",
+                });
+            }
+        }
+        let tail_at = self.pos;
+        let mut tb = [0u8; TAIL_LEN];
+        read(&mut self.source, &mut self.pos, &mut tb, "checkpoint tail")?;
+        let tail =
+            Tail::decode(&tb).map_err(|e| wire_error(e, None, tail_at, "checkpoint tail"))?;
+        let id = CheckpointId::from_bytes(tail.checkpoint_id);
+        let consistent = tail.index_offset == at
+            && tail.frame_count == self.entries.len() as u64
+            && *self.id.get_or_insert(id) == id;
+        if !consistent {
+            return Err(Error::Corrupt {
+                frame: None,
+                offset: tail_at,
+                what: "tail disagrees with the frames and index read",
+            });
+        }
+        let found = digest.digest();
+        if found != tail.index_digest {
+            return Err(Error::ChecksumMismatch {
+                frame: None,
+                offset: at,
+                what: "frame index",
+                expected: tail.index_digest,
+                found,
+            });
+        }
+        if let Ok(Some(len)) = self.source.len()
+            && len != self.pos
+        {
+            return Err(Error::Corrupt {
+                frame: None,
+                offset: self.pos,
+                what: "bytes follow the checkpoint tail",
+            });
+        }
+        Ok(())
+    }
+
+    fn start_frame(
+        &mut self,
+        frame: FrameCursor,
+        expected: Option<IndexEntry>,
+    ) -> FrameReader<'_, S> {
+        self.state = State::InFrame;
+        FrameReader { reader: self, frame, expected }
+    }
+
+    /// Ends the restore. A streaming reader checks that no frame is left unread and that
+    /// the index and tail agree with the frames read.
+    ///
+    /// # Errors
+    /// [`Error::PlanMismatch`] with [`PlanMismatch::FramesLeft`] if frames remain (streaming);
+    /// [`Error::InvalidUse`] if a frame is open; corruption, truncation or I/O errors.
+    pub fn finish(&mut self) -> Result<CheckpointSummary, Error> {
+        if self.state == State::InFrame {
+            return Err(Error::InvalidUse(Misuse::FinishInsideFrame));
+        }
+        self.usable()?;
+        if !self.indexed && self.state != State::Done {
+            match self.streaming_step() {
+                Ok(None) => {}
+                Ok(Some(_)) => {
+                    let e = Error::PlanMismatch {
+                        frame: self.next,
+                        mismatch: PlanMismatch::FramesLeft { read: self.next },
+                    };
+                    return Err(self.fail(e));
+                }
+                Err(e) => return Err(self.fail(e)),
+            }
+        }
+        let frames = self.entries.len() as u64;
+        let len = self.entries.last().map_or(0, |e| e.offset + e.frame_len)
+            + (INDEX_HEADER_LEN + TAIL_LEN) as u64
+            + frames * INDEX_ENTRY_LEN as u64;
+        Ok(CheckpointSummary { id: self.id.unwrap_or_default(), frames, len })
+    }
+}
+
+/// The position inside an open frame.
+#[derive(Debug, Clone, Copy)]
+struct FrameCursor {
+    index: u64,
+    offset: u64,
+    style: Style,
+    header_check: u64,
+    counted: FrameFooter,
+    footer: Option<FrameFooter>,
+    footer_offset: u64,
+    chunk_len: usize,
+    chunk_at: usize,
+    /// A length prefix already read whose buffer has not been restored yet.
+    pending_len: Option<u64>,
+}
+
+/// An open frame of a [`Reader`]: restore its buffers in the order they were written, then
+/// [`close`](Self::close) it.
+pub struct FrameReader<'r, S: Source> {
+    reader: &'r mut Reader<S>,
+    frame: FrameCursor,
+    expected: Option<IndexEntry>,
+}
+
+impl<S: Source> core::fmt::Debug for FrameReader<'_, S> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("FrameReader").field("frame", &self.frame).finish_non_exhaustive()
+    }
+}
+
+impl<S: Source> FrameReader<'_, S> {
+    /// The frame's index.
+    pub fn index(&self) -> u64 {
+        self.frame.index
+    }
+    /// The frame's offset from the start of the checkpoint.
+    pub fn offset(&self) -> u64 {
+        self.frame.offset
+    }
+    /// The frame's style.
+    pub fn style(&self) -> Style {
+        self.frame.style
+    }
+
+    fn guard<T>(&mut self, op: impl FnOnce(&mut Self) -> Result<T, Error>) -> Result<T, Error> {
+        if let State::Failed(first) = self.reader.state {
+            return Err(Error::Failed { first });
+        }
+        op(self).map_err(|e| self.reader.fail(e))
+    }
+
+    /// The length of the next buffer, or `None` at the end of the frame.
+    ///
+    /// # Errors
+    /// Corruption, truncation or I/O errors met while reading the length.
+    pub fn next_len(&mut self) -> Result<Option<u64>, Error> {
+        self.guard(Self::next_len_inner)
+    }
+
+    /// Restores the next buffer into `buf`, whose length must be the written length.
+    ///
+    /// # Errors
+    /// [`Error::PlanMismatch`] if `buf` has another length (nothing is written to it) or the
+    /// frame has no more buffers; corruption, truncation or I/O errors.
+    pub fn read_into(&mut self, buf: &mut [u8]) -> Result<(), Error> {
+        self.guard(|s| {
+            let Some(len) = s.next_len_inner()? else {
+                let f = &s.frame;
+                let written = f.footer.map_or(f.counted.buffer_count, |ft| ft.buffer_count);
+                return Err(s.plan(PlanMismatch::TooManyBuffers { written }));
+            };
+            if len != buf.len() as u64 {
+                let buffer = s.frame.counted.buffer_count;
+                return Err(s.plan(PlanMismatch::BufferLength {
+                    buffer,
+                    written: len,
+                    requested: buf.len() as u64,
+                }));
+            }
+            let mut done = 0;
+            while done < buf.len() {
+                let chunk = s.chunk_rest("frame ends inside a buffer")?;
+                let n = chunk.len().min(buf.len() - done);
+                if let (Some(dst), Some(src)) = (buf.get_mut(done..done + n), chunk.get(..n)) {
+                    dst.copy_from_slice(src);
+                }
+                s.frame.chunk_at += n;
+                done += n;
+            }
+            s.buffer_done(len);
+            Ok(())
+        })
+    }
+
+    /// Restores the next buffer into a new vector, or returns `None` at the end of the
+    /// frame. Memory grows with the bytes actually decoded, never with a length claimed by
+    /// damaged input.
+    ///
+    /// # Errors
+    /// Corruption, truncation or I/O errors.
+    pub fn read_to_vec(&mut self) -> Result<Option<Vec<u8>>, Error> {
+        self.guard(|s| {
+            let Some(len) = s.next_len_inner()? else { return Ok(None) };
+            let mut out = Vec::new();
+            let mut left = len;
+            while left > 0 {
+                let chunk = s.chunk_rest("frame ends inside a buffer")?;
+                let n = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                out.extend_from_slice(chunk.get(..n).unwrap_or_default());
+                s.frame.chunk_at += n;
+                left -= n as u64;
+            }
+            s.buffer_done(len);
+            Ok(Some(out))
+        })
+    }
+
+    /// Checks the frame footer (and the index entry, for indexed readers) and returns the
+    /// frame's end offset.
+    ///
+    /// # Errors
+    /// [`Error::PlanMismatch`] if buffers remain unread; corruption, truncation or I/O
+    /// errors.
+    pub fn close(mut self) -> Result<u64, Error> {
+        self.guard(Self::close_inner)
+    }
+
+    fn close_inner(&mut self) -> Result<u64, Error> {
+        let restored = self.frame.counted.buffer_count;
+        let left = PlanMismatch::BuffersLeft { restored };
+        if self.frame.pending_len.is_some() || self.frame.chunk_at < self.frame.chunk_len {
+            return Err(self.plan(left));
+        }
+        if self.frame.footer.is_none() && self.load_chunk()? {
+            return Err(self.plan(left));
+        }
+        let f = self.frame;
+        let footer = f.footer.unwrap_or_default();
+        let frame = Some(f.index);
+        if footer.chunks_digest != f.counted.chunks_digest {
+            return Err(Error::ChecksumMismatch {
+                frame,
+                offset: f.footer_offset,
+                what: "digest of chunk checksums",
+                expected: footer.chunks_digest,
+                found: f.counted.chunks_digest,
+            });
+        }
+        if footer != f.counted {
+            return Err(Error::Corrupt {
+                frame,
+                offset: f.footer_offset,
+                what: "frame footer disagrees with the frame's chunks",
+            });
+        }
+        let end = self.reader.pos;
+        let entry = IndexEntry {
+            offset: f.offset,
+            frame_len: end - f.offset,
+            buffer_count: footer.buffer_count,
+            user_bytes: footer.user_bytes,
+            style: f.style.to_byte(),
+        };
+        match self.expected {
+            Some(expected) if expected != entry => {
+                return Err(Error::Corrupt {
+                    frame,
+                    offset: f.footer_offset,
+                    what: "frame disagrees with its index entry",
+                });
+            }
+            Some(_) => {}
+            None => self.reader.entries.push(entry),
+        }
+        self.reader.next = f.index + 1;
+        self.reader.state = State::Ready;
+        Ok(end)
+    }
+
+    fn plan(&self, mismatch: PlanMismatch) -> Error {
+        Error::PlanMismatch { frame: self.frame.index, mismatch }
+    }
+
+    fn buffer_done(&mut self, len: u64) {
+        self.frame.pending_len = None;
+        self.frame.counted.buffer_count += 1;
+        self.frame.counted.user_bytes += len;
+    }
+
+    fn next_len_inner(&mut self) -> Result<Option<u64>, Error> {
+        if let Some(len) = self.frame.pending_len {
+            return Ok(Some(len));
+        }
+        if self.frame.footer.is_some() {
+            return Ok(None);
+        }
+        if self.frame.chunk_at == self.frame.chunk_len && !self.load_chunk()? {
+            return Ok(None);
+        }
+        let mut prefix = [0u8; LENGTH_PREFIX_LEN];
+        let mut done = 0;
+        while done < LENGTH_PREFIX_LEN {
+            let chunk = self.chunk_rest("frame ends inside a buffer length")?;
+            let n = chunk.len().min(LENGTH_PREFIX_LEN - done);
+            if let (Some(dst), Some(src)) = (prefix.get_mut(done..done + n), chunk.get(..n)) {
+                dst.copy_from_slice(src);
+            }
+            self.frame.chunk_at += n;
+            done += n;
+        }
+        let len = u64::from_le_bytes(prefix);
+        self.frame.pending_len = Some(len);
+        Ok(Some(len))
+    }
+
+    /// The unread bytes of the current chunk, loading the next chunk if it is used up.
+    fn chunk_rest(&mut self, at_footer: &'static str) -> Result<&[u8], Error> {
+        if self.frame.chunk_at == self.frame.chunk_len && !self.load_chunk()? {
+            return Err(Error::Corrupt {
+                frame: Some(self.frame.index),
+                offset: self.frame.footer_offset,
+                what: at_footer,
+            });
+        }
+        let data = match self.frame.style {
+            Style::Raw => self.reader.dec.raw.as_slice(),
+            Style::Lz4 => self.reader.dec.decompressor.as_ref().map_or(&[][..], |d| d.output()),
+        };
+        Ok(data.get(self.frame.chunk_at..self.frame.chunk_len).unwrap_or_default())
+    }
+
+    /// Reads the next chunk (checked against its checksum) or the footer. Returns `false`
+    /// when the footer was reached.
+    fn load_chunk(&mut self) -> Result<bool, Error> {
+        let Reader { source, pos, dec, .. } = &mut *self.reader;
+        let f = &mut self.frame;
+        let frame = Some(f.index);
+        let at = *pos;
+        let mut fb = [0u8; FRAME_FOOTER_LEN];
+        let (head, rest) = fb.split_at_mut(CHUNK_HEADER_LEN);
+        read(source, pos, head, "chunk header or frame footer")?;
+        if head.starts_with(&FOOTER_MAGIC) {
+            read(source, pos, rest, "frame footer")?;
+            f.footer = Some(
+                FrameFooter::decode(&fb, f.header_check)
+                    .map_err(|e| wire_error(e, frame, at, "frame footer"))?,
+            );
+            f.footer_offset = at;
+            f.chunk_len = 0;
+            f.chunk_at = 0;
+            return Ok(false);
+        }
+        let mut hb = [0u8; CHUNK_HEADER_LEN];
+        hb.copy_from_slice(head);
+        let h = ChunkHeader::decode(&hb).map_err(|e| wire_error(e, frame, at, "chunk header"))?;
+        let logical = h.logical_len as usize;
+        let stored = h.stored_len as usize;
+        let stored_ok = match f.style {
+            Style::Raw => stored == logical,
+            Style::Lz4 => stored > 0 && stored <= lz4_bound(logical),
+        };
+        if !stored_ok {
+            return Err(Error::Corrupt {
+                frame,
+                offset: at,
+                what: "stored chunk length is impossible for the frame's style",
+            });
+        }
+        let data: &[u8] = match f.style {
+            Style::Raw => {
+                let buf = dec.raw.get_mut(..logical).unwrap_or_default();
+                read(source, pos, buf, "chunk data")?;
+                buf
+            }
+            Style::Lz4 => {
+                let d = dec
+                    .decompressor
+                    .as_mut()
+                    .ok_or(Error::UnsupportedStyle { style: f.style.to_byte(), frame })?;
+                let bytes = match source.read_borrowed(stored) {
+                    Some(Ok(b)) => {
+                        *pos += stored as u64;
+                        b
+                    }
+                    Some(Err(e)) if e.kind() == IoErrorKind::UnexpectedEof => {
+                        return Err(Error::Truncated { offset: *pos, what: "chunk data" });
+                    }
+                    Some(Err(error)) => return Err(Error::Io { offset: *pos, error }),
+                    None => {
+                        let buf = dec.stored.get_mut(..stored).unwrap_or_default();
+                        read(source, pos, buf, "chunk data")?;
+                        buf
+                    }
+                };
+                d.decompress_linked(bytes, logical).map_err(|_| Error::Corrupt {
+                    frame,
+                    offset: at,
+                    what: "LZ4 chunk does not decode to its logical length",
+                })?;
+                d.output()
+            }
+        };
+        let found = checksum(data);
+        if found != h.checksum {
+            return Err(Error::ChecksumMismatch {
+                frame,
+                offset: at,
+                what: "chunk",
+                expected: h.checksum,
+                found,
+            });
+        }
+        f.counted.chunk_count += 1;
+        f.counted.chunk_bytes += (CHUNK_HEADER_LEN + stored) as u64;
+        f.counted.chunks_digest = chain_digest(f.counted.chunks_digest, h.checksum);
+        f.chunk_len = logical;
+        f.chunk_at = 0;
+        Ok(true)
+    }
+}

@@ -1,0 +1,369 @@
+//! Byte layout of every structure in a checkpoint (see `docs/format.md`).
+//!
+//! All integers are little-endian. Encoders write into fixed-size arrays; decoders take
+//! fixed-size arrays, so no slice indexing can go out of bounds. Decoders only check what a
+//! structure says about itself (magic, reserved fields, its own check value); callers check
+//! what the structure says against its surroundings.
+#![deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+
+use crate::checksum::{checksum, checksum_seeded};
+
+/// Format version written by this crate and the only one it reads.
+pub const FORMAT_VERSION: u16 = 1;
+/// Largest number of logical bytes in one chunk.
+pub const CHUNK_MAX: usize = 64 * 1024;
+
+pub const FRAME_MAGIC: [u8; 4] = *b"CKFR";
+pub const FOOTER_MAGIC: [u8; 4] = *b"CKFE";
+pub const INDEX_MAGIC: [u8; 4] = *b"CKIX";
+pub const TAIL_MAGIC: [u8; 8] = *b"CKPTEND1";
+
+pub const FRAME_HEADER_LEN: usize = 40;
+pub const CHUNK_HEADER_LEN: usize = 16;
+pub const FRAME_FOOTER_LEN: usize = 56;
+pub const INDEX_HEADER_LEN: usize = 8;
+pub const INDEX_ENTRY_LEN: usize = 40;
+pub const TAIL_LEN: usize = 64;
+/// Bytes a buffer's length prefix takes in a frame's logical stream.
+pub const LENGTH_PREFIX_LEN: usize = 8;
+
+/// What went wrong decoding one structure; the caller adds frame and offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireError {
+    BadMagic,
+    BadVersion(u16),
+    NonZeroReserved,
+    BadCheck { expected: u64, found: u64 },
+    BadChunkLength,
+}
+
+/// A little cursor over a fixed array: reads never exceed the array because every
+/// structure's field offsets are constants that sum to its length (checked in tests).
+struct Fields<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Fields<'a> {
+    fn take<const N: usize>(&mut self) -> [u8; N] {
+        let mut out = [0u8; N];
+        if let Some((head, rest)) = self.bytes.split_at_checked(N) {
+            out.copy_from_slice(head);
+            self.bytes = rest;
+        }
+        out
+    }
+    fn u16(&mut self) -> u16 {
+        u16::from_le_bytes(self.take())
+    }
+    fn u32(&mut self) -> u32 {
+        u32::from_le_bytes(self.take())
+    }
+    fn u64(&mut self) -> u64 {
+        u64::from_le_bytes(self.take())
+    }
+}
+
+struct Out<'a> {
+    bytes: &'a mut [u8],
+    at: usize,
+}
+
+impl Out<'_> {
+    fn put(&mut self, src: &[u8]) {
+        if let Some(dst) = self.bytes.get_mut(self.at..self.at + src.len()) {
+            dst.copy_from_slice(src);
+        }
+        self.at += src.len();
+    }
+    fn u16(&mut self, v: u16) {
+        self.put(&v.to_le_bytes());
+    }
+    fn u32(&mut self, v: u32) {
+        self.put(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.put(&v.to_le_bytes());
+    }
+}
+
+/// Frame header: opens every frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHeader {
+    pub style: u8,
+    pub index: u64,
+    pub checkpoint_id: [u8; 16],
+}
+
+impl FrameHeader {
+    /// The check value: XXH3-64 of the first 32 bytes.
+    pub fn encode(&self) -> ([u8; FRAME_HEADER_LEN], u64) {
+        let mut b = [0u8; FRAME_HEADER_LEN];
+        let mut o = Out { bytes: &mut b, at: 0 };
+        o.put(&FRAME_MAGIC);
+        o.u16(FORMAT_VERSION);
+        o.put(&[self.style, 0]);
+        o.u64(self.index);
+        o.put(&self.checkpoint_id);
+        let check = checksum(b.get(..32).unwrap_or_default());
+        if let Some(dst) = b.get_mut(32..) {
+            dst.copy_from_slice(&check.to_le_bytes());
+        }
+        (b, check)
+    }
+
+    /// Returns the header and its check value.
+    pub fn decode(b: &[u8; FRAME_HEADER_LEN]) -> Result<(Self, u64), WireError> {
+        let mut f = Fields { bytes: b };
+        if f.take::<4>() != FRAME_MAGIC {
+            return Err(WireError::BadMagic);
+        }
+        let version = f.u16();
+        let [style, flags] = f.take::<2>();
+        let index = f.u64();
+        let checkpoint_id = f.take::<16>();
+        let stored_check = f.u64();
+        let check = checksum(b.get(..32).unwrap_or_default());
+        if stored_check != check {
+            return Err(WireError::BadCheck { expected: stored_check, found: check });
+        }
+        if version != FORMAT_VERSION {
+            return Err(WireError::BadVersion(version));
+        }
+        if flags != 0 {
+            return Err(WireError::NonZeroReserved);
+        }
+        Ok((Self { style, index, checkpoint_id }, check))
+    }
+}
+
+/// Chunk header: precedes every chunk's stored bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkHeader {
+    pub logical_len: u32,
+    pub stored_len: u32,
+    pub checksum: u64,
+}
+
+impl ChunkHeader {
+    pub fn encode(&self) -> [u8; CHUNK_HEADER_LEN] {
+        let mut b = [0u8; CHUNK_HEADER_LEN];
+        let mut o = Out { bytes: &mut b, at: 0 };
+        o.u32(self.logical_len);
+        o.u32(self.stored_len);
+        o.u64(self.checksum);
+        b
+    }
+
+    /// Checks only the length rule shared by all styles (1..=64 KiB logical bytes); the
+    /// style decides what stored length is acceptable.
+    pub fn decode(b: &[u8; CHUNK_HEADER_LEN]) -> Result<Self, WireError> {
+        let mut f = Fields { bytes: b };
+        let h = Self { logical_len: f.u32(), stored_len: f.u32(), checksum: f.u64() };
+        if h.logical_len == 0 || h.logical_len as usize > CHUNK_MAX {
+            return Err(WireError::BadChunkLength);
+        }
+        Ok(h)
+    }
+}
+
+/// Frame footer: closes every frame and sums it up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FrameFooter {
+    pub buffer_count: u64,
+    pub user_bytes: u64,
+    pub chunk_count: u64,
+    pub chunk_bytes: u64,
+    pub chunks_digest: u64,
+}
+
+impl FrameFooter {
+    /// `header_check` binds the footer to its own frame's header.
+    pub fn encode(&self, header_check: u64) -> [u8; FRAME_FOOTER_LEN] {
+        let mut b = [0u8; FRAME_FOOTER_LEN];
+        let mut o = Out { bytes: &mut b, at: 0 };
+        o.put(&FOOTER_MAGIC);
+        o.u32(0);
+        o.u64(self.buffer_count);
+        o.u64(self.user_bytes);
+        o.u64(self.chunk_count);
+        o.u64(self.chunk_bytes);
+        o.u64(self.chunks_digest);
+        let check = checksum_seeded(b.get(..48).unwrap_or_default(), header_check);
+        if let Some(dst) = b.get_mut(48..) {
+            dst.copy_from_slice(&check.to_le_bytes());
+        }
+        b
+    }
+
+    pub fn decode(b: &[u8; FRAME_FOOTER_LEN], header_check: u64) -> Result<Self, WireError> {
+        let mut f = Fields { bytes: b };
+        if f.take::<4>() != FOOTER_MAGIC {
+            return Err(WireError::BadMagic);
+        }
+        let reserved = f.u32();
+        let footer = Self {
+            buffer_count: f.u64(),
+            user_bytes: f.u64(),
+            chunk_count: f.u64(),
+            chunk_bytes: f.u64(),
+            chunks_digest: f.u64(),
+        };
+        let stored_check = f.u64();
+        let check = checksum_seeded(b.get(..48).unwrap_or_default(), header_check);
+        if stored_check != check {
+            return Err(WireError::BadCheck { expected: stored_check, found: check });
+        }
+        if reserved != 0 {
+            return Err(WireError::NonZeroReserved);
+        }
+        Ok(footer)
+    }
+}
+
+/// One entry of the frame index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub offset: u64,
+    pub frame_len: u64,
+    pub buffer_count: u64,
+    pub user_bytes: u64,
+    pub style: u8,
+}
+
+impl IndexEntry {
+    pub fn encode(&self) -> [u8; INDEX_ENTRY_LEN] {
+        let mut b = [0u8; INDEX_ENTRY_LEN];
+        let mut o = Out { bytes: &mut b, at: 0 };
+        o.u64(self.offset);
+        o.u64(self.frame_len);
+        o.u64(self.buffer_count);
+        o.u64(self.user_bytes);
+        o.put(&[self.style, 0, 0, 0, 0, 0, 0, 0]);
+        b
+    }
+
+    pub fn decode(b: &[u8; INDEX_ENTRY_LEN]) -> Result<Self, WireError> {
+        let mut f = Fields { bytes: b };
+        let offset = f.u64();
+        let frame_len = f.u64();
+        let buffer_count = f.u64();
+        let user_bytes = f.u64();
+        let [style, r0, r1, r2, r3, r4, r5, r6] = f.take::<8>();
+        if [r0, r1, r2, r3, r4, r5, r6] != [0; 7] {
+            return Err(WireError::NonZeroReserved);
+        }
+        Ok(Self { offset, frame_len, buffer_count, user_bytes, style })
+    }
+}
+
+pub fn encode_index_header() -> [u8; INDEX_HEADER_LEN] {
+    let mut b = [0u8; INDEX_HEADER_LEN];
+    let mut o = Out { bytes: &mut b, at: 0 };
+    o.put(&INDEX_MAGIC);
+    o.u32(0);
+    b
+}
+
+pub fn decode_index_header(b: &[u8; INDEX_HEADER_LEN]) -> Result<(), WireError> {
+    let mut f = Fields { bytes: b };
+    if f.take::<4>() != INDEX_MAGIC {
+        return Err(WireError::BadMagic);
+    }
+    if f.u32() != 0 {
+        return Err(WireError::NonZeroReserved);
+    }
+    Ok(())
+}
+
+/// The fixed-size tail that ends every checkpoint and is found from the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tail {
+    pub index_offset: u64,
+    pub frame_count: u64,
+    pub checkpoint_id: [u8; 16],
+    pub index_digest: u64,
+}
+
+impl Tail {
+    pub fn encode(&self) -> [u8; TAIL_LEN] {
+        let mut b = [0u8; TAIL_LEN];
+        let mut o = Out { bytes: &mut b, at: 0 };
+        o.u64(self.index_offset);
+        o.u64(self.frame_count);
+        o.put(&self.checkpoint_id);
+        o.u64(self.index_digest);
+        o.u16(FORMAT_VERSION);
+        o.u16(0);
+        o.u32(0);
+        let check = checksum(b.get(..48).unwrap_or_default());
+        let mut o = Out { bytes: &mut b, at: 48 };
+        o.u64(check);
+        o.put(&TAIL_MAGIC);
+        b
+    }
+
+    pub fn decode(b: &[u8; TAIL_LEN]) -> Result<Self, WireError> {
+        let mut f = Fields { bytes: b };
+        let tail = Self {
+            index_offset: f.u64(),
+            frame_count: f.u64(),
+            checkpoint_id: f.take::<16>(),
+            index_digest: f.u64(),
+        };
+        let version = f.u16();
+        let flags = f.u16();
+        let reserved = f.u32();
+        let stored_check = f.u64();
+        if f.take::<8>() != TAIL_MAGIC {
+            return Err(WireError::BadMagic);
+        }
+        let check = checksum(b.get(..48).unwrap_or_default());
+        if stored_check != check {
+            return Err(WireError::BadCheck { expected: stored_check, found: check });
+        }
+        if version != FORMAT_VERSION {
+            return Err(WireError::BadVersion(version));
+        }
+        if flags != 0 || reserved != 0 {
+            return Err(WireError::NonZeroReserved);
+        }
+        Ok(tail)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_structure_round_trips() {
+        let id = [7u8; 16];
+        let h = FrameHeader { style: 1, index: 9, checkpoint_id: id };
+        let (hb, hc) = h.encode();
+        assert_eq!(FrameHeader::decode(&hb), Ok((h, hc)));
+        let c = ChunkHeader { logical_len: 65536, stored_len: 100, checksum: 42 };
+        assert_eq!(ChunkHeader::decode(&c.encode()), Ok(c));
+        let ft = FrameFooter {
+            buffer_count: 1,
+            user_bytes: 2,
+            chunk_count: 3,
+            chunk_bytes: 4,
+            chunks_digest: 5,
+        };
+        assert_eq!(FrameFooter::decode(&ft.encode(hc), hc), Ok(ft));
+        assert!(FrameFooter::decode(&ft.encode(hc), hc ^ 1).is_err(), "footer bound to header");
+        let e = IndexEntry { offset: 1, frame_len: 2, buffer_count: 3, user_bytes: 4, style: 1 };
+        assert_eq!(IndexEntry::decode(&e.encode()), Ok(e));
+        let t = Tail { index_offset: 1, frame_count: 2, checkpoint_id: id, index_digest: 3 };
+        assert_eq!(Tail::decode(&t.encode()), Ok(t));
+        assert_eq!(decode_index_header(&encode_index_header()), Ok(()));
+    }
+
+    #[test]
+    fn chunk_lengths_outside_one_to_64k_are_rejected() {
+        for bad in [0u32, 65537, u32::MAX] {
+            let c = ChunkHeader { logical_len: bad, stored_len: 1, checksum: 0 };
+            assert_eq!(ChunkHeader::decode(&c.encode()), Err(WireError::BadChunkLength));
+        }
+    }
+}

@@ -1,0 +1,476 @@
+//! Writing a checkpoint: [`Writer`] and the per-frame [`FrameWriter`].
+
+use crate::checksum::{chain_digest, checksum};
+use crate::chunker::{Chunker, Step};
+use crate::codec::{ChunkCompressor, Style, default_compressor, lz4_bound};
+use crate::error::{Error, ErrorKind, Misuse};
+use crate::id::CheckpointId;
+use crate::io::Sink;
+use crate::wire::{
+    CHUNK_HEADER_LEN, CHUNK_MAX, ChunkHeader, FrameFooter, FrameHeader, INDEX_ENTRY_LEN,
+    IndexEntry, LENGTH_PREFIX_LEN, Tail, encode_index_header,
+};
+use alloc::boxed::Box;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::marker::PhantomData;
+
+/// What a finished checkpoint holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointSummary {
+    /// The checkpoint's identity.
+    pub id: CheckpointId,
+    /// Number of frames.
+    pub frames: u64,
+    /// Total length in bytes, index and tail included.
+    pub len: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Ready,
+    InFrame,
+    Finished,
+    Failed(ErrorKind),
+}
+
+/// Two 64 KiB halves, each followed by a gap byte so that they are never contiguous with
+/// each other (liblz4 would otherwise treat them as one prefix; see `ChunkCompressor`).
+struct Staging {
+    mem: Box<[u8]>,
+    half: usize,
+    len: usize,
+}
+
+const HALF_STRIDE: usize = CHUNK_MAX + 1;
+
+impl Staging {
+    fn new() -> Self {
+        Self { mem: vec![0u8; 2 * HALF_STRIDE].into_boxed_slice(), half: 0, len: 0 }
+    }
+    fn current(&self) -> &[u8] {
+        let start = self.half * HALF_STRIDE;
+        self.mem.get(start..start + self.len).unwrap_or_default()
+    }
+    fn push(&mut self, bytes: &[u8]) {
+        let start = self.half * HALF_STRIDE + self.len;
+        if let Some(dst) = self.mem.get_mut(start..start + bytes.len()) {
+            dst.copy_from_slice(bytes);
+            self.len += bytes.len();
+        }
+    }
+    fn flip(&mut self) {
+        self.half ^= 1;
+        self.len = 0;
+    }
+}
+
+/// Everything a frame's encoding needs besides the sink, reused from frame to frame so
+/// the hot path does not allocate.
+struct Encoder {
+    staging: Staging,
+    chunker: Chunker,
+    scratch: Vec<u8>,
+    compressor: Option<Box<dyn ChunkCompressor>>,
+}
+
+/// Counters of the open frame, which become its footer and index entry.
+#[derive(Debug, Clone, Copy)]
+struct OpenFrame {
+    style: Style,
+    index: u64,
+    offset: u64,
+    header_check: u64,
+    footer: FrameFooter,
+}
+
+/// Writes a checkpoint: a sequence of frames, then the frame index and the tail.
+///
+/// # Examples
+/// ```
+/// use ckpt_frame_core::{CheckpointId, Reader, SliceSource, Style, VecSink, Writer};
+///
+/// let weights = vec![7u8; 100_000];
+/// let names = b"layer0".to_vec();
+/// let mut w = Writer::new(VecSink::new(), CheckpointId::from_bytes([1; 16]));
+/// let mut frame = w.open_frame(Style::Lz4)?;
+/// assert_eq!(frame.offset(), 0);
+/// frame.add(&names)?;
+/// frame.add(&weights)?;
+/// let end = frame.close()?;
+/// let summary = w.finish()?;
+/// assert_eq!(summary.frames, 1);
+/// let bytes = w.into_sink().into_inner();
+/// assert!(end < 1000, "100 kB of one byte compresses well");
+///
+/// let mut r = Reader::new(SliceSource::new(&bytes));
+/// let mut f = r.next_frame()?.expect("one frame");
+/// let mut names_back = vec![0u8; names.len()];
+/// let mut weights_back = vec![0u8; weights.len()];
+/// f.read_into(&mut names_back)?;
+/// f.read_into(&mut weights_back)?;
+/// f.close()?;
+/// r.finish()?;
+/// assert_eq!((names_back, weights_back), (names, weights));
+/// # Ok::<(), ckpt_frame_core::Error>(())
+/// ```
+///
+/// A buffer stays borrowed until its frame closes, so it cannot change under the
+/// compressor:
+/// ```compile_fail
+/// use ckpt_frame_core::{CheckpointId, Style, VecSink, Writer};
+/// let mut data = vec![1u8; 10];
+/// let mut w = Writer::new(VecSink::new(), CheckpointId::from_bytes([0; 16]));
+/// let mut frame = w.open_frame(Style::Lz4).unwrap();
+/// frame.add(&data).unwrap();
+/// data[0] = 2; // error: `data` is borrowed by the open frame
+/// frame.close().unwrap();
+/// ```
+pub struct Writer<S: Sink> {
+    sink: S,
+    id: CheckpointId,
+    pos: u64,
+    index: Vec<IndexEntry>,
+    state: State,
+    enc: Encoder,
+}
+
+impl<S: Sink> core::fmt::Debug for Writer<S> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Writer")
+            .field("id", &self.id)
+            .field("pos", &self.pos)
+            .field("frames", &self.index.len())
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Sink> Writer<S> {
+    /// A writer over `sink` using this build's LZ4 codec (if the `lz4` feature is on).
+    pub fn new(sink: S, id: CheckpointId) -> Self {
+        Self::with_codecs(sink, id, default_compressor())
+    }
+
+    /// A writer whose [`Style::Lz4`] frames use `compressor` (`None`: LZ4 unsupported).
+    pub fn with_codecs(
+        sink: S,
+        id: CheckpointId,
+        compressor: Option<Box<dyn ChunkCompressor>>,
+    ) -> Self {
+        Self {
+            sink,
+            id,
+            pos: 0,
+            index: Vec::new(),
+            state: State::Ready,
+            enc: Encoder {
+                staging: Staging::new(),
+                chunker: Chunker::default(),
+                scratch: vec![0u8; CHUNK_HEADER_LEN + lz4_bound(CHUNK_MAX)],
+                compressor,
+            },
+        }
+    }
+
+    /// The checkpoint's identity.
+    pub fn id(&self) -> CheckpointId {
+        self.id
+    }
+
+    /// Bytes written so far: the offset the next frame will get.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// The sink, for inspection.
+    pub fn sink(&self) -> &S {
+        &self.sink
+    }
+
+    /// Gives back the sink (whatever state the checkpoint is in).
+    pub fn into_sink(self) -> S {
+        self.sink
+    }
+
+    fn usable(&self) -> Result<(), Error> {
+        match self.state {
+            State::Ready => Ok(()),
+            State::InFrame => Err(Error::InvalidUse(Misuse::FrameAlreadyOpen)),
+            State::Finished => Err(Error::InvalidUse(Misuse::AlreadyFinished)),
+            State::Failed(first) => Err(Error::Failed { first }),
+        }
+    }
+
+    fn fail(&mut self, e: Error) -> Error {
+        if !matches!(e, Error::InvalidUse(_) | Error::Failed { .. }) {
+            self.state = State::Failed(e.kind());
+        }
+        e
+    }
+
+    /// Opens the next frame. The frame's buffers stay borrowed until
+    /// [`FrameWriter::close`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidUse`] if a frame is still open (an earlier [`FrameWriter`] was dropped
+    /// without closing) or the checkpoint is finished; [`Error::UnsupportedStyle`] if this
+    /// writer has no codec for `style`; [`Error::Io`] if the header cannot be written.
+    pub fn open_frame<'buf>(&mut self, style: Style) -> Result<FrameWriter<'_, 'buf, S>, Error> {
+        self.usable()?;
+        if style == Style::Lz4 {
+            match self.enc.compressor.as_mut() {
+                // A reset at every frame start also drops any history left by a frame that
+                // was abandoned, so stale pointers into its buffers are never followed.
+                Some(c) => c.reset(),
+                None => {
+                    return Err(Error::UnsupportedStyle { style: style.to_byte(), frame: None });
+                }
+            }
+        }
+        let index = self.index.len() as u64;
+        let (header, header_check) =
+            FrameHeader { style: style.to_byte(), index, checkpoint_id: self.id.to_bytes() }
+                .encode();
+        let offset = self.pos;
+        if let Err(e) = write(&mut self.sink, &mut self.pos, &header) {
+            return Err(self.fail(e));
+        }
+        self.enc.chunker.reset();
+        self.enc.staging.len = 0;
+        self.state = State::InFrame;
+        Ok(FrameWriter {
+            writer: self,
+            frame: OpenFrame { style, index, offset, header_check, footer: FrameFooter::default() },
+            _buffers: PhantomData,
+        })
+    }
+
+    /// Writes the frame index and the tail, then flushes the sink. The checkpoint is
+    /// complete (and readable from its end) only after this.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUse`] if a frame is open or the checkpoint is already finished;
+    /// [`Error::Io`] from the sink.
+    pub fn finish(&mut self) -> Result<CheckpointSummary, Error> {
+        if self.state == State::InFrame {
+            return Err(Error::InvalidUse(Misuse::FinishInsideFrame));
+        }
+        self.usable()?;
+        let result = self.write_index();
+        match result {
+            Ok(summary) => {
+                self.state = State::Finished;
+                Ok(summary)
+            }
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    fn write_index(&mut self) -> Result<CheckpointSummary, Error> {
+        let index_offset = self.pos;
+        let mut index = Vec::with_capacity(8 + self.index.len() * INDEX_ENTRY_LEN);
+        index.extend_from_slice(&encode_index_header());
+        for e in &self.index {
+            index.extend_from_slice(&e.encode());
+        }
+        let tail = Tail {
+            index_offset,
+            frame_count: self.index.len() as u64,
+            checkpoint_id: self.id.to_bytes(),
+            index_digest: checksum(&index),
+        };
+        write(&mut self.sink, &mut self.pos, &index)?;
+        write(&mut self.sink, &mut self.pos, &tail.encode())?;
+        self.sink.flush().map_err(|error| Error::Io { offset: self.pos, error })?;
+        Ok(CheckpointSummary { id: self.id, frames: tail.frame_count, len: self.pos })
+    }
+}
+
+fn write<S: Sink>(sink: &mut S, pos: &mut u64, bytes: &[u8]) -> Result<(), Error> {
+    sink.write_all(bytes).map_err(|error| Error::Io { offset: *pos, error })?;
+    *pos += bytes.len() as u64;
+    Ok(())
+}
+
+/// An open frame of a [`Writer`]. Buffers added live at least as long as this value.
+///
+/// Dropping it without [`close`](Self::close) abandons the frame: the writer then refuses
+/// further frames and `finish` with [`Error::InvalidUse`].
+pub struct FrameWriter<'w, 'buf, S: Sink> {
+    writer: &'w mut Writer<S>,
+    frame: OpenFrame,
+    _buffers: PhantomData<&'buf [u8]>,
+}
+
+impl<S: Sink> core::fmt::Debug for FrameWriter<'_, '_, S> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("FrameWriter").field("frame", &self.frame).finish_non_exhaustive()
+    }
+}
+
+impl<'buf, S: Sink> FrameWriter<'_, 'buf, S> {
+    /// The frame's offset from the start of the checkpoint.
+    pub fn offset(&self) -> u64 {
+        self.frame.offset
+    }
+
+    /// The frame's index in the checkpoint.
+    pub fn index(&self) -> u64 {
+        self.frame.index
+    }
+
+    /// Adds one buffer (any length, 0 included). Bytes may stay referenced by the
+    /// compressor until the frame closes, which the `'buf` borrow enforces.
+    ///
+    /// # Errors
+    /// [`Error::Io`] or [`Error::Codec`]; after either, the writer is failed. If the
+    /// writer already failed, [`Error::Failed`].
+    pub fn add(&mut self, buf: &'buf [u8]) -> Result<(), Error> {
+        if let State::Failed(first) = self.writer.state {
+            return Err(Error::Failed { first });
+        }
+        let result = self.add_inner(buf);
+        result.map_err(|e| self.writer.fail(e))
+    }
+
+    fn add_inner(&mut self, buf: &'buf [u8]) -> Result<(), Error> {
+        let prefix = (buf.len() as u64).to_le_bytes();
+        let Writer { sink, pos, enc, .. } = &mut *self.writer;
+        let Encoder { staging, chunker, scratch, compressor } = enc;
+        let frame = &mut self.frame;
+        let mut emit = |s: Step, piece: &[u8]| -> Result<(), Error> {
+            match s {
+                Step::Gather { from, len } => {
+                    staging.push(piece.get(from..from + len).unwrap_or_default());
+                    Ok(())
+                }
+                Step::EmitStaged { .. } => {
+                    // SAFETY (of the compressor contract): this half is not written again
+                    // until the other half or a direct chunk has been compressed after it.
+                    emit_chunk(sink, pos, scratch, compressor, frame, staging.current())?;
+                    staging.flip();
+                    Ok(())
+                }
+                Step::EmitDirect { from, len } => {
+                    // SAFETY (of the compressor contract): `buf` is borrowed for 'buf, which
+                    // outlives this frame, and is immutable.
+                    emit_chunk(
+                        sink,
+                        pos,
+                        scratch,
+                        compressor,
+                        frame,
+                        buf.get(from..from + len).unwrap_or_default(),
+                    )
+                }
+            }
+        };
+        chunker.gather(LENGTH_PREFIX_LEN, |s| emit(s, &prefix))?;
+        chunker.buffer(buf.len(), |s| emit(s, buf))?;
+        frame.footer.buffer_count += 1;
+        frame.footer.user_bytes += buf.len() as u64;
+        Ok(())
+    }
+
+    /// Adds several buffers in order.
+    ///
+    /// # Errors
+    /// As [`add`](Self::add).
+    pub fn add_all<I: IntoIterator<Item = &'buf [u8]>>(&mut self, bufs: I) -> Result<(), Error> {
+        bufs.into_iter().try_for_each(|b| self.add(b))
+    }
+
+    /// Closes the frame and returns its end offset (one past its last byte), which is where
+    /// the next frame will start.
+    ///
+    /// # Errors
+    /// [`Error::Io`] or [`Error::Codec`]; after either, the writer is failed.
+    pub fn close(mut self) -> Result<u64, Error> {
+        if let State::Failed(first) = self.writer.state {
+            return Err(Error::Failed { first });
+        }
+        let result = self.close_inner();
+        result.map_err(|e| self.writer.fail(e))
+    }
+
+    fn close_inner(&mut self) -> Result<u64, Error> {
+        let Writer { sink, pos, enc, index, state, .. } = &mut *self.writer;
+        let Encoder { staging, chunker, scratch, compressor } = enc;
+        let frame = &mut self.frame;
+        chunker.flush(|_| {
+            emit_chunk(sink, pos, scratch, compressor, frame, staging.current())?;
+            staging.flip();
+            Ok::<(), Error>(())
+        })?;
+        write(sink, pos, &frame.footer.encode(frame.header_check))?;
+        index.push(IndexEntry {
+            offset: frame.offset,
+            frame_len: *pos - frame.offset,
+            buffer_count: frame.footer.buffer_count,
+            user_bytes: frame.footer.user_bytes,
+            style: frame.style.to_byte(),
+        });
+        *state = State::Ready;
+        Ok(*pos)
+    }
+}
+
+fn emit_chunk<S: Sink>(
+    sink: &mut S,
+    pos: &mut u64,
+    scratch: &mut [u8],
+    compressor: &mut Option<Box<dyn ChunkCompressor>>,
+    frame: &mut OpenFrame,
+    chunk: &[u8],
+) -> Result<(), Error> {
+    let chunk_offset = *pos;
+    let logical_len = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
+    let sum = checksum(chunk);
+    let stored_len = match frame.style {
+        Style::Raw => {
+            let header = ChunkHeader { logical_len, stored_len: logical_len, checksum: sum };
+            write(sink, pos, &header.encode())?;
+            write(sink, pos, chunk)?;
+            chunk.len()
+        }
+        Style::Lz4 => {
+            let compressor = compressor.as_mut().ok_or(Error::UnsupportedStyle {
+                style: frame.style.to_byte(),
+                frame: Some(frame.index),
+            })?;
+            let max = CHUNK_HEADER_LEN + lz4_bound(chunk.len());
+            let codec_err =
+                |error| Error::Codec { frame: frame.index, offset: chunk_offset, error };
+            // Compress straight into the sink's memory when it lends some.
+            let lent = sink.reserve(max);
+            let lent_used = lent.is_some();
+            let out: &mut [u8] = match lent {
+                Some(mem) => mem,
+                None => scratch.get_mut(..max).unwrap_or_default(),
+            };
+            let (head, body) = out.split_at_mut(CHUNK_HEADER_LEN.min(out.len()));
+            // SAFETY: the caller passes chunks that satisfy `compress_linked`'s contract:
+            // caller buffers borrowed until frame close, or staging halves rewritten only
+            // after the compressor has moved past them; the compressor was reset at frame open.
+            let n = unsafe { compressor.compress_linked(chunk, body) }.map_err(codec_err)?;
+            let stored = u32::try_from(n).unwrap_or(u32::MAX);
+            head.copy_from_slice(
+                &ChunkHeader { logical_len, stored_len: stored, checksum: sum }.encode(),
+            );
+            if lent_used {
+                sink.commit(CHUNK_HEADER_LEN + n)
+                    .map_err(|error| Error::Io { offset: *pos, error })?;
+                *pos += (CHUNK_HEADER_LEN + n) as u64;
+            } else {
+                write(sink, pos, scratch.get(..CHUNK_HEADER_LEN + n).unwrap_or_default())?;
+            }
+            n
+        }
+    };
+    let f = &mut frame.footer;
+    f.chunk_count += 1;
+    f.chunk_bytes += (CHUNK_HEADER_LEN + stored_len) as u64;
+    f.chunks_digest = chain_digest(f.chunks_digest, sum);
+    Ok(())
+}
