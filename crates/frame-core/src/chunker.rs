@@ -102,9 +102,9 @@ impl Chunker {
 /// # Examples
 /// ```
 /// use ckpt_frame_core::{frame_size_bound, Style};
-/// // 40-byte header, one 16-byte chunk header, 8-byte length prefix + 3 bytes, 56-byte footer.
-/// assert_eq!(frame_size_bound(Style::Raw, [3]), Some(40 + 16 + 8 + 3 + 56));
-/// assert!(frame_size_bound(Style::Lz4, [3]).unwrap() > 123);
+/// // 40-byte header, one 24-byte chunk header, 8-byte length prefix + 3 bytes, 56-byte footer.
+/// assert_eq!(frame_size_bound(Style::Raw, [3]), Some(40 + 24 + 8 + 3 + 56));
+/// assert!(frame_size_bound(Style::Lz4, [3]).unwrap() > 131);
 /// ```
 pub fn frame_size_bound(style: Style, buffer_lens: impl IntoIterator<Item = usize>) -> Option<u64> {
     let mut chunker = Chunker::default();

@@ -92,8 +92,6 @@ pub enum Error {
 pub enum Misuse {
     /// A frame was opened while another was still open (its writer was dropped unclosed).
     FrameAlreadyOpen,
-    /// A buffer was added or restored while no frame was open.
-    BufferOutsideFrame,
     /// The checkpoint was finished while a frame was open.
     FinishInsideFrame,
     /// The checkpoint was already finished.
@@ -264,7 +262,6 @@ impl fmt::Display for Misuse {
             Self::FrameAlreadyOpen => {
                 f.write_str("a frame is already open (the previous frame was never closed)")
             }
-            Self::BufferOutsideFrame => f.write_str("buffer used outside an open frame"),
             Self::FinishInsideFrame => f.write_str("finish called while a frame is open"),
             Self::AlreadyFinished => f.write_str("the checkpoint is already finished"),
             Self::NotSeekable => {

@@ -822,14 +822,14 @@ impl<S: Source> FrameReader<'_, S> {
         let logical = h.logical_len as usize;
         let stored = h.stored_len as usize;
         let stored_ok = match f.style {
-            Style::Raw => stored == logical,
+            Style::Raw => stored == logical && h.stored_check == 0,
             Style::Lz4 => stored > 0 && stored <= lz4_bound(logical),
         };
         if !stored_ok {
             return Err(Error::Corrupt {
                 frame,
                 offset: at,
-                what: "stored chunk length is impossible for the frame's style",
+                what: "stored length or stored check is impossible for the frame's style",
             });
         }
         let data: &[u8] = match f.style {
@@ -858,6 +858,16 @@ impl<S: Source> FrameReader<'_, S> {
                         buf
                     }
                 };
+                let found = checksum(bytes);
+                if found != h.stored_check {
+                    return Err(Error::ChecksumMismatch {
+                        frame,
+                        offset: at,
+                        what: "chunk stored bytes",
+                        expected: h.stored_check,
+                        found,
+                    });
+                }
                 d.decompress_linked(bytes, logical).map_err(|_| Error::Corrupt {
                     frame,
                     offset: at,

@@ -19,7 +19,7 @@ pub const INDEX_MAGIC: [u8; 4] = *b"CKIX";
 pub const TAIL_MAGIC: [u8; 8] = *b"CKPTEND1";
 
 pub const FRAME_HEADER_LEN: usize = 40;
-pub const CHUNK_HEADER_LEN: usize = 16;
+pub const CHUNK_HEADER_LEN: usize = 24;
 pub const FRAME_FOOTER_LEN: usize = 56;
 pub const INDEX_HEADER_LEN: usize = 8;
 pub const INDEX_ENTRY_LEN: usize = 40;
@@ -141,7 +141,12 @@ impl FrameHeader {
 pub struct ChunkHeader {
     pub logical_len: u32,
     pub stored_len: u32,
+    /// XXH3-64 of the chunk's logical (decoded) bytes.
     pub checksum: u64,
+    /// XXH3-64 of the stored bytes when they differ from the logical ones (LZ4); 0 for RAW.
+    /// An LZ4 block can change without changing what it decodes to (a match offset inside a
+    /// run of equal bytes), so the logical checksum alone cannot see all damage.
+    pub stored_check: u64,
 }
 
 impl ChunkHeader {
@@ -151,14 +156,20 @@ impl ChunkHeader {
         o.u32(self.logical_len);
         o.u32(self.stored_len);
         o.u64(self.checksum);
+        o.u64(self.stored_check);
         b
     }
 
     /// Checks only the length rule shared by all styles (1..=64 KiB logical bytes); the
-    /// style decides what stored length is acceptable.
+    /// style decides what stored length and stored check are acceptable.
     pub fn decode(b: &[u8; CHUNK_HEADER_LEN]) -> Result<Self, WireError> {
         let mut f = Fields { bytes: b };
-        let h = Self { logical_len: f.u32(), stored_len: f.u32(), checksum: f.u64() };
+        let h = Self {
+            logical_len: f.u32(),
+            stored_len: f.u32(),
+            checksum: f.u64(),
+            stored_check: f.u64(),
+        };
         if h.logical_len == 0 || h.logical_len as usize > CHUNK_MAX {
             return Err(WireError::BadChunkLength);
         }
@@ -341,7 +352,7 @@ mod tests {
         let h = FrameHeader { style: 1, index: 9, checkpoint_id: id };
         let (hb, hc) = h.encode();
         assert_eq!(FrameHeader::decode(&hb), Ok((h, hc)));
-        let c = ChunkHeader { logical_len: 65536, stored_len: 100, checksum: 42 };
+        let c = ChunkHeader { logical_len: 65536, stored_len: 100, checksum: 42, stored_check: 9 };
         assert_eq!(ChunkHeader::decode(&c.encode()), Ok(c));
         let ft = FrameFooter {
             buffer_count: 1,
@@ -362,7 +373,7 @@ mod tests {
     #[test]
     fn chunk_lengths_outside_one_to_64k_are_rejected() {
         for bad in [0u32, 65537, u32::MAX] {
-            let c = ChunkHeader { logical_len: bad, stored_len: 1, checksum: 0 };
+            let c = ChunkHeader { logical_len: bad, stored_len: 1, checksum: 0, stored_check: 0 };
             assert_eq!(ChunkHeader::decode(&c.encode()), Err(WireError::BadChunkLength));
         }
     }

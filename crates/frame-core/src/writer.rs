@@ -429,7 +429,12 @@ fn emit_chunk<S: Sink>(
     let sum = checksum(chunk);
     let stored_len = match frame.style {
         Style::Raw => {
-            let header = ChunkHeader { logical_len, stored_len: logical_len, checksum: sum };
+            let header = ChunkHeader {
+                logical_len,
+                stored_len: logical_len,
+                checksum: sum,
+                stored_check: 0,
+            };
             write(sink, pos, &header.encode())?;
             write(sink, pos, chunk)?;
             chunk.len()
@@ -455,9 +460,10 @@ fn emit_chunk<S: Sink>(
             // after the compressor has moved past them; the compressor was reset at frame open.
             let n = unsafe { compressor.compress_linked(chunk, body) }.map_err(codec_err)?;
             let stored = u32::try_from(n).unwrap_or(u32::MAX);
-            head.copy_from_slice(
-                &ChunkHeader { logical_len, stored_len: stored, checksum: sum }.encode(),
-            );
+            let stored_check = checksum(body.get(..n).unwrap_or_default());
+            let header =
+                ChunkHeader { logical_len, stored_len: stored, checksum: sum, stored_check };
+            head.copy_from_slice(&header.encode());
             if lent_used {
                 sink.commit(CHUNK_HEADER_LEN + n)
                     .map_err(|error| Error::Io { offset: *pos, error })?;
