@@ -122,3 +122,16 @@ fn raw_sizes_are_exact_and_lz4_within_bound_per_frame() {
         }
     }
 }
+
+#[test]
+fn length_prefix_straddles_chunk_boundary_at_every_split() {
+    // Four gathered buffers fill a staging chunk to 65536 - split bytes, so the fifth
+    // buffer's 8-byte length prefix is cut after `split` bytes.
+    for split in 1..8 {
+        let sizes = [16376, 16376, 16376, 16376 - split, 10];
+        for style in [Style::Raw, Style::Lz4] {
+            let bufs = sizes.iter().enumerate().map(|(i, &s)| content(i as u64, s, true)).collect();
+            check_plan(&vec![(style, bufs)]);
+        }
+    }
+}
