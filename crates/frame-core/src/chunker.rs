@@ -149,6 +149,7 @@ where
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use alloc::vec::Vec;
@@ -173,7 +174,7 @@ mod tests {
     #[test]
     fn small_buffers_share_chunks() {
         // 20,000 buffers of 50 bytes: 1.16 MB of logical bytes in full 64 KiB chunks.
-        let c = chunks(&[50; 20_000]);
+        let c = chunks(&alloc::vec![50; 20_000]);
         assert_eq!(c.iter().sum::<usize>(), 20_000 * 58);
         assert!(c.iter().rev().skip(1).all(|&l| l == CHUNK_MAX));
     }

@@ -66,7 +66,7 @@ pub trait Source {
     ///
     /// # Errors
     /// Whatever the underlying storage reports.
-    fn len(&mut self) -> Result<Option<u64>, IoError> {
+    fn total_len(&mut self) -> Result<Option<u64>, IoError> {
         Ok(None)
     }
 
@@ -102,8 +102,8 @@ impl<S: Source + ?Sized> Source for &mut S {
     fn read_borrowed(&mut self, len: usize) -> Option<Result<&[u8], IoError>> {
         (**self).read_borrowed(len)
     }
-    fn len(&mut self) -> Result<Option<u64>, IoError> {
-        (**self).len()
+    fn total_len(&mut self) -> Result<Option<u64>, IoError> {
+        (**self).total_len()
     }
     fn seek(&mut self, offset: u64) -> Result<(), IoError> {
         (**self).seek(offset)
@@ -232,7 +232,7 @@ impl Sink for VecSink {
 /// let mut two = [0u8; 2];
 /// src.read_exact(&mut two).unwrap();
 /// assert_eq!(&two, b"ab");
-/// assert_eq!(src.len().unwrap(), Some(4));
+/// assert_eq!(src.total_len().unwrap(), Some(4));
 /// ```
 #[derive(Debug, Clone)]
 pub struct SliceSource<'a> {
@@ -265,7 +265,7 @@ impl Source for SliceSource<'_> {
             None => Err(SLICE_EOF),
         })
     }
-    fn len(&mut self) -> Result<Option<u64>, IoError> {
+    fn total_len(&mut self) -> Result<Option<u64>, IoError> {
         Ok(Some(self.bytes.len() as u64))
     }
     fn seek(&mut self, offset: u64) -> Result<(), IoError> {
@@ -327,16 +327,26 @@ mod std_adapters {
     pub struct SeekSource<R> {
         inner: R,
         base: u64,
+        len: Option<u64>,
     }
 
     impl<R: Read + Seek> SeekSource<R> {
-        /// Wraps `inner`; the checkpoint starts at its current position.
+        /// Wraps `inner`; the checkpoint starts at its current position and runs to the end.
         ///
         /// # Errors
         /// When the current position cannot be queried.
         pub fn new(mut inner: R) -> std::io::Result<Self> {
             let base = inner.stream_position()?;
-            Ok(Self { inner, base })
+            Ok(Self { inner, base, len: None })
+        }
+
+        /// Wraps `inner` for a checkpoint of `len` bytes starting at its current position,
+        /// for checkpoints embedded in a larger file.
+        ///
+        /// # Errors
+        /// When the current position cannot be queried.
+        pub fn with_len(inner: R, len: u64) -> std::io::Result<Self> {
+            Ok(Self { len: Some(len), ..Self::new(inner)? })
         }
     }
 
@@ -344,7 +354,10 @@ mod std_adapters {
         fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), IoError> {
             Ok(self.inner.read_exact(buf)?)
         }
-        fn len(&mut self) -> Result<Option<u64>, IoError> {
+        fn total_len(&mut self) -> Result<Option<u64>, IoError> {
+            if self.len.is_some() {
+                return Ok(self.len);
+            }
             let here = self.inner.stream_position()?;
             let end = self.inner.seek(SeekFrom::End(0))?;
             self.inner.seek(SeekFrom::Start(here))?;

@@ -57,3 +57,8 @@ pub use lz4::{Lz4Compressor, Lz4Decompressor};
 pub use reader::{FrameInfo, FrameReader, Reader};
 pub use wire::{CHUNK_MAX, FORMAT_VERSION};
 pub use writer::{CheckpointSummary, FrameWriter, Writer};
+
+/// The workspace README's Rust example runs as a doctest, so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

@@ -190,7 +190,7 @@ impl<S: Source> Reader<S> {
         let io = |offset, error| Error::Io { offset, error };
         let len = self
             .source
-            .len()
+            .total_len()
             .map_err(|e| io(0, e))?
             .ok_or(Error::InvalidUse(Misuse::NotSeekable))?;
         let min = (INDEX_HEADER_LEN + TAIL_LEN) as u64;
@@ -225,7 +225,7 @@ impl<S: Source> Reader<S> {
         let mut digest = Xxh3::new();
         let mut hb = [0u8; INDEX_HEADER_LEN];
         read(&mut self.source, &mut self.pos, &mut hb, "frame index")?;
-        decode_index_header(&hb)
+        decode_index_header(hb)
             .map_err(|e| wire_error(e, None, tail.index_offset, "frame index"))?;
         digest.update(&hb);
         // The length check above bounds this allocation by the source's real size.
@@ -234,27 +234,12 @@ impl<S: Source> Reader<S> {
             offset: tail_at,
             what: "frame count too large for this machine",
         })?;
-        let mut entries = Vec::with_capacity(count);
-        let mut expected_offset = 0u64;
-        for i in 0..tail.frame_count {
-            let at = self.pos;
+        let mut raw = Vec::with_capacity(count);
+        for _ in 0..tail.frame_count {
             let mut eb = [0u8; INDEX_ENTRY_LEN];
             read(&mut self.source, &mut self.pos, &mut eb, "frame index entry")?;
             digest.update(&eb);
-            let e =
-                IndexEntry::decode(&eb).map_err(|e| wire_error(e, Some(i), at, "index entry"))?;
-            let sane = e.offset == expected_offset
-                && e.frame_len >= (FRAME_HEADER_LEN + FRAME_FOOTER_LEN) as u64
-                && Style::from_byte(e.style).is_some();
-            if !sane {
-                return Err(Error::Corrupt {
-                    frame: Some(i),
-                    offset: at,
-                    what: "index entry is inconsistent",
-                });
-            }
-            expected_offset = expected_offset.saturating_add(e.frame_len);
-            entries.push(e);
+            raw.push(eb);
         }
         let found = digest.digest();
         if found != tail.index_digest {
@@ -265,6 +250,28 @@ impl<S: Source> Reader<S> {
                 expected: tail.index_digest,
                 found,
             });
+        }
+        // The index is what the writer wrote; now check that it describes a sane layout.
+        let mut entries = Vec::with_capacity(count);
+        let mut expected_offset = 0u64;
+        for (i, eb) in (0u64..).zip(&raw) {
+            let at = tail.index_offset + (INDEX_HEADER_LEN as u64) + i * INDEX_ENTRY_LEN as u64;
+            let e =
+                IndexEntry::decode(eb).map_err(|e| wire_error(e, Some(i), at, "index entry"))?;
+            if Style::from_byte(e.style).is_none() {
+                return Err(Error::UnsupportedStyle { style: e.style, frame: Some(i) });
+            }
+            let sane = e.offset == expected_offset
+                && e.frame_len >= (FRAME_HEADER_LEN + FRAME_FOOTER_LEN) as u64;
+            if !sane {
+                return Err(Error::Corrupt {
+                    frame: Some(i),
+                    offset: at,
+                    what: "index entry is inconsistent",
+                });
+            }
+            expected_offset = expected_offset.saturating_add(e.frame_len);
+            entries.push(e);
         }
         if expected_offset != tail.index_offset {
             return Err(Error::Corrupt {
@@ -469,7 +476,7 @@ impl<S: Source> Reader<S> {
     fn check_streamed_index(&mut self, at: u64, header: &[u8]) -> Result<(), Error> {
         let mut hb = [0u8; INDEX_HEADER_LEN];
         hb.copy_from_slice(header.get(..INDEX_HEADER_LEN).unwrap_or(&[0; INDEX_HEADER_LEN]));
-        decode_index_header(&hb).map_err(|e| wire_error(e, None, at, "frame index"))?;
+        decode_index_header(hb).map_err(|e| wire_error(e, None, at, "frame index"))?;
         let mut digest = Xxh3::new();
         digest.update(&hb);
         for (i, seen) in self.entries.iter().enumerate() {
@@ -511,9 +518,8 @@ impl<S: Source> Reader<S> {
                 found,
             });
         }
-        if let Ok(Some(len)) = self.source.len()
-            && len != self.pos
-        {
+        let len = self.source.total_len().map_err(|error| Error::Io { offset: self.pos, error })?;
+        if len.is_some_and(|len| len != self.pos) {
             return Err(Error::Corrupt {
                 frame: None,
                 offset: self.pos,
@@ -623,11 +629,14 @@ impl<S: Source> FrameReader<'_, S> {
         self.guard(Self::next_len_inner)
     }
 
-    /// Restores the next buffer into `buf`, whose length must be the written length.
+    /// Restores the next buffer into `buf`, whose length must be the written length (see
+    /// [`next_len`](Self::next_len) when the caller does not know it).
     ///
     /// # Errors
     /// [`Error::PlanMismatch`] if `buf` has another length (nothing is written to it) or the
-    /// frame has no more buffers; corruption, truncation or I/O errors.
+    /// frame has no more buffers; corruption, truncation or I/O errors. Like every error,
+    /// these leave the reader failed: a restore that departs from the written plan is not
+    /// resumed.
     pub fn read_into(&mut self, buf: &mut [u8]) -> Result<(), Error> {
         self.guard(|s| {
             let Some(len) = s.next_len_inner()? else {
@@ -825,6 +834,18 @@ impl<S: Source> FrameReader<'_, S> {
             Style::Raw => stored == logical && h.stored_check == 0,
             Style::Lz4 => stored > 0 && stored <= lz4_bound(logical),
         };
+        // An indexed reader knows where the frame ends: a damaged length is caught here
+        // rather than after reading into the next frame.
+        let frame_end = self.expected.map(|e| e.offset.saturating_add(e.frame_len));
+        let chunk_end =
+            (at + CHUNK_HEADER_LEN as u64 + stored as u64).saturating_add(FRAME_FOOTER_LEN as u64);
+        if frame_end.is_some_and(|end| chunk_end > end) {
+            return Err(Error::Corrupt {
+                frame,
+                offset: at,
+                what: "chunk runs past the frame end given by the index",
+            });
+        }
         if !stored_ok {
             return Err(Error::Corrupt {
                 frame,

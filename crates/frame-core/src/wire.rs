@@ -43,7 +43,7 @@ struct Fields<'a> {
     bytes: &'a [u8],
 }
 
-impl<'a> Fields<'a> {
+impl Fields<'_> {
     fn take<const N: usize>(&mut self) -> [u8; N] {
         let mut out = [0u8; N];
         if let Some((head, rest)) = self.bytes.split_at_checked(N) {
@@ -117,7 +117,11 @@ impl FrameHeader {
         if f.take::<4>() != FRAME_MAGIC {
             return Err(WireError::BadMagic);
         }
+        // The version decides how the rest is laid out and checked, so it comes first.
         let version = f.u16();
+        if version != FORMAT_VERSION {
+            return Err(WireError::BadVersion(version));
+        }
         let [style, flags] = f.take::<2>();
         let index = f.u64();
         let checkpoint_id = f.take::<16>();
@@ -125,9 +129,6 @@ impl FrameHeader {
         let check = checksum(b.get(..32).unwrap_or_default());
         if stored_check != check {
             return Err(WireError::BadCheck { expected: stored_check, found: check });
-        }
-        if version != FORMAT_VERSION {
-            return Err(WireError::BadVersion(version));
         }
         if flags != 0 {
             return Err(WireError::NonZeroReserved);
@@ -275,8 +276,8 @@ pub fn encode_index_header() -> [u8; INDEX_HEADER_LEN] {
     b
 }
 
-pub fn decode_index_header(b: &[u8; INDEX_HEADER_LEN]) -> Result<(), WireError> {
-    let mut f = Fields { bytes: b };
+pub fn decode_index_header(b: [u8; INDEX_HEADER_LEN]) -> Result<(), WireError> {
+    let mut f = Fields { bytes: &b };
     if f.take::<4>() != INDEX_MAGIC {
         return Err(WireError::BadMagic);
     }
@@ -328,12 +329,12 @@ impl Tail {
         if f.take::<8>() != TAIL_MAGIC {
             return Err(WireError::BadMagic);
         }
+        if version != FORMAT_VERSION {
+            return Err(WireError::BadVersion(version));
+        }
         let check = checksum(b.get(..48).unwrap_or_default());
         if stored_check != check {
             return Err(WireError::BadCheck { expected: stored_check, found: check });
-        }
-        if version != FORMAT_VERSION {
-            return Err(WireError::BadVersion(version));
         }
         if flags != 0 || reserved != 0 {
             return Err(WireError::NonZeroReserved);
@@ -343,6 +344,7 @@ impl Tail {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
@@ -367,7 +369,7 @@ mod tests {
         assert_eq!(IndexEntry::decode(&e.encode()), Ok(e));
         let t = Tail { index_offset: 1, frame_count: 2, checkpoint_id: id, index_digest: 3 };
         assert_eq!(Tail::decode(&t.encode()), Ok(t));
-        assert_eq!(decode_index_header(&encode_index_header()), Ok(()));
+        assert_eq!(decode_index_header(encode_index_header()), Ok(()));
     }
 
     #[test]

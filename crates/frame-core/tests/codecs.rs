@@ -1,6 +1,6 @@
-//! Differential tests against a second LZ4 implementation (lz4_flex, pure Rust), plugged in
+//! Differential tests against a second LZ4 implementation (`lz4_flex`, pure Rust), plugged in
 //! through the codec traits a `no_std` user would implement: our LZ4 frames decode equal
-//! with lz4_flex, and frames compressed by lz4_flex restore through liblz4.
+//! with `lz4_flex`, and frames compressed by `lz4_flex` restore through liblz4.
 
 mod common;
 use ckpt_frame_core::{
@@ -43,7 +43,7 @@ impl ChunkDecompressor for FlexDecompressor {
     }
 }
 
-/// Compresses each chunk with lz4_flex against a private copy of the last 64 KiB.
+/// Compresses each chunk with `lz4_flex` against a private copy of the last 64 KiB.
 #[derive(Default)]
 struct FlexCompressor {
     history: Vec<u8>,
@@ -59,7 +59,7 @@ impl ChunkCompressor for FlexCompressor {
         out: &mut [u8],
     ) -> Result<usize, CodecError> {
         assert!(out.len() >= lz4_bound(chunk.len()));
-        // lz4_flex asks for more room than LZ4's true worst case, so compress aside.
+        // `lz4_flex` asks for more room than LZ4's true worst case, so compress aside.
         let packed = lz4_flex::block::compress_with_dict(chunk, &self.history);
         let dst = out.get_mut(..packed.len()).ok_or(CodecError { message: "block over bound" })?;
         dst.copy_from_slice(&packed);

@@ -101,7 +101,7 @@ fn corrupt_chunk_names_frame_and_offset() {
     let info = Reader::open(SliceSource::new(&bad)).unwrap().frame_info(2).unwrap();
     // Damage a byte inside the first chunk of frame 2 (past its 40-byte header and the
     // 24-byte chunk header).
-    let at = (info.offset + 40 + 24 + 3) as usize;
+    let at = usize::try_from(info.offset + 40 + 24 + 3).unwrap();
     bad[at] ^= 0x40;
     let e = restore_indexed(SliceSource::new(&bad), &plan).error.unwrap();
     assert_eq!(e.frame(), Some(2), "{e}");
@@ -126,6 +126,8 @@ fn checksum_mismatch_carries_expected_and_found() {
         other => panic!("expected a chunk checksum mismatch, got {other:?}"),
     }
 }
+
+type Case<'a> = (&'a str, &'a Plan, fn(&Error) -> bool);
 
 fn plan_error(bytes: &[u8], restore_plan: &Plan) -> Error {
     let r = restore_streaming(SliceSource::new(bytes), restore_plan);
@@ -179,7 +181,7 @@ fn every_kind_of_plan_difference_is_an_error() {
     let mut empty_instead = written.clone();
     empty_instead[1].1[0] = vec![];
 
-    let cases: [(&str, &Plan, fn(&Error) -> bool); 6] = [
+    let cases: [Case<'_>; 6] = [
         ("more buffers", &more_buffers, |e| {
             matches!(
                 e,
@@ -263,4 +265,43 @@ fn trailing_bytes_after_the_tail_are_an_error() {
     let e = restore_streaming(SliceSource::new(&bytes), &plan).error.unwrap();
     assert!(e.to_string().contains("follow the checkpoint tail"), "{e}");
     assert!(restore_indexed(SliceSource::new(&bytes), &plan).error.is_some());
+}
+
+#[test]
+fn indexed_reader_stops_a_damaged_chunk_length_inside_its_frame() {
+    let plan = vec![
+        (Style::Raw, vec![content(1, 100, false)]),
+        (Style::Raw, vec![content(2, 100, false)]),
+    ];
+    let mut bad = write_vec(&plan);
+    // stored_len (and logical_len, so RAW's equality rule holds) of frame 0's only chunk
+    // grow by 64: the chunk would swallow frame 1's header.
+    for field in [40, 44] {
+        let len = u32::from_le_bytes(bad[field..field + 4].try_into().unwrap());
+        bad[field..field + 4].copy_from_slice(&(len + 64).to_le_bytes());
+    }
+    let e = restore_indexed(SliceSource::new(&bad), &plan).error.unwrap();
+    assert!(matches!(e, Error::Corrupt { frame: Some(0), offset: 40, .. }), "{e:?}");
+    assert!(e.to_string().contains("past the frame end"), "{e}");
+}
+
+#[test]
+fn embedded_checkpoint_reads_with_an_explicit_length() {
+    use std::io::{Cursor, Seek, SeekFrom};
+    let plan = vec![(Style::Lz4, vec![content(1, 5000, true)]), (Style::Raw, vec![vec![7; 9]])];
+    let ckpt = write_vec(&plan);
+    let file = [b"HEADER".to_vec(), ckpt.clone(), b"MORE DATA".to_vec()].concat();
+    let mut cursor = Cursor::new(file.as_slice());
+    cursor.seek(SeekFrom::Start(6)).unwrap();
+    let src = ckpt_frame_core::SeekSource::with_len(cursor, ckpt.len() as u64).unwrap();
+    restore_indexed(src, &plan).assert_equals(&plan, "embedded, indexed");
+    let mut cursor = Cursor::new(file.as_slice());
+    cursor.seek(SeekFrom::Start(6)).unwrap();
+    let src = ckpt_frame_core::SeekSource::with_len(cursor, ckpt.len() as u64).unwrap();
+    restore_streaming(src, &plan).assert_equals(&plan, "embedded, streaming");
+    // Without the length, the trailing data is where the tail should be.
+    let mut cursor = Cursor::new(file.as_slice());
+    cursor.seek(SeekFrom::Start(6)).unwrap();
+    let src = ckpt_frame_core::SeekSource::new(cursor).unwrap();
+    assert!(restore_indexed(src, &plan).error.is_some());
 }

@@ -43,7 +43,8 @@ fn reader_misuse() {
 
     let mut streaming = Reader::new(SliceSource::new(&bytes));
     assert!(matches!(streaming.open_frame(0), Err(Error::InvalidUse(Misuse::NotSeekable))));
-    drop(streaming.next_frame().unwrap().unwrap()); // dropped unclosed
+    let unclosed = streaming.next_frame().unwrap().unwrap();
+    let _ = unclosed; // its frame is never closed
     assert!(matches!(streaming.next_frame(), Err(Error::InvalidUse(Misuse::FrameAlreadyOpen))));
     assert!(matches!(streaming.finish(), Err(Error::InvalidUse(Misuse::FinishInsideFrame))));
 
@@ -159,8 +160,8 @@ impl Source for FailingSource<'_> {
         }
         self.inner.read_exact(buf)
     }
-    fn len(&mut self) -> Result<Option<u64>, IoError> {
-        self.inner.len()
+    fn total_len(&mut self) -> Result<Option<u64>, IoError> {
+        self.inner.total_len()
     }
     fn seek(&mut self, offset: u64) -> Result<(), IoError> {
         self.inner.seek(offset)
@@ -266,4 +267,18 @@ fn errors_convert_to_std_io_errors() {
     assert_eq!(from_os.kind(), IoErrorKind::StorageFull);
     assert!(std::error::Error::source(&from_os).is_some());
     assert_eq!(CheckpointId::from_bytes([0xAB; 16]).to_string(), "ab".repeat(16));
+}
+
+#[test]
+fn unknown_style_in_a_valid_index_is_unsupported() {
+    let plan = vec![(Style::Raw, vec![vec![1; 3]])];
+    let mut bad = write_vec(&plan);
+    let tail = bad.len() - 64;
+    let index = tail - 40 - 8;
+    bad[index + 8 + 32] = 9; // entry 0's style byte
+    let digest = xxhash_rust::xxh3::xxh3_64(&bad[index..tail]);
+    bad[tail + 32..tail + 40].copy_from_slice(&digest.to_le_bytes());
+    rewrite_check(&mut bad, tail..tail + 48, tail + 48);
+    let e = Reader::open(SliceSource::new(&bad)).unwrap_err();
+    assert!(matches!(e, Error::UnsupportedStyle { style: 9, frame: Some(0) }), "{e:?}");
 }

@@ -80,8 +80,8 @@ impl Sink for PieceSink {
 /// Writes `plan` through every sink kind and I/O buffer size; returns each output.
 pub fn write_every_way(plan: &Plan) -> Vec<(String, Vec<u8>)> {
     let mut outs = vec![("VecSink".to_string(), write_vec(plan))];
-    let bound = checkpoint_size_bound(plan.iter().map(|(s, b)| (*s, b.iter().map(Vec::len))))
-        .expect("bound") as usize;
+    let bound = checkpoint_size_bound(plan.iter().map(|(s, b)| (*s, b.iter().map(Vec::len))));
+    let bound = usize::try_from(bound.expect("bound")).expect("fits in memory");
     let mut mem = vec![0u8; bound];
     let n = write_with(SliceSink::new(&mut mem), plan).expect("slice write").len();
     outs.push(("SliceSink".into(), mem[..n].to_vec()));
@@ -125,10 +125,7 @@ pub fn restore_streaming<S: Source>(source: S, plan: &Plan) -> Restored {
     let mut frames = Vec::new();
     let error = (|| {
         for (_, bufs) in plan {
-            let mut f = match r.next_frame()? {
-                Some(f) => f,
-                None => return Err(None),
-            };
+            let Some(mut f) = r.next_frame()? else { return Err(None) };
             let mut got = Vec::new();
             for b in bufs {
                 let mut out = vec![0u8; b.len()];
