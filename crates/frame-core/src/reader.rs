@@ -859,43 +859,7 @@ impl<S: Source> FrameReader<'_, S> {
                 read(source, pos, buf, "chunk data")?;
                 buf
             }
-            Style::Lz4 => {
-                let d = dec
-                    .decompressor
-                    .as_mut()
-                    .ok_or(Error::UnsupportedStyle { style: f.style.to_byte(), frame })?;
-                let bytes = match source.read_borrowed(stored) {
-                    Some(Ok(b)) => {
-                        *pos += stored as u64;
-                        b
-                    }
-                    Some(Err(e)) if e.kind() == IoErrorKind::UnexpectedEof => {
-                        return Err(Error::Truncated { offset: *pos, what: "chunk data" });
-                    }
-                    Some(Err(error)) => return Err(Error::Io { offset: *pos, error }),
-                    None => {
-                        let buf = dec.stored.get_mut(..stored).unwrap_or_default();
-                        read(source, pos, buf, "chunk data")?;
-                        buf
-                    }
-                };
-                let found = checksum(bytes);
-                if found != h.stored_check {
-                    return Err(Error::ChecksumMismatch {
-                        frame,
-                        offset: at,
-                        what: "chunk stored bytes",
-                        expected: h.stored_check,
-                        found,
-                    });
-                }
-                d.decompress_linked(bytes, logical).map_err(|_| Error::Corrupt {
-                    frame,
-                    offset: at,
-                    what: "LZ4 chunk does not decode to its logical length",
-                })?;
-                d.output()
-            }
+            Style::Lz4 => decode_lz4(source, pos, dec, &h, frame, at)?,
         };
         let found = checksum(data);
         if found != h.checksum {
@@ -914,4 +878,52 @@ impl<S: Source> FrameReader<'_, S> {
         f.chunk_at = 0;
         Ok(true)
     }
+}
+
+/// Reads an LZ4 chunk's stored bytes (borrowed when the source is memory), checks them
+/// against the header's stored check, and decodes them with the frame's history.
+fn decode_lz4<'d, S: Source>(
+    source: &mut S,
+    pos: &mut u64,
+    dec: &'d mut Decoder,
+    h: &ChunkHeader,
+    frame: Option<u64>,
+    at: u64,
+) -> Result<&'d [u8], Error> {
+    let stored = h.stored_len as usize;
+    let d = dec
+        .decompressor
+        .as_mut()
+        .ok_or(Error::UnsupportedStyle { style: Style::Lz4.to_byte(), frame })?;
+    let bytes = match source.read_borrowed(stored) {
+        Some(Ok(b)) => {
+            *pos += stored as u64;
+            b
+        }
+        Some(Err(e)) if e.kind() == IoErrorKind::UnexpectedEof => {
+            return Err(Error::Truncated { offset: *pos, what: "chunk data" });
+        }
+        Some(Err(error)) => return Err(Error::Io { offset: *pos, error }),
+        None => {
+            let buf = dec.stored.get_mut(..stored).unwrap_or_default();
+            read(source, pos, buf, "chunk data")?;
+            buf
+        }
+    };
+    let found = checksum(bytes);
+    if found != h.stored_check {
+        return Err(Error::ChecksumMismatch {
+            frame,
+            offset: at,
+            what: "chunk stored bytes",
+            expected: h.stored_check,
+            found,
+        });
+    }
+    d.decompress_linked(bytes, h.logical_len as usize).map_err(|_| Error::Corrupt {
+        frame,
+        offset: at,
+        what: "LZ4 chunk does not decode to its logical length",
+    })?;
+    Ok(d.output())
 }
