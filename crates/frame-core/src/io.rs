@@ -327,6 +327,8 @@ mod std_adapters {
     pub struct SeekSource<R> {
         inner: R,
         base: u64,
+        /// Position relative to `base`.
+        pos: u64,
         len: Option<u64>,
     }
 
@@ -337,11 +339,11 @@ mod std_adapters {
         /// When the current position cannot be queried.
         pub fn new(mut inner: R) -> std::io::Result<Self> {
             let base = inner.stream_position()?;
-            Ok(Self { inner, base, len: None })
+            Ok(Self { inner, base, pos: 0, len: None })
         }
 
         /// Wraps `inner` for a checkpoint of `len` bytes starting at its current position,
-        /// for checkpoints embedded in a larger file.
+        /// for checkpoints embedded in a larger file. Reads never go past `len`.
         ///
         /// # Errors
         /// When the current position cannot be queried.
@@ -352,15 +354,20 @@ mod std_adapters {
 
     impl<R: Read + Seek> Source for SeekSource<R> {
         fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), IoError> {
-            Ok(self.inner.read_exact(buf)?)
+            let end = self.pos.saturating_add(buf.len() as u64);
+            if self.len.is_some_and(|len| end > len) {
+                return Err(IoError::new(IoErrorKind::UnexpectedEof, "end of the checkpoint"));
+            }
+            self.inner.read_exact(buf)?;
+            self.pos = end;
+            Ok(())
         }
         fn total_len(&mut self) -> Result<Option<u64>, IoError> {
             if self.len.is_some() {
                 return Ok(self.len);
             }
-            let here = self.inner.stream_position()?;
             let end = self.inner.seek(SeekFrom::End(0))?;
-            self.inner.seek(SeekFrom::Start(here))?;
+            self.inner.seek(SeekFrom::Start(self.base.saturating_add(self.pos)))?;
             Ok(Some(end.saturating_sub(self.base)))
         }
         fn seek(&mut self, offset: u64) -> Result<(), IoError> {
@@ -369,6 +376,7 @@ mod std_adapters {
                 .checked_add(offset)
                 .ok_or(IoError::new(IoErrorKind::Other, "seek offset overflows"))?;
             self.inner.seek(SeekFrom::Start(to))?;
+            self.pos = offset;
             Ok(())
         }
     }

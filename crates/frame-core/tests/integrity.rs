@@ -299,6 +299,12 @@ fn embedded_checkpoint_reads_with_an_explicit_length() {
     cursor.seek(SeekFrom::Start(6)).unwrap();
     let src = ckpt_frame_core::SeekSource::with_len(cursor, ckpt.len() as u64).unwrap();
     restore_streaming(src, &plan).assert_equals(&plan, "embedded, streaming");
+    // Reads stop at the checkpoint's end, so damage cannot lead a reader into what follows.
+    let mut cursor = Cursor::new(file.as_slice());
+    cursor.seek(SeekFrom::Start(6)).unwrap();
+    let mut src = ckpt_frame_core::SeekSource::with_len(cursor, ckpt.len() as u64).unwrap();
+    let mut all = vec![0u8; ckpt.len() + 1];
+    assert!(ckpt_frame_core::Source::read_exact(&mut src, &mut all).is_err(), "read past len");
     // Without the length, the trailing data is where the tail should be.
     let mut cursor = Cursor::new(file.as_slice());
     cursor.seek(SeekFrom::Start(6)).unwrap();
