@@ -53,7 +53,10 @@ fn frame_core(c: &mut Criterion) {
 }
 
 /// liblz4 compressing and decompressing the same bytes as independent 64 KiB blocks.
-fn peer_lz4_blocks(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, data: &[u8]) {
+fn peer_lz4_blocks(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    data: &[u8],
+) {
     const BLOCK: usize = 64 * 1024;
     let bound = ckpt_frame_core::lz4_bound(BLOCK);
     let mut packed = vec![0u8; data.len() / BLOCK * bound + bound];
@@ -62,12 +65,15 @@ fn peer_lz4_blocks(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement:
         sizes.clear();
         let mut at = 0;
         for block in data.chunks(BLOCK) {
-            let n = lz4::block::compress_to_buffer(block, None, false, &mut packed[at..at + bound]).unwrap();
+            let n = lz4::block::compress_to_buffer(block, None, false, &mut packed[at..at + bound])
+                .unwrap();
             sizes.push(n);
             at += n;
         }
     };
-    g.bench_function("peer_liblz4_blocks_write", |bench| bench.iter(|| compress(&mut packed, &mut sizes)));
+    g.bench_function("peer_liblz4_blocks_write", |bench| {
+        bench.iter(|| compress(&mut packed, &mut sizes));
+    });
     compress(&mut packed, &mut sizes);
     let mut back = vec![0u8; data.len()];
     g.bench_function("peer_liblz4_blocks_restore", |bench| {

@@ -105,8 +105,6 @@ pub enum Misuse {
         /// How many frames the checkpoint holds.
         frame_count: u64,
     },
-    /// A frame was opened on a streaming reader after the index was reached.
-    NoMoreFrames,
 }
 
 /// How a restore plan differs from the written one.
@@ -270,7 +268,6 @@ impl fmt::Display for Misuse {
             Self::NoSuchFrame { index, frame_count } => {
                 write!(f, "frame {index} does not exist (the checkpoint has {frame_count})")
             }
-            Self::NoMoreFrames => f.write_str("all frames were read; the index follows"),
         }
     }
 }

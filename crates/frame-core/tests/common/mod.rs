@@ -117,6 +117,8 @@ impl Read for Trickle<'_> {
 pub struct Restored {
     pub frames: Vec<Vec<Vec<u8>>>,
     pub error: Option<Error>,
+    /// The checkpoint ran out of frames before the plan did (`next_frame` returned `None`).
+    pub ran_out_of_frames: bool,
 }
 
 /// Restores `plan` in order from a streaming reader over `source`, using the plan's lengths.
@@ -138,12 +140,8 @@ pub fn restore_streaming<S: Source>(source: S, plan: &Plan) -> Restored {
         r.finish()?;
         Ok(())
     })();
-    let error = match error {
-        Ok(()) => None,
-        Err(Some(e)) => Some(e),
-        Err(None) => Some(Error::InvalidUse(ckpt_frame_core::Misuse::NoMoreFrames)),
-    };
-    Restored { frames, error }
+    let ran_out_of_frames = matches!(error, Err(None));
+    Restored { frames, error: error.err().flatten(), ran_out_of_frames }
 }
 
 /// Restores `plan` through the index, frames in reverse order.
@@ -167,15 +165,21 @@ pub fn restore_indexed<S: Source>(source: S, plan: &Plan) -> Restored {
         r.finish()?;
         Ok(())
     })();
-    Restored { frames, error: error.err() }
+    Restored { frames, error: error.err(), ran_out_of_frames: false }
 }
 
 impl Restored {
+    /// Whether the restore stopped short of the plan, by an error or by running out of frames.
+    pub fn failed(&self) -> bool {
+        self.error.is_some() || self.ran_out_of_frames
+    }
+
     /// Panics unless the restore succeeded and returned exactly `plan`'s bytes.
     pub fn assert_equals(&self, plan: &Plan, what: &str) {
         if let Some(e) = &self.error {
             panic!("{what}: restore failed: {e}");
         }
+        assert!(!self.ran_out_of_frames, "{what}: checkpoint ran out of frames");
         assert_eq!(self.frames.len(), plan.len(), "{what}: frame count");
         for (i, ((_, want), got)) in plan.iter().zip(&self.frames).enumerate() {
             assert!(want == got, "{what}: frame {i} restored different bytes");
