@@ -117,7 +117,7 @@ struct OpenFrame {
 ///
 /// A buffer stays borrowed until its frame closes, so it cannot change under the
 /// compressor:
-/// ```compile_fail
+/// ```compile_fail,E0506
 /// use ckpt_frame_core::{CheckpointId, Style, VecSink, Writer};
 /// let mut data = vec![1u8; 10];
 /// let mut w = Writer::new(VecSink::new(), CheckpointId::from_bytes([0; 16]));
@@ -297,6 +297,25 @@ fn write<S: Sink>(sink: &mut S, pos: &mut u64, bytes: &[u8]) -> Result<(), Error
 ///
 /// Dropping it without [`close`](Self::close) abandons the frame: the writer then refuses
 /// further frames and `finish` with [`Error::InvalidUse`].
+///
+/// The other misuses of the C original cannot be written. A buffer cannot be added outside
+/// a frame, because `close` consumes the frame:
+/// ```compile_fail,E0382
+/// use ckpt_frame_core::{CheckpointId, Style, VecSink, Writer};
+/// let mut w = Writer::new(VecSink::new(), CheckpointId::from_bytes([0; 16]));
+/// let mut frame = w.open_frame(Style::Raw).unwrap();
+/// frame.close().unwrap();
+/// frame.add(b"late").unwrap(); // error: use of moved value `frame`
+/// ```
+/// A second frame cannot be opened, nor the checkpoint finished, while a frame is open,
+/// because the open frame borrows the writer:
+/// ```compile_fail,E0499
+/// use ckpt_frame_core::{CheckpointId, Style, VecSink, Writer};
+/// let mut w = Writer::new(VecSink::new(), CheckpointId::from_bytes([0; 16]));
+/// let first = w.open_frame(Style::Raw).unwrap();
+/// let second = w.open_frame(Style::Raw).unwrap(); // error: `w` is already borrowed
+/// first.close().unwrap();
+/// ```
 pub struct FrameWriter<'w, 'buf, S: Sink> {
     writer: &'w mut Writer<S>,
     frame: OpenFrame,
