@@ -110,6 +110,36 @@ impl<S: Source + ?Sized> Source for &mut S {
     }
 }
 
+impl<S: Sink + ?Sized> Sink for alloc::boxed::Box<S> {
+    fn write_all(&mut self, bytes: &[u8]) -> Result<(), IoError> {
+        (**self).write_all(bytes)
+    }
+    fn reserve(&mut self, len: usize) -> Option<&mut [u8]> {
+        (**self).reserve(len)
+    }
+    fn commit(&mut self, len: usize) -> Result<(), IoError> {
+        (**self).commit(len)
+    }
+    fn flush(&mut self) -> Result<(), IoError> {
+        (**self).flush()
+    }
+}
+
+impl<S: Source + ?Sized> Source for alloc::boxed::Box<S> {
+    fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), IoError> {
+        (**self).read_exact(buf)
+    }
+    fn read_borrowed(&mut self, len: usize) -> Option<Result<&[u8], IoError>> {
+        (**self).read_borrowed(len)
+    }
+    fn total_len(&mut self) -> Result<Option<u64>, IoError> {
+        (**self).total_len()
+    }
+    fn seek(&mut self, offset: u64) -> Result<(), IoError> {
+        (**self).seek(offset)
+    }
+}
+
 const SLICE_FULL: IoError = IoError::new(IoErrorKind::StorageFull, "memory sink is full");
 
 /// A sink over a caller's fixed memory (for example a mapped region sized with
