@@ -79,6 +79,11 @@ pub enum Error {
         /// The difference.
         mismatch: PlanMismatch,
     },
+    /// Two checkpoints that must be copies of each other (for healing) are not.
+    NotACopy {
+        /// Why not.
+        reason: &'static str,
+    },
     /// An earlier error left this handle unusable; the first error was returned then.
     Failed {
         /// A summary of the first error.
@@ -159,6 +164,8 @@ pub enum ErrorKind {
     VersionMismatch,
     /// See [`Error::PlanMismatch`].
     PlanMismatch,
+    /// See [`Error::NotACopy`].
+    NotACopy,
 }
 
 impl Error {
@@ -174,6 +181,7 @@ impl Error {
             Self::Truncated { .. } => ErrorKind::Truncated,
             Self::VersionMismatch { .. } => ErrorKind::VersionMismatch,
             Self::PlanMismatch { .. } => ErrorKind::PlanMismatch,
+            Self::NotACopy { .. } => ErrorKind::NotACopy,
             Self::Failed { first } => *first,
         }
     }
@@ -247,6 +255,7 @@ impl fmt::Display for Error {
             Self::PlanMismatch { frame, mismatch } => {
                 write!(f, "restore plan differs from the checkpoint in frame {frame}: {mismatch}")
             }
+            Self::NotACopy { reason } => write!(f, "not a copy of the same checkpoint: {reason}"),
             Self::Failed { first } => {
                 write!(f, "this handle is failed: an earlier {first:?} error left it unusable")
             }

@@ -42,6 +42,7 @@ mod io;
 #[cfg(feature = "lz4")]
 mod lz4;
 mod reader;
+pub mod scan;
 mod wire;
 mod writer;
 

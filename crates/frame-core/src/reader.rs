@@ -910,7 +910,7 @@ fn decode_lz4<'d, S: Source>(
             buf
         }
     };
-    let found = checksum(bytes);
+    let found = h.stored_check_of(bytes);
     if found != h.stored_check {
         return Err(Error::ChecksumMismatch {
             frame,

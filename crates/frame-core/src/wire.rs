@@ -144,9 +144,11 @@ pub struct ChunkHeader {
     pub stored_len: u32,
     /// XXH3-64 of the chunk's logical (decoded) bytes.
     pub checksum: u64,
-    /// XXH3-64 of the stored bytes when they differ from the logical ones (LZ4); 0 for RAW.
-    /// An LZ4 block can change without changing what it decodes to (a match offset inside a
-    /// run of equal bytes), so the logical checksum alone cannot see all damage.
+    /// For LZ4, [`ChunkHeader::stored_check_of`] this header and the stored bytes; 0 for
+    /// RAW. An LZ4 block can change without changing what it decodes to (a match offset
+    /// inside a run of equal bytes), so the logical checksum alone cannot see all damage; and
+    /// covering the header's other fields makes every LZ4 chunk checkable on its own, without
+    /// decoding it or the chunks before it.
     pub stored_check: u64,
 }
 
@@ -159,6 +161,16 @@ impl ChunkHeader {
         o.u64(self.checksum);
         o.u64(self.stored_check);
         b
+    }
+
+    /// XXH3-64 over this header's first 16 bytes (logical length, stored length, checksum)
+    /// followed by `stored`.
+    pub fn stored_check_of(&self, stored: &[u8]) -> u64 {
+        let encoded = self.encode();
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        h.update(encoded.get(..16).unwrap_or_default());
+        h.update(stored);
+        h.digest()
     }
 
     /// Checks only the length rule shared by all styles (1..=64 KiB logical bytes); the

@@ -479,9 +479,9 @@ fn emit_chunk<S: Sink>(
             // after the compressor has moved past them; the compressor was reset at frame open.
             let n = unsafe { compressor.compress_linked(chunk, body) }.map_err(codec_err)?;
             let stored = u32::try_from(n).unwrap_or(u32::MAX);
-            let stored_check = checksum(body.get(..n).unwrap_or_default());
-            let header =
-                ChunkHeader { logical_len, stored_len: stored, checksum: sum, stored_check };
+            let mut header =
+                ChunkHeader { logical_len, stored_len: stored, checksum: sum, stored_check: 0 };
+            header.stored_check = header.stored_check_of(body.get(..n).unwrap_or_default());
             head.copy_from_slice(&header.encode());
             if lent_used {
                 sink.commit(CHUNK_HEADER_LEN + n)
