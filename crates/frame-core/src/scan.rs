@@ -299,6 +299,14 @@ impl<S: Source + ?Sized> Scanner<'_, S> {
                 }
                 None => match self.find_frame_header(offset + 1, limit)? {
                     Some((at, found_index)) => {
+                        // The unreadable rest of the damaged frame ends where the next
+                        // frame starts.
+                        for r in self.regions.iter_mut().rev().take_while(|r| r.offset >= offset) {
+                            if r.kind == RegionKind::Unknown && r.end() > at {
+                                r.len = at.saturating_sub(r.offset);
+                            }
+                        }
+                        self.regions.retain(|r| r.len > 0);
                         offset = at;
                         index = found_index;
                     }

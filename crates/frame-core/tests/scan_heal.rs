@@ -142,3 +142,33 @@ fn healing_from_another_checkpoint_is_refused() {
     let e = plan_heal(&mut SliceSource::new(&a[..a.len() - 1]), &mut SliceSource::new(&a));
     assert!(matches!(e, Err(Error::NotACopy { .. })), "{e:?}");
 }
+
+#[test]
+fn without_an_index_regions_still_partition_the_checkpoint() {
+    let plan = matrix_like();
+    let good = write_vec(&plan);
+    let clean = scan(&mut SliceSource::new(&good), Depth::Stored).unwrap();
+    let chunk =
+        clean.regions.iter().find(|r| r.kind == RegionKind::Chunk && r.frame == Some(0)).unwrap();
+    let mut bad = good.clone();
+    let n = bad.len();
+    bad[n - 10] ^= 1; // the tail: the index cannot be trusted
+    bad[(chunk.offset + 4) as usize] ^= 0x80; // frame 0's first chunk header: stored_len
+    let report = scan(&mut SliceSource::new(&bad), Depth::Stored).unwrap();
+    let mut at = 0;
+    for r in &report.regions {
+        assert_eq!(r.offset, at, "regions overlap or leave gaps: {r:?}");
+        at = r.end();
+    }
+    assert_eq!(at, n as u64);
+    assert!(
+        report
+            .regions
+            .iter()
+            .any(|r| r.frame == Some(2) && r.kind == RegionKind::FrameFooter && r.is_ok()),
+        "later frames are found again"
+    );
+    let heal = plan_heal(&mut SliceSource::new(&bad), &mut SliceSource::new(&good)).unwrap();
+    apply(&mut bad, &good, &heal);
+    assert!(bad == good);
+}
