@@ -1,0 +1,516 @@
+//! [`InputSource`]: checkpoint bytes from files (buffered, `O_DIRECT`, mapped) and streams.
+
+use crate::align::{self, AlignedBuf, DirectAlignment};
+use crate::{BackendError, IoMode};
+use ckpt_frame_core::{IoError, Source};
+use memmap2::Mmap;
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+
+/// Where a checkpoint is read from: a file opened with [`open_input`] (seekable, knows its
+/// length, so [`Reader::open`](ckpt_frame_core::Reader::open) can jump to any frame) or a
+/// stream ([`stdin_source`], [`stream_source`], or [`open_input`] on a named pipe), read in
+/// order with [`Reader::new`](ckpt_frame_core::Reader::new).
+///
+/// A mapped file lends its bytes to the reader without copying
+/// ([`Source::read_borrowed`]); so does an `O_DIRECT` file, from its aligned buffer.
+pub struct InputSource {
+    name: PathBuf,
+    mode: IoMode,
+    alignment: Option<DirectAlignment>,
+    fallback: Option<String>,
+    inner: Inner,
+}
+
+enum Inner {
+    File(FileSource),
+    Direct(DirectSource),
+    Mapped(MappedSource),
+    Stream(BufReader<Box<dyn Read + Send>>),
+}
+
+impl std::fmt::Debug for InputSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InputSource")
+            .field("path", &self.name)
+            .field("mode", &self.mode)
+            .field("seekable", &self.is_seekable())
+            .finish_non_exhaustive()
+    }
+}
+
+impl InputSource {
+    /// The mode in use ([`IoMode::Auto`] shows as what it resolved to; streams are
+    /// [`IoMode::Buffered`]).
+    pub fn mode(&self) -> IoMode {
+        self.mode
+    }
+
+    /// The path (or `<stdin>`, or the name given to [`stream_source`]).
+    pub fn path(&self) -> &Path {
+        &self.name
+    }
+
+    /// Whether frames can be opened by number (files yes, streams no).
+    pub fn is_seekable(&self) -> bool {
+        !matches!(self.inner, Inner::Stream(_))
+    }
+
+    /// The length of the file, for seekable sources.
+    pub fn len(&self) -> Option<u64> {
+        match &self.inner {
+            Inner::File(f) => Some(f.len),
+            Inner::Direct(d) => Some(d.len),
+            Inner::Mapped(m) => Some(m.map.len() as u64),
+            Inner::Stream(_) => None,
+        }
+    }
+
+    /// Whether the source is a file of length 0.
+    pub fn is_empty(&self) -> bool {
+        self.len() == Some(0)
+    }
+
+    /// The `O_DIRECT` alignment in use (direct mode only).
+    pub fn direct_alignment(&self) -> Option<DirectAlignment> {
+        self.alignment
+    }
+
+    /// Why [`IoMode::Auto`] fell back to buffered I/O, if it did.
+    pub fn fallback_reason(&self) -> Option<&str> {
+        self.fallback.as_deref()
+    }
+
+    fn io(&self, op: &'static str, source: io::Error) -> IoError {
+        io_error(&self.name, op, source)
+    }
+
+    fn eof(&self) -> IoError {
+        eof_error(&self.name)
+    }
+}
+
+fn io_error(name: &Path, op: &'static str, source: io::Error) -> IoError {
+    BackendError::Io { path: name.to_owned(), op, source }.into_format()
+}
+
+fn eof_error(name: &Path) -> IoError {
+    let source = io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end of the file");
+    io_error(name, "read", source)
+}
+
+/// Opens the checkpoint file at `path` for reading in `mode`.
+///
+/// - [`IoMode::Buffered`]: a large `BufReader` over the file, seekable. A named pipe or
+///   character device gives a streaming source instead.
+/// - [`IoMode::Direct`]: `O_DIRECT` reads into an aligned buffer (alignment from
+///   `statx(STATX_DIOALIGN)`); the first block is read at open, so a filesystem that
+///   accepts the flag but refuses the I/O is caught here.
+/// - [`IoMode::Mmap`]: a read-only map of the whole file; the reader borrows chunks from
+///   it without copying. Usual `mmap` caveat: if another process truncates the file while
+///   it is mapped, reading the lost part raises `SIGBUS`. ckpt's writers publish by rename
+///   and never change a published file in place.
+/// - [`IoMode::Auto`]: `Direct`, or `Buffered` when `O_DIRECT` is refused (a `tracing`
+///   warning says so and why; see [`InputSource::fallback_reason`]).
+///
+/// # Errors
+/// [`BackendError::Open`] when the file cannot be opened (the message names the path);
+/// [`BackendError::DirectUnsupported`] for `Direct` where `O_DIRECT` is refused;
+/// [`BackendError::Unsupported`] for a directory, or `Mmap` of something that is not a
+/// regular file; [`BackendError::Io`] when the first read, the length query or the map
+/// fails.
+///
+/// # Examples
+/// ```
+/// use ckpt_io_backends::{open_input, IoMode};
+/// let e = open_input("/no/such/dir/state.ckpt".as_ref(), IoMode::Auto).unwrap_err();
+/// assert!(e.to_string().contains("/no/such/dir/state.ckpt"), "{e}");
+/// ```
+pub fn open_input(path: &Path, mode: IoMode) -> Result<InputSource, BackendError> {
+    let open_err = |source| BackendError::Open { path: path.to_owned(), source };
+    let meta = std::fs::metadata(path).map_err(open_err)?;
+    if meta.is_dir() {
+        return Err(BackendError::Unsupported {
+            path: path.to_owned(),
+            op: "read a checkpoint from",
+            reason: "it is a directory".to_owned(),
+        });
+    }
+    let ft = meta.file_type();
+    match mode {
+        IoMode::Buffered => open_buffered(path, ft),
+        IoMode::Direct => open_direct(path, ft),
+        IoMode::Mmap => open_mapped(path, ft),
+        IoMode::Auto => match open_direct(path, ft) {
+            Ok(s) => {
+                if let Some(a) = s.alignment {
+                    tracing::info!(
+                        path = %path.display(),
+                        alignment = %a,
+                        "reading with direct I/O (O_DIRECT)"
+                    );
+                }
+                Ok(s)
+            }
+            Err(BackendError::DirectUnsupported { reason, .. }) => {
+                tracing::warn!(
+                    path = %path.display(),
+                    "direct I/O unavailable ({reason}); falling back to buffered I/O"
+                );
+                let mut s = open_buffered(path, ft)?;
+                s.fallback = Some(reason);
+                Ok(s)
+            }
+            Err(e) => Err(e),
+        },
+    }
+}
+
+fn is_stream(ft: std::fs::FileType) -> bool {
+    ft.is_fifo() || ft.is_char_device() || ft.is_socket()
+}
+
+fn cannot_seek(e: &io::Error) -> bool {
+    let code = e.raw_os_error();
+    code == Some(Errno::INVAL.raw_os_error()) || code == Some(Errno::SPIPE.raw_os_error())
+}
+
+fn seekable_len(file: &mut File, path: &Path) -> Result<u64, BackendError> {
+    let io_err =
+        |source| BackendError::Io { path: path.to_owned(), op: "find the length of", source };
+    let len = file.seek(SeekFrom::End(0)).map_err(io_err)?;
+    file.rewind().map_err(io_err)?;
+    Ok(len)
+}
+
+fn open_buffered(path: &Path, ft: std::fs::FileType) -> Result<InputSource, BackendError> {
+    let mut file =
+        File::open(path).map_err(|source| BackendError::Open { path: path.to_owned(), source })?;
+    let stream =
+        |file: File| Inner::Stream(BufReader::with_capacity(crate::IO_BUF_LEN, Box::new(file)));
+    let inner = if is_stream(ft) {
+        stream(file)
+    } else {
+        match seekable_len(&mut file, path) {
+            Ok(len) => {
+                let file = BufReader::with_capacity(256 * 1024, file);
+                Inner::File(FileSource { file, pos: 0, len })
+            }
+            // Files that cannot seek to their end (procfs, some character devices) are
+            // still readable in order.
+            Err(BackendError::Io { source, .. }) if cannot_seek(&source) => stream(file),
+            Err(e) => return Err(e),
+        }
+    };
+    Ok(InputSource {
+        name: path.to_owned(),
+        mode: IoMode::Buffered,
+        alignment: None,
+        fallback: None,
+        inner,
+    })
+}
+
+fn open_direct(path: &Path, ft: std::fs::FileType) -> Result<InputSource, BackendError> {
+    let unsupported = |reason: &str| BackendError::DirectUnsupported {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    };
+    // Opening a FIFO blocks until a writer appears, and a second open (for the fallback)
+    // could make the writer see a broken pipe: decide from the file type instead.
+    if ft.is_fifo() || ft.is_socket() {
+        return Err(unsupported(
+            "it is a pipe or socket; O_DIRECT needs a regular file or a block device",
+        ));
+    }
+    let fd = match rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECT | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::INVAL) => {
+            return Err(unsupported(
+                "the kernel refused O_DIRECT when opening it (EINVAL): its filesystem or device does not support direct I/O",
+            ));
+        }
+        Err(e) => return Err(BackendError::Open { path: path.to_owned(), source: e.into() }),
+    };
+    let mut file = File::from(fd);
+    let len = seekable_len(&mut file, path)?;
+    let a = align::probe(&file);
+    let mut src = DirectSource {
+        file,
+        buf: AlignedBuf::new(crate::IO_BUF_LEN, a.buffer()),
+        align: a.buffer() as u64,
+        buf_off: 0,
+        valid: 0,
+        pos: 0,
+        len,
+    };
+    // Read the first block now: some filesystems accept the flag and refuse the I/O.
+    match src.fill_at(0, a.buffer()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(Errno::INVAL.raw_os_error()) => {
+            return Err(unsupported("the filesystem refused the first O_DIRECT read (EINVAL)"));
+        }
+        Err(source) => return Err(BackendError::Io { path: path.to_owned(), op: "read", source }),
+    }
+    Ok(InputSource {
+        name: path.to_owned(),
+        mode: IoMode::Direct,
+        alignment: Some(a),
+        fallback: None,
+        inner: Inner::Direct(src),
+    })
+}
+
+fn open_mapped(path: &Path, ft: std::fs::FileType) -> Result<InputSource, BackendError> {
+    if !ft.is_file() {
+        return Err(BackendError::Unsupported {
+            path: path.to_owned(),
+            op: "map",
+            reason: "mmap needs a regular file".to_owned(),
+        });
+    }
+    let file =
+        File::open(path).map_err(|source| BackendError::Open { path: path.to_owned(), source })?;
+    let map = crate::map::map_input(&file).map_err(|source| BackendError::Io {
+        path: path.to_owned(),
+        op: "map",
+        source,
+    })?;
+    Ok(InputSource {
+        name: path.to_owned(),
+        mode: IoMode::Mmap,
+        alignment: None,
+        fallback: None,
+        inner: Inner::Mapped(MappedSource { map, pos: 0 }),
+    })
+}
+
+/// A streaming source over standard input (not seekable), read through a large buffer.
+///
+/// # Examples
+/// ```no_run
+/// use ckpt_frame_core::Reader;
+/// let mut r = Reader::new(ckpt_io_backends::stdin_source());
+/// while let Some(mut frame) = r.next_frame()? {
+///     while let Some(buf) = frame.read_to_vec()? {
+///         println!("{} bytes", buf.len());
+///     }
+///     frame.close()?;
+/// }
+/// # Ok::<(), ckpt_frame_core::Error>(())
+/// ```
+pub fn stdin_source() -> InputSource {
+    stream_source(io::stdin(), "<stdin>")
+}
+
+/// A streaming source over any reader (a pipe, a child's stdout, a socket), named `name`
+/// in error messages.
+///
+/// # Examples
+/// ```
+/// use ckpt_frame_core::Source;
+/// let mut src = ckpt_io_backends::stream_source(&b"abc"[..], "<memory>");
+/// let mut two = [0u8; 2];
+/// src.read_exact(&mut two)?;
+/// assert_eq!(&two, b"ab");
+/// assert!(src.seek(0).is_err(), "streams do not seek");
+/// # Ok::<(), ckpt_frame_core::IoError>(())
+/// ```
+pub fn stream_source<R: Read + Send + 'static>(reader: R, name: impl Into<PathBuf>) -> InputSource {
+    InputSource {
+        name: name.into(),
+        mode: IoMode::Buffered,
+        alignment: None,
+        fallback: None,
+        inner: Inner::Stream(BufReader::with_capacity(crate::IO_BUF_LEN, Box::new(reader))),
+    }
+}
+
+struct FileSource {
+    file: BufReader<File>,
+    pos: u64,
+    len: u64,
+}
+
+struct MappedSource {
+    map: Mmap,
+    pos: usize,
+}
+
+/// `O_DIRECT` reads: whole aligned blocks into one reused aligned buffer.
+struct DirectSource {
+    file: File,
+    buf: AlignedBuf,
+    align: u64,
+    /// File offset of `buf[0]` (aligned).
+    buf_off: u64,
+    /// Valid bytes in `buf`.
+    valid: usize,
+    pos: u64,
+    len: u64,
+}
+
+impl DirectSource {
+    /// Reads up to `want` bytes (rounded up to the alignment, at most the buffer) starting
+    /// at `at` rounded down to the alignment.
+    fn fill_at(&mut self, at: u64, want: usize) -> io::Result<()> {
+        let off = at / self.align * self.align;
+        let align = usize::try_from(self.align).unwrap_or(4096);
+        let want = want.next_multiple_of(align).min(self.buf.cap());
+        self.buf_off = off;
+        self.valid = 0;
+        while self.valid < want {
+            let dst = self.buf.as_mut_slice().get_mut(self.valid..want).unwrap_or_default();
+            match rustix::io::pread(&self.file, dst, off + self.valid as u64) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.valid += n;
+                    // A short read is the end of the file (or an unaligned stop we cannot
+                    // continue from with O_DIRECT); the next fill starts anew.
+                    if !self.valid.is_multiple_of(align) {
+                        break;
+                    }
+                }
+                Err(Errno::INTR) => {}
+                Err(e) => {
+                    self.valid = 0;
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes `[pos, pos + n)` present in the buffer; `n` must fit with the alignment slack.
+    fn ensure(&mut self, n: usize) -> io::Result<Option<usize>> {
+        let end = self.pos + n as u64;
+        let present = self.pos >= self.buf_off && end <= self.buf_off + self.valid as u64;
+        if !present {
+            self.fill_at(self.pos, self.buf.cap())?;
+        }
+        let start = usize::try_from(self.pos - self.buf_off).unwrap_or(usize::MAX);
+        Ok((end <= self.buf_off + self.valid as u64).then_some(start))
+    }
+}
+
+impl Source for InputSource {
+    fn read_exact(&mut self, out: &mut [u8]) -> Result<(), IoError> {
+        let end = match &self.inner {
+            Inner::File(f) => f.pos.checked_add(out.len() as u64).filter(|&e| e <= f.len),
+            Inner::Direct(d) => d.pos.checked_add(out.len() as u64).filter(|&e| e <= d.len),
+            Inner::Mapped(m) => {
+                m.pos.checked_add(out.len()).filter(|&e| e <= m.map.len()).map(|e| e as u64)
+            }
+            Inner::Stream(_) => Some(0),
+        };
+        if end.is_none() {
+            return Err(self.eof());
+        }
+        let result = match &mut self.inner {
+            Inner::File(f) => f.file.read_exact(out).map(|()| f.pos += out.len() as u64),
+            Inner::Stream(s) => s.read_exact(out),
+            Inner::Mapped(m) => {
+                let src = m.map.get(m.pos..m.pos + out.len()).unwrap_or_default();
+                out.copy_from_slice(src);
+                m.pos += out.len();
+                Ok(())
+            }
+            Inner::Direct(d) => direct_read(d, out),
+        };
+        result.map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof { self.eof() } else { self.io("read", e) }
+        })
+    }
+
+    fn read_borrowed(&mut self, len: usize) -> Option<Result<&[u8], IoError>> {
+        let InputSource { inner, name, .. } = self;
+        match inner {
+            Inner::Mapped(m) => {
+                let end = m.pos.checked_add(len).filter(|&e| e <= m.map.len());
+                let Some(end) = end else { return Some(Err(eof_error(name))) };
+                let start = std::mem::replace(&mut m.pos, end);
+                m.map.get(start..end).map(Ok)
+            }
+            Inner::Direct(d) => {
+                // Lend from the aligned buffer when the bytes fit in it with the slack of
+                // one unaligned start; larger reads go through `read_exact`.
+                if len + usize::try_from(d.align).unwrap_or(usize::MAX) > d.buf.cap() {
+                    return None;
+                }
+                if d.pos.checked_add(len as u64).is_none_or(|e| e > d.len) {
+                    return Some(Err(eof_error(name)));
+                }
+                let start = match d.ensure(len) {
+                    Ok(Some(start)) => start,
+                    Ok(None) => return Some(Err(eof_error(name))),
+                    Err(e) => return Some(Err(io_error(name, "read", e))),
+                };
+                d.pos += len as u64;
+                d.buf.as_slice().get(start..start + len).map(Ok)
+            }
+            Inner::File(_) | Inner::Stream(_) => None,
+        }
+    }
+
+    fn total_len(&mut self) -> Result<Option<u64>, IoError> {
+        Ok(self.len())
+    }
+
+    fn seek(&mut self, offset: u64) -> Result<(), IoError> {
+        let result = match &mut self.inner {
+            Inner::File(f) => {
+                let delta = i64::try_from(i128::from(offset) - i128::from(f.pos));
+                match delta {
+                    Ok(delta) => f.file.seek_relative(delta),
+                    Err(_) => f.file.seek(SeekFrom::Start(offset)).map(drop),
+                }
+                .map(|()| f.pos = offset)
+            }
+            Inner::Direct(d) => {
+                d.pos = offset;
+                Ok(())
+            }
+            Inner::Mapped(m) => {
+                m.pos = usize::try_from(offset).unwrap_or(usize::MAX);
+                Ok(())
+            }
+            Inner::Stream(_) => {
+                return Err(BackendError::Unsupported {
+                    path: self.name.clone(),
+                    op: "seek in",
+                    reason: "it is a stream".to_owned(),
+                }
+                .into_format());
+            }
+        };
+        result.map_err(|e| self.io("seek in", e))
+    }
+}
+
+fn direct_read(d: &mut DirectSource, mut out: &mut [u8]) -> io::Result<()> {
+    while !out.is_empty() {
+        let in_buf = d.pos >= d.buf_off && d.pos < d.buf_off + d.valid as u64;
+        if !in_buf {
+            d.fill_at(d.pos, d.buf.cap())?;
+            if d.pos >= d.buf_off + d.valid as u64 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+        let start = usize::try_from(d.pos - d.buf_off).unwrap_or(usize::MAX);
+        let avail = d.buf.as_slice().get(start..d.valid).unwrap_or_default();
+        let n = avail.len().min(out.len());
+        let (now, later) = std::mem::take(&mut out).split_at_mut(n);
+        now.copy_from_slice(avail.get(..n).unwrap_or_default());
+        d.pos += n as u64;
+        out = later;
+    }
+    Ok(())
+}
