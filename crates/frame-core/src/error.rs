@@ -354,7 +354,8 @@ impl fmt::Display for IoError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         #[cfg(feature = "std")]
         if let Some(inner) = &self.inner {
-            return write!(f, "{}: {inner}", self.message);
+            // An error converted from std::io already says what failed.
+            return write!(f, "{inner}");
         }
         f.write_str(self.message)
     }
