@@ -1,19 +1,513 @@
-//! `ckpt`: the command-line tool over the ckpt crates.
+//! `ckpt`: checkpoints of files and directories that prove every byte they restore.
 //!
-//! **Status: placeholder.** The commands (`write`, `restore`, `verify`, `info`, `heal`,
-//! `demo`, `sparse ...`, `pool ...`) arrive with the io-backends issue and later ones; this
-//! binary is a thin layer and all logic lives in the library crates.
+//! A thin layer: argument parsing, progress bars on a terminal, `--json` reports and exit
+//! codes. The work is done by `ckpt-cli`'s library, `ckpt-frame-core` and
+//! `ckpt-io-backends`.
 
+mod demo;
+
+use ckpt_cli::manifest::Kind;
+use ckpt_cli::size::parse_size;
+use ckpt_cli::tree::{self, TreeError, format_exit_code};
+use ckpt_frame_core::scan::{Depth, Region, plan_heal, scan};
+use ckpt_frame_core::{CheckpointId, Reader, Style};
+use ckpt_io_backends::{
+    IoMode, OutputOptions, PublishSink, open_input, rewrite_ranges, stdin_source, stdout_sink,
+};
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
-/// Exit status for usage or environment errors, as the CLI contract specifies.
+/// Exit status: the data is bad (corruption found, heal impossible).
+const EXIT_BAD_DATA: u8 = 1;
+/// Exit status: usage or environment error.
 const EXIT_USAGE: u8 = 2;
 
+#[derive(Parser)]
+#[command(
+    name = "ckpt",
+    version,
+    about = "Checkpoints of files and directories that prove every byte they restore."
+)]
+#[command(
+    after_help = "Exit status: 0 success; 1 the data is bad (corruption found, heal impossible); 2 usage or environment error.\nLogs: set RUST_LOG (e.g. RUST_LOG=info) for tracing on stderr."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StyleArg {
+    Raw,
+    Lz4,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a checkpoint of files and directories.
+    Write {
+        /// Output file, or `-` for stdout.
+        #[arg(short = 'o', long = "output", value_name = "OUT|-")]
+        output: String,
+        /// How frames store bytes.
+        #[arg(long, value_enum, default_value = "lz4")]
+        style: StyleArg,
+        /// buffered, direct (`O_DIRECT`), mmap, or auto (direct if the file system allows it).
+        #[arg(long = "io", default_value = "buffered", value_parser = parse_io)]
+        io: IoMode,
+        /// Worker threads (the parallel writer arrives with a later release; 1 is used now).
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
+        /// Bytes of file data per frame (e.g. 16M).
+        #[arg(long, default_value = "16MiB", value_parser = parse_frame_size)]
+        frame_size: u64,
+        /// Checkpoint identity as 32 hex digits, for reproducible output (default: random).
+        #[arg(long, value_name = "HEX", value_parser = parse_id)]
+        id: Option<CheckpointId>,
+        /// Files and directories to checkpoint.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// Restore a checkpoint into a directory.
+    Restore {
+        /// Checkpoint file, or `-` for stdin.
+        #[arg(value_name = "IN|-")]
+        input: String,
+        /// Directory to restore into (created if missing).
+        #[arg(short = 'C', long = "directory", default_value = ".")]
+        dir: PathBuf,
+        /// buffered, direct, mmap or auto.
+        #[arg(long = "io", default_value = "buffered", value_parser = parse_io)]
+        io: IoMode,
+        /// Worker threads (1 is used now).
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
+    },
+    /// Read every chunk and check every checksum; writes nothing.
+    Verify {
+        /// Checkpoint file.
+        input: PathBuf,
+        /// Print a JSON report on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Describe a checkpoint's frames and contents.
+    Info {
+        /// Checkpoint file.
+        input: PathBuf,
+        /// Print JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rewrite, in place, the damaged chunks of a checkpoint from a good copy of it.
+    Heal {
+        /// The damaged copy (rewritten in place).
+        damaged: PathBuf,
+        /// A copy of the same checkpoint.
+        #[arg(long = "from", value_name = "GOOD")]
+        good: PathBuf,
+        /// Report what would be healed without writing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print a JSON report on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A tour: generate data, checkpoint, restore, verify, damage a copy and heal it.
+    Demo {
+        /// Work directory (default: a temporary one, removed afterwards).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Size of the generated data set (e.g. 256M).
+        #[arg(long, default_value = "256MiB", value_parser = parse_size)]
+        size: u64,
+    },
+}
+
+fn parse_io(s: &str) -> Result<IoMode, String> {
+    s.parse::<IoMode>().map_err(|e| e.to_string())
+}
+
+fn parse_id(s: &str) -> Result<CheckpointId, String> {
+    let bad = || format!("{s:?} is not a checkpoint id (32 hex digits)");
+    if s.len() != 32 || !s.is_ascii() {
+        return Err(bad());
+    }
+    let mut bytes = [0u8; 16];
+    for (i, b) in bytes.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16).map_err(|_| bad())?;
+    }
+    Ok(CheckpointId::from_bytes(bytes))
+}
+
+fn parse_frame_size(s: &str) -> Result<u64, String> {
+    match parse_size(s)? {
+        0 => Err("the frame size must be at least 1 byte".into()),
+        n if n > 1 << 30 => {
+            Err("the frame size must be at most 1 GiB (it is held in memory)".into())
+        }
+        n => Ok(n),
+    }
+}
+
+/// A failure with its exit status.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    fn usage(message: impl Into<String>) -> Self {
+        Self { code: EXIT_USAGE, message: message.into() }
+    }
+    fn bad_data(message: impl Into<String>) -> Self {
+        Self { code: EXIT_BAD_DATA, message: message.into() }
+    }
+}
+
+impl From<TreeError> for Failure {
+    fn from(e: TreeError) -> Self {
+        Self { code: e.exit_code(), message: e.to_string() }
+    }
+}
+
+fn format_failure(file: &Path, e: &ckpt_frame_core::Error) -> Failure {
+    Failure { code: format_exit_code(e), message: format!("{}: {e}", file.display()) }
+}
+
+fn backend_failure(e: &ckpt_io_backends::BackendError) -> Failure {
+    Failure::usage(e.to_string())
+}
+
+pub(crate) fn progress_bar(total: u64, what: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    let style = ProgressStyle::with_template(
+        "{msg:>9} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_message(what.to_string());
+    bar
+}
+
+fn style_of(s: StyleArg) -> Style {
+    match s {
+        StyleArg::Raw => Style::Raw,
+        StyleArg::Lz4 => Style::Lz4,
+    }
+}
+
 fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            eprintln!("ckpt: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn run(command: Command) -> Result<u8, Failure> {
+    match command {
+        Command::Write { output, style, io, threads, frame_size, id, paths } => {
+            warn_threads(threads);
+            let id = id.unwrap_or_else(CheckpointId::generate);
+            write(&output, style_of(style), io, frame_size, id, &paths).map(|()| 0)
+        }
+        Command::Restore { input, dir, io, threads } => {
+            warn_threads(threads);
+            restore(&input, &dir, io).map(|()| 0)
+        }
+        Command::Verify { input, json } => verify(&input, json),
+        Command::Info { input, json } => info(&input, json).map(|()| 0),
+        Command::Heal { damaged, good, dry_run, json } => heal(&damaged, &good, dry_run, json),
+        Command::Demo { dir, size } => demo::run(dir.as_deref(), size),
+    }
+}
+
+fn warn_threads(threads: Option<usize>) {
+    if threads.is_some_and(|n| n != 1) {
+        tracing::warn!("--threads: this build writes and restores on one thread");
+    }
+}
+
+pub(crate) fn write(
+    output: &str,
+    style: Style,
+    io: IoMode,
+    frame_size: u64,
+    id: CheckpointId,
+    paths: &[PathBuf],
+) -> Result<(), Failure> {
+    let started = Instant::now();
+    let collected = tree::collect(paths, frame_size)?;
+    let total = collected.manifest.data_bytes();
+    let bar = progress_bar(total, "write");
+    let mut tick = |done| bar.set_position(done);
+    let summary = if output == "-" {
+        if io != IoMode::Buffered {
+            return Err(Failure::usage(format!(
+                "--io {io} needs a file; stdout is written with --io buffered"
+            )));
+        }
+        let (sink, summary) =
+            tree::write_checkpoint(stdout_sink(), &collected, style, id, &mut tick)?;
+        sink.finish().map_err(|e| backend_failure(&e))?;
+        summary
+    } else {
+        let out = Path::new(output);
+        if out.is_dir() {
+            return Err(Failure::usage(format!("{output} is a directory; -o needs a file name")));
+        }
+        if let (Some(dir), Some(name)) = (out.parent(), out.file_name()) {
+            let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+            // Temporary files of writers that died (killed, power cut) before publishing.
+            if let Ok(n) = ckpt_io_backends::remove_stale_temps(dir, name)
+                && n > 0
+            {
+                tracing::info!("removed {n} stale temporary files of {output}");
+            }
+        }
+        let plan = tree::frame_plan(&collected.manifest, style);
+        let bound = ckpt_frame_core::checkpoint_size_bound(plan);
+        let opts = OutputOptions { mode: io, size_bound: bound };
+        let sink = PublishSink::create(out, &opts).map_err(|e| backend_failure(&e))?;
+        let (sink, summary) = tree::write_checkpoint(sink, &collected, style, id, &mut tick)?;
+        sink.commit().map_err(|e| backend_failure(&e))?;
+        summary
+    };
+    bar.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "ckpt {}: no commands are implemented yet (checkpoint format ckpt-frame-core v{})",
-        env!("CARGO_PKG_VERSION"),
-        ckpt_frame_core::FORMAT_VERSION
+        "ckpt: wrote {} ({} entries, {} of file data, {} stored, {} frames) in {:.2} s",
+        if output == "-" { "stdout" } else { output },
+        collected.manifest.entries.len(),
+        human(summary.data_bytes),
+        human(summary.stored_bytes),
+        summary.frames,
+        secs
     );
-    ExitCode::from(EXIT_USAGE)
+    Ok(())
+}
+
+pub(crate) fn restore(input: &str, dir: &Path, io: IoMode) -> Result<(), Failure> {
+    let bar = progress_bar(0, "restore");
+    let mut tick = |done| bar.set_position(done);
+    let summary = if input == "-" {
+        tree::restore_checkpoint(stdin_source(), dir, &mut tick)
+    } else {
+        let src = open_input(Path::new(input), io).map_err(|e| backend_failure(&e))?;
+        tree::restore_checkpoint(src, dir, &mut tick)
+    }
+    .map_err(|e| Failure {
+        code: e.exit_code(),
+        message: format!("{}: {e}", if input == "-" { "stdin" } else { input }),
+    })?;
+    bar.finish_and_clear();
+    eprintln!(
+        "ckpt: restored {} files, {} directories, {} symlinks ({}) into {}",
+        summary.files,
+        summary.dirs,
+        summary.symlinks,
+        human(summary.data_bytes),
+        dir.display()
+    );
+    Ok(())
+}
+
+fn region_json(r: &Region) -> serde_json::Value {
+    json!({
+        "frame": r.frame,
+        "offset": r.offset,
+        "len": r.len,
+        "kind": r.kind.name(),
+        "problem": r.problem,
+    })
+}
+
+pub(crate) fn verify(input: &Path, as_json: bool) -> Result<u8, Failure> {
+    let mut src = open_input(input, IoMode::Buffered).map_err(|e| backend_failure(&e))?;
+    let report = scan(&mut src, Depth::Decoded).map_err(|e| format_failure(input, &e))?;
+    let bad: Vec<&Region> = report.bad_regions().collect();
+    if as_json {
+        let bad_chunks: Vec<_> = bad.iter().map(|r| region_json(r)).collect();
+        println!("{}", json!({ "ok": bad.is_empty(), "bad_chunks": bad_chunks }));
+    } else if bad.is_empty() {
+        eprintln!("ckpt: {}: ok ({} regions verified)", input.display(), report.regions.len());
+    } else {
+        for r in &bad {
+            let frame = r.frame.map_or(String::new(), |f| format!("frame {f}, "));
+            eprintln!(
+                "ckpt: {}: {frame}{} at offset {} ({} bytes): {}",
+                input.display(),
+                r.kind.name(),
+                r.offset,
+                r.len,
+                r.problem.unwrap_or("damaged")
+            );
+        }
+    }
+    Ok(if bad.is_empty() { 0 } else { EXIT_BAD_DATA })
+}
+
+fn info(input: &Path, as_json: bool) -> Result<(), Failure> {
+    let src = open_input(input, IoMode::Buffered).map_err(|e| backend_failure(&e))?;
+    let mut reader = Reader::open(src).map_err(|e| format_failure(input, &e))?;
+    let count = reader.frame_count().unwrap_or(0);
+    let frames: Vec<_> = (0..count).filter_map(|i| reader.frame_info(i)).collect();
+    let manifest = {
+        let mut f = reader.open_frame(0).map_err(|e| format_failure(input, &e))?;
+        let bytes = f.read_to_vec().map_err(|e| format_failure(input, &e))?.unwrap_or_default();
+        ckpt_cli::manifest::Manifest::decode(&bytes)
+            .map_err(|e| Failure::bad_data(format!("{}: {e}", input.display())))?
+    };
+    let kinds = |k| manifest.entries.iter().filter(|e| e.kind == k).count();
+    let stored: u64 = frames.iter().map(|f| f.len).sum();
+    let logical: u64 = frames.iter().map(|f| f.user_bytes).sum();
+    let id = reader.id().map(|i| i.to_string()).unwrap_or_default();
+    if as_json {
+        let frames_json: Vec<_> = frames
+            .iter()
+            .map(|f| {
+                json!({
+                    "index": f.index, "offset": f.offset,
+                    "style": match f.style { Style::Raw => "raw", _ => "lz4" },
+                    "stored_bytes": f.len, "logical_bytes": f.user_bytes, "buffers": f.buffer_count,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({
+                "id": id, "frames": frames_json, "stored_bytes": stored, "logical_bytes": logical,
+                "files": kinds(Kind::File), "directories": kinds(Kind::Dir), "symlinks": kinds(Kind::Symlink),
+                "file_bytes": manifest.data_bytes(), "frame_size": manifest.frame_size,
+                "format_version": ckpt_frame_core::FORMAT_VERSION,
+            })
+        );
+    } else {
+        println!("checkpoint {id} (format v{})", ckpt_frame_core::FORMAT_VERSION);
+        println!(
+            "  {} files, {} directories, {} symlinks, {} of file data",
+            kinds(Kind::File),
+            kinds(Kind::Dir),
+            kinds(Kind::Symlink),
+            human(manifest.data_bytes())
+        );
+        println!("  {} frames, {} stored, {} logical", frames.len(), human(stored), human(logical));
+        for f in &frames {
+            println!(
+                "  frame {:>5} at {:>14}: {:<4} {:>12} stored {:>12} logical {:>8} buffers",
+                f.index,
+                f.offset,
+                match f.style {
+                    Style::Raw => "raw",
+                    _ => "lz4",
+                },
+                f.len,
+                f.user_bytes,
+                f.buffer_count
+            );
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn heal(
+    damaged: &Path,
+    good: &Path,
+    dry_run: bool,
+    as_json: bool,
+) -> Result<u8, Failure> {
+    let mut d = open_input(damaged, IoMode::Buffered).map_err(|e| backend_failure(&e))?;
+    let mut g = open_input(good, IoMode::Buffered).map_err(|e| backend_failure(&e))?;
+    let plan = plan_heal(&mut d, &mut g).map_err(|e| {
+        let code = format_exit_code(&e);
+        Failure {
+            code,
+            message: format!("cannot heal {} from {}: {e}", damaged.display(), good.display()),
+        }
+    })?;
+    drop(d);
+    if !dry_run && !plan.rewrite.is_empty() {
+        let mut bytes = Vec::with_capacity(plan.rewrite.len());
+        let mut g = open_input(good, IoMode::Buffered).map_err(|e| backend_failure(&e))?;
+        for r in &plan.rewrite {
+            let mut b = vec![0u8; usize::try_from(r.len).unwrap_or(0)];
+            ckpt_frame_core::Source::seek(&mut g, r.offset)
+                .and_then(|()| ckpt_frame_core::Source::read_exact(&mut g, &mut b))
+                .map_err(|e| Failure::usage(format!("{}: {e}", good.display())))?;
+            bytes.push((r.offset, b));
+        }
+        let ranges: Vec<(u64, &[u8])> = bytes.iter().map(|(o, b)| (*o, b.as_slice())).collect();
+        rewrite_ranges(damaged, &ranges).map_err(|e| backend_failure(&e))?;
+    }
+    let still_bad = if dry_run {
+        plan.damaged.bad_regions().count()
+    } else {
+        let mut d = open_input(damaged, IoMode::Buffered).map_err(|e| backend_failure(&e))?;
+        scan(&mut d, Depth::Decoded).map_err(|e| format_failure(damaged, &e))?.bad_regions().count()
+    };
+    let ok = !dry_run && still_bad == 0;
+    if as_json {
+        println!(
+            "{}",
+            json!({
+                "ok": ok, "dry_run": dry_run, "id": plan.id.to_string(),
+                "healed": plan.rewrite.iter().map(region_json).collect::<Vec<_>>(),
+                "unhealable": plan.unhealable.iter().map(region_json).collect::<Vec<_>>(),
+                "differ_but_verify": plan.differ_but_verify.iter().map(region_json).collect::<Vec<_>>(),
+                "bad_after": still_bad,
+            })
+        );
+    } else {
+        let verb = if dry_run { "would rewrite" } else { "rewrote" };
+        eprintln!(
+            "ckpt: {}: {verb} {} damaged regions ({} bytes) from {}",
+            damaged.display(),
+            plan.rewrite.len(),
+            plan.rewrite.iter().map(|r| r.len).sum::<u64>(),
+            good.display()
+        );
+        for r in &plan.unhealable {
+            eprintln!(
+                "ckpt: cannot heal {} at offset {}: damaged in both copies",
+                r.kind.name(),
+                r.offset
+            );
+        }
+        if !dry_run {
+            eprintln!(
+                "ckpt: {}: {}",
+                damaged.display(),
+                if ok { "verifies" } else { "still damaged" }
+            );
+        }
+    }
+    Ok(if ok || (dry_run && plan.unhealable.is_empty()) { 0 } else { EXIT_BAD_DATA })
+}
+
+pub(crate) fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes;
+    let mut unit = 0;
+    while v >= 10 * 1024 && unit + 1 < UNITS.len() {
+        v /= 1024;
+        unit += 1;
+    }
+    format!("{v} {}", UNITS.get(unit).copied().unwrap_or("B"))
 }

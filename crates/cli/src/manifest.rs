@@ -1,0 +1,410 @@
+//! The manifest: what a tree checkpoint holds (frame 0, one buffer).
+//!
+//! Layout (all integers little-endian), version 1:
+//!
+//! ```text
+//! header (24 bytes): magic "CKMF" | version u16 = 1 | reserved u16 = 0
+//!                    | frame_size u64 | entry_count u64
+//! entry (40 bytes + path + target):
+//!     kind u8 (0 directory, 1 file, 2 symlink) | reserved [u8; 3] = 0 | mode u32
+//!     | mtime_sec i64 | mtime_nsec u32 | path_len u32 | size u64 | target_len u32
+//!     | reserved u32 = 0 | path bytes | target bytes
+//! ```
+//! Paths are relative, `/`-separated, without empty, `.` or `..` components or NUL bytes,
+//! at most 4096 bytes; a symlink's target is stored verbatim (it is data, never followed by
+//! restore). `size` is a file's length (0 for the other kinds). The data of all files
+//! follows in later frames, in manifest order, cut into frames of `frame_size` bytes.
+#![deny(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use std::fmt;
+
+const MAGIC: [u8; 4] = *b"CKMF";
+const VERSION: u16 = 1;
+const HEADER_LEN: usize = 24;
+const ENTRY_FIXED_LEN: usize = 40;
+/// Longest path or symlink target accepted (Linux's `PATH_MAX`).
+pub const MAX_PATH: usize = 4096;
+
+/// What an entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A directory (stored so that empty ones come back).
+    Dir,
+    /// A regular file.
+    File,
+    /// A symbolic link.
+    Symlink,
+}
+
+/// One path in the checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// What it is.
+    pub kind: Kind,
+    /// Relative path, `/`-separated, as raw bytes.
+    pub path: Vec<u8>,
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// Modification time, seconds since the epoch.
+    pub mtime_sec: i64,
+    /// Modification time, nanoseconds.
+    pub mtime_nsec: u32,
+    /// A file's length in bytes; 0 otherwise.
+    pub size: u64,
+    /// A symlink's target; empty otherwise.
+    pub target: Vec<u8>,
+}
+
+/// A decoded manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// Bytes of file data per data frame (the last frame may hold less).
+    pub frame_size: u64,
+    /// The entries, directories before what they contain.
+    pub entries: Vec<Entry>,
+}
+
+/// Why a manifest does not decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ManifestError {
+    /// Fewer bytes than a structure needs.
+    Truncated {
+        /// Byte offset in the manifest.
+        offset: usize,
+    },
+    /// Not a manifest.
+    BadMagic,
+    /// A manifest version this build does not read.
+    Version(u16),
+    /// A reserved field is not zero, or an unknown entry kind.
+    BadField {
+        /// Entry index.
+        entry: u64,
+        /// Which field.
+        field: &'static str,
+    },
+    /// A path that restore must refuse.
+    UnsafePath {
+        /// Entry index.
+        entry: u64,
+        /// The path, lossily decoded for the message.
+        path: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// Bytes left after the last entry.
+    TrailingBytes {
+        /// Byte offset where they start.
+        offset: usize,
+    },
+    /// The frame size is 0.
+    ZeroFrameSize,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Truncated { offset } => write!(f, "manifest ends early at byte {offset}"),
+            Self::BadMagic => f.write_str("frame 0 does not hold a ckpt manifest"),
+            Self::Version(v) => {
+                write!(f, "manifest version {v} is not supported (this build reads 1)")
+            }
+            Self::BadField { entry, field } => write!(f, "manifest entry {entry}: invalid {field}"),
+            Self::UnsafePath { entry, path, reason } => {
+                write!(f, "manifest entry {entry}: refusing path {path:?}: {reason}")
+            }
+            Self::TrailingBytes { offset } => {
+                write!(f, "manifest has extra bytes from byte {offset}")
+            }
+            Self::ZeroFrameSize => f.write_str("manifest frame size is 0"),
+        }
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+/// Why `path` may not be restored, if it may not.
+pub fn path_problem(path: &[u8]) -> Option<&'static str> {
+    if path.is_empty() {
+        return Some("empty path");
+    }
+    if path.len() > MAX_PATH {
+        return Some("longer than 4096 bytes");
+    }
+    if path.contains(&0) {
+        return Some("contains a NUL byte");
+    }
+    if path.first() == Some(&b'/') {
+        return Some("absolute path");
+    }
+    for component in path.split(|&b| b == b'/') {
+        match component {
+            b"" => return Some("empty component (`//` or a trailing `/`)"),
+            b"." => return Some("`.` component"),
+            b".." => return Some("`..` component"),
+            _ => {}
+        }
+    }
+    None
+}
+
+impl Manifest {
+    /// Encodes the manifest.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER_LEN + self.entries.len() * (ENTRY_FIXED_LEN + 32));
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(&self.frame_size.to_le_bytes());
+        out.extend_from_slice(&(self.entries.len() as u64).to_le_bytes());
+        for e in &self.entries {
+            let kind: u8 = match e.kind {
+                Kind::Dir => 0,
+                Kind::File => 1,
+                Kind::Symlink => 2,
+            };
+            out.extend_from_slice(&[kind, 0, 0, 0]);
+            out.extend_from_slice(&e.mode.to_le_bytes());
+            out.extend_from_slice(&e.mtime_sec.to_le_bytes());
+            out.extend_from_slice(&e.mtime_nsec.to_le_bytes());
+            out.extend_from_slice(&u32::try_from(e.path.len()).unwrap_or(u32::MAX).to_le_bytes());
+            out.extend_from_slice(&e.size.to_le_bytes());
+            out.extend_from_slice(&u32::try_from(e.target.len()).unwrap_or(u32::MAX).to_le_bytes());
+            out.extend_from_slice(&0u32.to_le_bytes());
+            out.extend_from_slice(&e.path);
+            out.extend_from_slice(&e.target);
+        }
+        out
+    }
+
+    /// Decodes and validates a manifest: every path must be safe to restore.
+    ///
+    /// # Errors
+    /// A [`ManifestError`] naming the entry and field.
+    pub fn decode(bytes: &[u8]) -> Result<Self, ManifestError> {
+        let mut r = Cursor { bytes, at: 0 };
+        if r.take::<4>()? != MAGIC {
+            return Err(ManifestError::BadMagic);
+        }
+        let version = u16::from_le_bytes(r.take()?);
+        if version != VERSION {
+            return Err(ManifestError::Version(version));
+        }
+        if r.take::<2>()? != [0, 0] {
+            return Err(ManifestError::BadField { entry: 0, field: "header reserved bytes" });
+        }
+        let frame_size = u64::from_le_bytes(r.take()?);
+        if frame_size == 0 {
+            return Err(ManifestError::ZeroFrameSize);
+        }
+        let count = u64::from_le_bytes(r.take()?);
+        // Each entry takes at least ENTRY_FIXED_LEN bytes, which bounds the allocation.
+        let room = (bytes.len().saturating_sub(HEADER_LEN) / ENTRY_FIXED_LEN) as u64;
+        if count > room {
+            return Err(ManifestError::Truncated { offset: bytes.len() });
+        }
+        let mut entries = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+        for i in 0..count {
+            let [kind, r0, r1, r2] = r.take()?;
+            let kind = match kind {
+                0 => Kind::Dir,
+                1 => Kind::File,
+                2 => Kind::Symlink,
+                _ => return Err(ManifestError::BadField { entry: i, field: "kind" }),
+            };
+            if [r0, r1, r2] != [0; 3] {
+                return Err(ManifestError::BadField { entry: i, field: "reserved bytes" });
+            }
+            let mode = u32::from_le_bytes(r.take()?);
+            let secs = i64::from_le_bytes(r.take()?);
+            let nanos = u32::from_le_bytes(r.take()?);
+            let path_len = u32::from_le_bytes(r.take()?) as usize;
+            let file_size = u64::from_le_bytes(r.take()?);
+            let target_len = u32::from_le_bytes(r.take()?) as usize;
+            if u32::from_le_bytes(r.take()?) != 0 {
+                return Err(ManifestError::BadField { entry: i, field: "reserved bytes" });
+            }
+            if mode > 0o7777 || nanos >= 1_000_000_000 {
+                return Err(ManifestError::BadField { entry: i, field: "mode or mtime" });
+            }
+            if path_len > MAX_PATH || target_len > MAX_PATH {
+                let path = String::from("(over 4096 bytes)");
+                return Err(ManifestError::UnsafePath {
+                    entry: i,
+                    path,
+                    reason: "longer than 4096 bytes",
+                });
+            }
+            let path = r.slice(path_len)?.to_vec();
+            let target = r.slice(target_len)?.to_vec();
+            if let Some(reason) = path_problem(&path) {
+                let path = String::from_utf8_lossy(&path).into_owned();
+                return Err(ManifestError::UnsafePath { entry: i, path, reason });
+            }
+            let consistent = match kind {
+                Kind::File => target.is_empty(),
+                Kind::Dir => target.is_empty() && file_size == 0,
+                Kind::Symlink => !target.is_empty() && !target.contains(&0) && file_size == 0,
+            };
+            if !consistent {
+                return Err(ManifestError::BadField {
+                    entry: i,
+                    field: "size or target for its kind",
+                });
+            }
+            entries.push(Entry {
+                kind,
+                path,
+                mode,
+                mtime_sec: secs,
+                mtime_nsec: nanos,
+                size: file_size,
+                target,
+            });
+        }
+        if r.at != bytes.len() {
+            return Err(ManifestError::TrailingBytes { offset: r.at });
+        }
+        Ok(Self { frame_size, entries })
+    }
+
+    /// Total bytes of file data.
+    pub fn data_bytes(&self) -> u64 {
+        self.entries.iter().map(|e| e.size).sum()
+    }
+
+    /// How the files' bytes are laid out over data frames: for each data frame, its pieces.
+    pub fn data_frames(&self) -> Vec<Vec<Piece>> {
+        let mut frames = Vec::new();
+        let mut current: Vec<Piece> = Vec::new();
+        let mut room = self.frame_size;
+        for (i, e) in self.entries.iter().enumerate() {
+            let mut offset = 0;
+            while offset < e.size {
+                let len = (e.size - offset).min(room);
+                current.push(Piece { entry: i, offset, len });
+                offset += len;
+                room -= len;
+                if room == 0 {
+                    frames.push(std::mem::take(&mut current));
+                    room = self.frame_size;
+                }
+            }
+        }
+        if !current.is_empty() {
+            frames.push(current);
+        }
+        frames
+    }
+}
+
+/// A run of one file's bytes inside a data frame (one buffer of that frame).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Piece {
+    /// Index of the file's entry.
+    pub entry: usize,
+    /// Offset in the file.
+    pub offset: u64,
+    /// Length in bytes.
+    pub len: u64,
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn slice(&mut self, n: usize) -> Result<&'a [u8], ManifestError> {
+        let end = self.at.checked_add(n).ok_or(ManifestError::Truncated { offset: self.at })?;
+        let s = self.bytes.get(self.at..end).ok_or(ManifestError::Truncated { offset: self.at })?;
+        self.at = end;
+        Ok(s)
+    }
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], ManifestError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.slice(N)?);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn entry(kind: Kind, path: &str, size: u64, target: &str) -> Entry {
+        Entry {
+            kind,
+            path: path.into(),
+            mode: 0o644,
+            mtime_sec: -5,
+            mtime_nsec: 7,
+            size,
+            target: target.into(),
+        }
+    }
+
+    fn sample() -> Manifest {
+        Manifest {
+            frame_size: 10,
+            entries: vec![
+                entry(Kind::Dir, "d", 0, ""),
+                entry(Kind::File, "d/a", 25, ""),
+                entry(Kind::File, "d/empty", 0, ""),
+                entry(Kind::Symlink, "d/link", 0, "../elsewhere"),
+                entry(Kind::File, "b", 3, ""),
+            ],
+        }
+    }
+
+    #[test]
+    fn round_trips_and_lays_out_data() {
+        let m = sample();
+        assert_eq!(Manifest::decode(&m.encode()).unwrap(), m);
+        let frames = m.data_frames();
+        let lens: Vec<Vec<(usize, u64, u64)>> =
+            frames.iter().map(|f| f.iter().map(|p| (p.entry, p.offset, p.len)).collect()).collect();
+        assert_eq!(lens, vec![vec![(1, 0, 10)], vec![(1, 10, 10)], vec![(1, 20, 5), (4, 0, 3)]]);
+        assert_eq!(m.data_bytes(), 28);
+    }
+
+    #[test]
+    fn every_truncation_and_every_bit_flip_is_an_error_or_a_safe_manifest() {
+        let bytes = sample().encode();
+        for len in 0..bytes.len() {
+            assert!(Manifest::decode(&bytes[..len]).is_err(), "truncated to {len}");
+        }
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut b = bytes.clone();
+                b[i] ^= 1 << bit;
+                if let Ok(m) = Manifest::decode(&b) {
+                    // Flips of lengths, times or modes can decode; paths stay safe.
+                    assert!(m.entries.iter().all(|e| path_problem(&e.path).is_none()));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn hostile_paths_are_refused() {
+        for bad in ["/etc/passwd", "../x", "a/../../x", "a//b", "a/./b", "a/", "", "a\0b"] {
+            let mut m = sample();
+            m.entries[4].path = bad.into();
+            let e = Manifest::decode(&m.encode()).unwrap_err();
+            assert!(matches!(e, ManifestError::UnsafePath { entry: 4, .. }), "{bad:?}: {e}");
+        }
+        let mut m = sample();
+        m.entries[4].path = vec![b'a'; MAX_PATH + 1];
+        assert!(Manifest::decode(&m.encode()).is_err());
+    }
+
+    #[test]
+    fn huge_claimed_counts_do_not_allocate() {
+        let mut bytes = sample().encode();
+        bytes[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(matches!(Manifest::decode(&bytes), Err(ManifestError::Truncated { .. })));
+    }
+}
