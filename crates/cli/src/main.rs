@@ -307,6 +307,11 @@ pub(crate) fn write(
 pub(crate) fn restore(input: &str, dir: &Path, io: IoMode) -> Result<(), Failure> {
     let bar = progress_bar(0, "restore");
     let mut tick = |done| bar.set_position(done);
+    if input == "-" && io != IoMode::Buffered {
+        return Err(Failure::usage(format!(
+            "--io {io} needs a file; stdin is read with --io buffered"
+        )));
+    }
     let summary = if input == "-" {
         tree::restore_checkpoint(stdin_source(), dir, &mut tick)
     } else {
