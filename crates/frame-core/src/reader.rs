@@ -195,7 +195,10 @@ impl<S: Source> Reader<S> {
             .ok_or(Error::InvalidUse(Misuse::NotSeekable))?;
         let min = (INDEX_HEADER_LEN + TAIL_LEN) as u64;
         if len < min {
-            return Err(Error::Truncated { offset: len, what: "checkpoint tail" });
+            return Err(Error::Truncated {
+                offset: len,
+                what: "checkpoint tail (shorter than an empty checkpoint: truncated, or not a ckpt checkpoint)",
+            });
         }
         let tail_at = len - TAIL_LEN as u64;
         self.seek(tail_at)?;
