@@ -1,57 +1,88 @@
-//! How a frame's logical stream is cut into chunks.
+//! How a frame's buffers are cut into chunks.
 //!
 //! One policy serves the writer and the size bounds, so the bounds are exact for RAW by
-//! construction: a buffer's 8-byte length prefix and any buffer under [`DIRECT_MIN`] bytes
-//! are gathered into a 64 KiB staging chunk; a larger buffer ends the staging chunk and is
-//! cut into chunks of up to 64 KiB taken straight from the caller's memory, except a tail
-//! under [`DIRECT_MIN`], which is gathered again.
+//! construction. Buffers under [`DIRECT_MIN`] bytes are gathered into a 64 KiB staging
+//! chunk; a larger buffer ends the staging chunk and is cut into chunks of up to 64 KiB taken
+//! straight from the caller's memory, except a tail under [`DIRECT_MIN`], which is gathered
+//! again. Each buffer's length goes into the table of the chunk holding its first byte (for
+//! an empty buffer, the chunk being gathered); a staging chunk is also ended when its table
+//! holds [`STARTS_MAX`](crate::table::STARTS_MAX) lengths.
 #![deny(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use crate::codec::Style;
+use crate::table::TableBuilder;
 use crate::wire::{
     CHUNK_HEADER_LEN, CHUNK_MAX, FRAME_FOOTER_LEN, FRAME_HEADER_LEN, INDEX_ENTRY_LEN,
-    INDEX_HEADER_LEN, LENGTH_PREFIX_LEN, TAIL_LEN,
+    INDEX_HEADER_LEN, TAIL_LEN,
 };
+use alloc::vec::Vec;
 
 /// Buffers (and tails) at least this long are compressed in place, not gathered.
 pub const DIRECT_MIN: usize = 16 * 1024;
 
-/// One move of bytes decided by the chunker, relative to the piece being pushed.
+/// A chunk's length table as handed to the writer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
+pub struct Table<'t> {
+    /// The encoded table (empty when the chunker only counts).
+    pub bytes: &'t [u8],
+    /// Its encoded length.
+    pub len: usize,
+    /// Buffers starting in the chunk.
+    pub starts: u32,
+}
+
+/// One move of bytes decided by the chunker, relative to the buffer being pushed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step<'t> {
     /// Copy `len` bytes from `from` into the staging chunk.
     Gather { from: usize, len: usize },
-    /// The staging chunk is complete (`len` bytes): emit it and start the other half.
-    EmitStaged { len: usize },
-    /// Bytes `from..from + len` of the piece are a chunk of their own.
-    EmitDirect { from: usize, len: usize },
+    /// The staging chunk is complete (`len` data bytes): emit it and start the other half.
+    EmitStaged { len: usize, table: Table<'t> },
+    /// Bytes `from..from + len` of the buffer are a chunk of their own.
+    EmitDirect { from: usize, len: usize, table: Table<'t> },
 }
 
 /// The chunking state of one frame.
 #[derive(Debug, Default, Clone)]
 pub struct Chunker {
     staged: usize,
+    table: TableBuilder,
+    /// Encoded tables, kept only when `record` is set (the writer); the bounds only count.
+    record: bool,
+    table_bytes: Vec<u8>,
+    direct_bytes: Vec<u8>,
 }
 
 impl Chunker {
+    /// A chunker that encodes tables (`record`) or only measures them.
+    pub fn new(record: bool) -> Self {
+        Self { record, ..Self::default() }
+    }
+
     pub fn reset(&mut self) {
         self.staged = 0;
+        self.table = TableBuilder::default();
+        self.table_bytes.clear();
     }
 
-    /// Routes `len` bytes through the staging chunk.
-    pub fn gather<E>(
+    fn emit_staged<E>(
         &mut self,
-        len: usize,
-        mut step: impl FnMut(Step) -> Result<(), E>,
+        step: &mut impl FnMut(Step<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
-        self.gather_from(0, len, &mut step)
+        let out = self.record.then_some(&mut self.table_bytes);
+        let (len, starts) = self.table.finish(out);
+        let table = Table { bytes: &self.table_bytes, len, starts };
+        let result = step(Step::EmitStaged { len: self.staged, table });
+        self.staged = 0;
+        self.table_bytes.clear();
+        result
     }
 
-    fn gather_from<E>(
+    fn gather<E>(
         &mut self,
         mut from: usize,
         len: usize,
-        step: &mut impl FnMut(Step) -> Result<(), E>,
+        step: &mut impl FnMut(Step<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
         let end = from + len;
         while from < end {
@@ -60,37 +91,46 @@ impl Chunker {
             self.staged += n;
             from += n;
             if self.staged == CHUNK_MAX {
-                step(Step::EmitStaged { len: CHUNK_MAX })?;
-                self.staged = 0;
+                self.emit_staged(step)?;
             }
         }
         Ok(())
     }
 
-    /// Routes one buffer's bytes (its prefix went through [`Chunker::gather`]).
+    /// Routes one buffer of `len` bytes.
     pub fn buffer<E>(
         &mut self,
         len: usize,
-        mut step: impl FnMut(Step) -> Result<(), E>,
+        mut step: impl FnMut(Step<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
         if len < DIRECT_MIN {
-            return self.gather_from(0, len, &mut step);
+            if self.table.is_full() {
+                self.emit_staged(&mut step)?;
+            }
+            let out = self.record.then_some(&mut self.table_bytes);
+            self.table.push(len as u64, out);
+            return self.gather(0, len, &mut step);
         }
         self.flush(&mut step)?;
+        let mut first = TableBuilder::default();
+        self.direct_bytes.clear();
+        first.push(len as u64, self.record.then_some(&mut self.direct_bytes));
+        let (table_len, starts) = first.finish(self.record.then_some(&mut self.direct_bytes));
+        let mut table = Table { bytes: &self.direct_bytes, len: table_len, starts };
         let mut from = 0;
         while len - from >= DIRECT_MIN {
             let n = (len - from).min(CHUNK_MAX);
-            step(Step::EmitDirect { from, len: n })?;
+            step(Step::EmitDirect { from, len: n, table })?;
+            table = Table { bytes: &[], len: 0, starts: 0 };
             from += n;
         }
-        self.gather_from(from, len - from, &mut step)
+        self.gather(from, len - from, &mut step)
     }
 
-    /// Emits whatever is staged (at frame close, or before a direct chunk).
-    pub fn flush<E>(&mut self, mut step: impl FnMut(Step) -> Result<(), E>) -> Result<(), E> {
-        if self.staged > 0 {
-            step(Step::EmitStaged { len: self.staged })?;
-            self.staged = 0;
+    /// Emits whatever is staged: data or lengths (at frame close, or before a direct chunk).
+    pub fn flush<E>(&mut self, mut step: impl FnMut(Step<'_>) -> Result<(), E>) -> Result<(), E> {
+        if self.staged > 0 || self.table.starts() > 0 {
+            self.emit_staged(&mut step)?;
         }
         Ok(())
     }
@@ -102,24 +142,23 @@ impl Chunker {
 /// # Examples
 /// ```
 /// use ckpt_frame_core::{frame_size_bound, Style};
-/// // 40-byte header, one 24-byte chunk header, 8-byte length prefix + 3 bytes, 56-byte footer.
-/// assert_eq!(frame_size_bound(Style::Raw, [3]), Some(40 + 24 + 8 + 3 + 56));
-/// assert!(frame_size_bound(Style::Lz4, [3]).unwrap() > 131);
+/// // 40-byte header; one chunk: 32-byte header, 3 data bytes, a 2-byte length table
+/// // (length 3, count 1); 56-byte footer.
+/// assert_eq!(frame_size_bound(Style::Raw, [3]), Some(40 + 32 + 3 + 2 + 56));
+/// assert!(frame_size_bound(Style::Lz4, [3]).unwrap() > 133);
 /// ```
 pub fn frame_size_bound(style: Style, buffer_lens: impl IntoIterator<Item = usize>) -> Option<u64> {
-    let mut chunker = Chunker::default();
+    let mut chunker = Chunker::new(false);
     let mut total = (FRAME_HEADER_LEN + FRAME_FOOTER_LEN) as u64;
-    let mut add_chunk = |len: usize| -> Result<(), ()> {
-        let stored = (CHUNK_HEADER_LEN + style.max_stored_len(len)) as u64;
-        total = total.checked_add(stored).ok_or(())?;
-        Ok(())
-    };
-    let mut on_step = |s: Step| match s {
-        Step::Gather { .. } => Ok(()),
-        Step::EmitStaged { len } | Step::EmitDirect { len, .. } => add_chunk(len),
+    let mut on_step = |s: Step<'_>| match s {
+        Step::Gather { .. } => Ok::<(), ()>(()),
+        Step::EmitStaged { len, table } | Step::EmitDirect { len, table, .. } => {
+            let stored = (CHUNK_HEADER_LEN + style.max_stored_len(len) + table.len) as u64;
+            total = total.checked_add(stored).ok_or(())?;
+            Ok(())
+        }
     };
     for len in buffer_lens {
-        chunker.gather(LENGTH_PREFIX_LEN, &mut on_step).ok()?;
         chunker.buffer(len, &mut on_step).ok()?;
     }
     chunker.flush(&mut on_step).ok()?;
@@ -152,19 +191,19 @@ where
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
-    use alloc::vec::Vec;
 
-    fn chunks(lens: &[usize]) -> Vec<usize> {
-        let mut c = Chunker::default();
+    /// (data bytes, starts) of each chunk.
+    fn chunks(lens: &[usize]) -> Vec<(usize, u32)> {
+        let mut c = Chunker::new(true);
         let mut out = Vec::new();
-        let mut on = |s: Step| -> Result<(), ()> {
-            if let Step::EmitStaged { len } | Step::EmitDirect { len, .. } = s {
-                out.push(len);
+        let mut on = |s: Step<'_>| -> Result<(), ()> {
+            if let Step::EmitStaged { len, table } | Step::EmitDirect { len, table, .. } = s {
+                assert_eq!(table.bytes.len(), table.len);
+                out.push((len, table.starts));
             }
             Ok(())
         };
         for &l in lens {
-            c.gather(LENGTH_PREFIX_LEN, &mut on).unwrap();
             c.buffer(l, &mut on).unwrap();
         }
         c.flush(&mut on).unwrap();
@@ -172,18 +211,26 @@ mod tests {
     }
 
     #[test]
-    fn small_buffers_share_chunks() {
-        // 20,000 buffers of 50 bytes: 1.16 MB of logical bytes in full 64 KiB chunks.
+    fn small_buffers_share_chunks_and_only_data_fills_them() {
+        // 20,000 buffers of 50 bytes: exactly the bytes of one 1,000,000-byte buffer.
         let c = chunks(&alloc::vec![50; 20_000]);
-        assert_eq!(c.iter().sum::<usize>(), 20_000 * 58);
-        assert!(c.iter().rev().skip(1).all(|&l| l == CHUNK_MAX));
+        assert_eq!(c.iter().map(|c| c.0).sum::<usize>(), 1_000_000);
+        assert!(c.iter().rev().skip(1).all(|&(l, _)| l == CHUNK_MAX));
+        assert_eq!(c.iter().map(|c| c.1).sum::<u32>(), 20_000);
     }
 
     #[test]
     fn large_buffers_go_direct_and_small_tails_are_gathered() {
-        assert_eq!(chunks(&[CHUNK_MAX + 1]), [8, CHUNK_MAX, 1]);
-        assert_eq!(chunks(&[100 * 1024]), [8, CHUNK_MAX, 100 * 1024 - CHUNK_MAX]);
-        assert_eq!(chunks(&[DIRECT_MIN - 1]), [DIRECT_MIN + 7]);
-        assert_eq!(chunks(&[0, 0]), [16]);
+        assert_eq!(chunks(&[CHUNK_MAX + 1]), [(CHUNK_MAX, 1), (1, 0)]);
+        assert_eq!(chunks(&[100 * 1024]), [(CHUNK_MAX, 1), (100 * 1024 - CHUNK_MAX, 0)]);
+        assert_eq!(chunks(&[DIRECT_MIN - 1]), [(DIRECT_MIN - 1, 1)]);
+        assert_eq!(chunks(&[0, 0]), [(0, 2)]);
+        assert_eq!(chunks(&[5, DIRECT_MIN, 0]), [(5, 1), (DIRECT_MIN, 1), (0, 1)]);
+    }
+
+    #[test]
+    fn too_many_starts_end_a_chunk() {
+        let c = chunks(&alloc::vec![0; 40_000]);
+        assert_eq!(c, [(0, 16_384), (0, 16_384), (0, 40_000 - 2 * 16_384)]);
     }
 }

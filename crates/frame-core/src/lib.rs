@@ -43,6 +43,7 @@ mod io;
 mod lz4;
 mod reader;
 pub mod scan;
+mod table;
 mod wire;
 mod writer;
 

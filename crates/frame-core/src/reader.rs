@@ -5,10 +5,11 @@ use crate::codec::{ChunkDecompressor, Style, default_decompressor, lz4_bound};
 use crate::error::{Error, ErrorKind, IoErrorKind, Misuse, PlanMismatch};
 use crate::id::CheckpointId;
 use crate::io::Source;
+use crate::table::{TABLE_MAX, TableCursor};
 use crate::wire::{
     CHUNK_HEADER_LEN, CHUNK_MAX, ChunkHeader, FOOTER_MAGIC, FRAME_FOOTER_LEN, FRAME_HEADER_LEN,
     FRAME_MAGIC, FrameFooter, FrameHeader, INDEX_ENTRY_LEN, INDEX_HEADER_LEN, INDEX_MAGIC,
-    IndexEntry, LENGTH_PREFIX_LEN, TAIL_LEN, Tail, WireError, decode_index_header,
+    IndexEntry, TAIL_LEN, Tail, WireError, decode_index_header,
 };
 use crate::writer::CheckpointSummary;
 use alloc::boxed::Box;
@@ -45,6 +46,8 @@ struct Decoder {
     decompressor: Option<Box<dyn ChunkDecompressor>>,
     raw: Vec<u8>,
     stored: Vec<u8>,
+    /// The current chunk's length table.
+    table: Vec<u8>,
 }
 
 /// Reads a checkpoint, either as a stream from its start ([`Reader::new`]) or by random
@@ -156,6 +159,7 @@ impl<S: Source> Reader<S> {
                 decompressor,
                 raw: vec![0u8; CHUNK_MAX],
                 stored: vec![0u8; lz4_bound(CHUNK_MAX)],
+                table: Vec::with_capacity(TABLE_MAX),
             },
         }
     }
@@ -470,8 +474,10 @@ impl<S: Source> Reader<S> {
             counted: FrameFooter::default(),
             footer: None,
             footer_offset: 0,
+            chunk_offset: at,
             chunk_len: 0,
             chunk_at: 0,
+            table: TableCursor::new(0),
             pending_len: None,
         })
     }
@@ -537,6 +543,7 @@ impl<S: Source> Reader<S> {
         frame: FrameCursor,
         expected: Option<IndexEntry>,
     ) -> FrameReader<'_, S> {
+        self.dec.table.clear();
         self.state = State::InFrame;
         FrameReader { reader: self, frame, expected }
     }
@@ -583,9 +590,13 @@ struct FrameCursor {
     counted: FrameFooter,
     footer: Option<FrameFooter>,
     footer_offset: u64,
+    /// Offset of the current chunk's header.
+    chunk_offset: u64,
     chunk_len: usize,
     chunk_at: usize,
-    /// A length prefix already read whose buffer has not been restored yet.
+    /// Where the current chunk's table has been read to.
+    table: TableCursor,
+    /// A length already read whose buffer has not been restored yet.
     pending_len: Option<u64>,
 }
 
@@ -706,7 +717,8 @@ impl<S: Source> FrameReader<'_, S> {
     fn close_inner(&mut self) -> Result<u64, Error> {
         let restored = self.frame.counted.buffer_count;
         let left = PlanMismatch::BuffersLeft { restored };
-        if self.frame.pending_len.is_some() || self.frame.chunk_at < self.frame.chunk_len {
+        let f = &self.frame;
+        if f.pending_len.is_some() || f.chunk_at < f.chunk_len || f.table.starts_left() > 0 {
             return Err(self.plan(left));
         }
         if self.frame.footer.is_none() && self.load_chunk()? {
@@ -769,36 +781,44 @@ impl<S: Source> FrameReader<'_, S> {
         if let Some(len) = self.frame.pending_len {
             return Ok(Some(len));
         }
-        if self.frame.footer.is_some() {
-            return Ok(None);
-        }
-        if self.frame.chunk_at == self.frame.chunk_len && !self.load_chunk()? {
-            return Ok(None);
-        }
-        let mut prefix = [0u8; LENGTH_PREFIX_LEN];
-        let mut done = 0;
-        while done < LENGTH_PREFIX_LEN {
-            let chunk = self.chunk_rest("frame ends inside a buffer length")?;
-            let n = chunk.len().min(LENGTH_PREFIX_LEN - done);
-            if let (Some(dst), Some(src)) = (prefix.get_mut(done..done + n), chunk.get(..n)) {
-                dst.copy_from_slice(src);
+        loop {
+            if self.frame.footer.is_some() {
+                return Ok(None);
             }
-            self.frame.chunk_at += n;
-            done += n;
+            if self.frame.table.starts_left() > 0 {
+                let table = &self.reader.dec.table;
+                let len = self
+                    .frame
+                    .table
+                    .next(table)
+                    .map_err(|_| self.corrupt("length table does not decode"))?;
+                self.frame.pending_len = len;
+                return Ok(len);
+            }
+            if self.frame.chunk_at < self.frame.chunk_len {
+                return Err(self.corrupt("chunk holds data that no buffer starts"));
+            }
+            self.load_chunk()?;
         }
-        let len = u64::from_le_bytes(prefix);
-        self.frame.pending_len = Some(len);
-        Ok(Some(len))
+    }
+
+    fn corrupt(&self, what: &'static str) -> Error {
+        Error::Corrupt { frame: Some(self.frame.index), offset: self.frame.chunk_offset, what }
     }
 
     /// The unread bytes of the current chunk, loading the next chunk if it is used up.
     fn chunk_rest(&mut self, at_footer: &'static str) -> Result<&[u8], Error> {
-        if self.frame.chunk_at == self.frame.chunk_len && !self.load_chunk()? {
-            return Err(Error::Corrupt {
-                frame: Some(self.frame.index),
-                offset: self.frame.footer_offset,
-                what: at_footer,
-            });
+        if self.frame.chunk_at == self.frame.chunk_len {
+            if self.frame.table.starts_left() > 0 {
+                return Err(self.corrupt("a buffer starts in a chunk whose data ran out"));
+            }
+            if !self.load_chunk()? {
+                return Err(Error::Corrupt {
+                    frame: Some(self.frame.index),
+                    offset: self.frame.footer_offset,
+                    what: at_footer,
+                });
+            }
         }
         let data = match self.frame.style {
             Style::Raw => self.reader.dec.raw.as_slice(),
@@ -807,9 +827,13 @@ impl<S: Source> FrameReader<'_, S> {
         Ok(data.get(self.frame.chunk_at..self.frame.chunk_len).unwrap_or_default())
     }
 
-    /// Reads the next chunk (checked against its checksum) or the footer. Returns `false`
-    /// when the footer was reached.
+    /// Reads the next chunk (checked against its checks) or the footer. Returns `false`
+    /// when the footer was reached. The chunk being left must be used up, table included.
     fn load_chunk(&mut self) -> Result<bool, Error> {
+        if !self.frame.table.is_exhausted(&self.reader.dec.table) {
+            return Err(self.corrupt("length table holds more than the chunk's buffers"));
+        }
+        let frame_end = self.expected.map(|e| e.offset.saturating_add(e.frame_len));
         let Reader { source, pos, dec, .. } = &mut *self.reader;
         let f = &mut self.frame;
         let frame = Some(f.index);
@@ -819,10 +843,9 @@ impl<S: Source> FrameReader<'_, S> {
         read(source, pos, head, "chunk header or frame footer")?;
         if head.starts_with(&FOOTER_MAGIC) {
             read(source, pos, rest, "frame footer")?;
-            f.footer = Some(
-                FrameFooter::decode(&fb, f.header_check)
-                    .map_err(|e| wire_error(e, frame, at, "frame footer"))?,
-            );
+            let footer = FrameFooter::decode(&fb, f.header_check)
+                .map_err(|e| wire_error(e, frame, at, "frame footer"))?;
+            f.footer = Some(footer);
             f.footer_offset = at;
             f.chunk_len = 0;
             f.chunk_at = 0;
@@ -831,17 +854,17 @@ impl<S: Source> FrameReader<'_, S> {
         let mut hb = [0u8; CHUNK_HEADER_LEN];
         hb.copy_from_slice(head);
         let h = ChunkHeader::decode(&hb).map_err(|e| wire_error(e, frame, at, "chunk header"))?;
-        let logical = h.logical_len as usize;
-        let stored = h.stored_len as usize;
+        let (logical, stored, table_len) =
+            (h.logical_len as usize, h.stored_len as usize, h.table_len as usize);
         let stored_ok = match f.style {
-            Style::Raw => stored == logical && h.stored_check == 0,
+            Style::Raw => stored == logical,
+            Style::Lz4 if logical == 0 => stored == 0,
             Style::Lz4 => stored > 0 && stored <= lz4_bound(logical),
         };
         // An indexed reader knows where the frame ends: a damaged length is caught here
         // rather than after reading into the next frame.
-        let frame_end = self.expected.map(|e| e.offset.saturating_add(e.frame_len));
-        let chunk_end =
-            (at + CHUNK_HEADER_LEN as u64 + stored as u64).saturating_add(FRAME_FOOTER_LEN as u64);
+        let chunk_end = (at + (CHUNK_HEADER_LEN + stored + table_len) as u64)
+            .saturating_add(FRAME_FOOTER_LEN as u64);
         if frame_end.is_some_and(|end| chunk_end > end) {
             return Err(Error::Corrupt {
                 frame,
@@ -853,16 +876,37 @@ impl<S: Source> FrameReader<'_, S> {
             return Err(Error::Corrupt {
                 frame,
                 offset: at,
-                what: "stored length or stored check is impossible for the frame's style",
+                what: "stored length is impossible for the frame's style",
             });
         }
-        let data: &[u8] = match f.style {
+        let mut check = h.stored_check_start();
+        let decoded = match f.style {
             Style::Raw => {
                 let buf = dec.raw.get_mut(..logical).unwrap_or_default();
                 read(source, pos, buf, "chunk data")?;
-                buf
+                Ok(())
             }
-            Style::Lz4 => decode_lz4(source, pos, dec, &h, frame, at)?,
+            Style::Lz4 => decode_lz4(source, pos, dec, &h, frame, &mut check)?,
+        };
+        dec.table.resize(table_len, 0);
+        read(source, pos, &mut dec.table, "chunk length table")?;
+        check.update(&dec.table);
+        let found = check.digest();
+        if found != h.stored_check {
+            let what = "chunk header, stored data or length table";
+            return Err(Error::ChecksumMismatch {
+                frame,
+                offset: at,
+                what,
+                expected: h.stored_check,
+                found,
+            });
+        }
+        decoded?;
+        let data = match f.style {
+            Style::Raw => dec.raw.get(..logical).unwrap_or_default(),
+            Style::Lz4 if logical == 0 => &[],
+            Style::Lz4 => dec.decompressor.as_ref().map_or(&[][..], |d| d.output()),
         };
         let found = checksum(data);
         if found != h.checksum {
@@ -875,25 +919,32 @@ impl<S: Source> FrameReader<'_, S> {
             });
         }
         f.counted.chunk_count += 1;
-        f.counted.chunk_bytes += (CHUNK_HEADER_LEN + stored) as u64;
+        f.counted.chunk_bytes += (CHUNK_HEADER_LEN + stored + table_len) as u64;
         f.counted.chunks_digest = chain_digest(f.counted.chunks_digest, h.checksum);
+        f.chunk_offset = at;
         f.chunk_len = logical;
         f.chunk_at = 0;
+        f.table = TableCursor::new(h.starts);
         Ok(true)
     }
 }
 
-/// Reads an LZ4 chunk's stored bytes (borrowed when the source is memory), checks them
-/// against the header's stored check, and decodes them with the frame's history.
-fn decode_lz4<'d, S: Source>(
+/// Reads an LZ4 chunk's stored bytes (borrowed when the source is memory), feeds them to
+/// the stored check, and decodes them with the frame's history. The outer `Result` is for
+/// reading; the inner one says whether the block decoded, which the caller reports only
+/// after the stored check, the more precise verdict, has passed.
+fn decode_lz4<S: Source>(
     source: &mut S,
     pos: &mut u64,
-    dec: &'d mut Decoder,
+    dec: &mut Decoder,
     h: &ChunkHeader,
     frame: Option<u64>,
-    at: u64,
-) -> Result<&'d [u8], Error> {
+    check: &mut Xxh3,
+) -> Result<Result<(), Error>, Error> {
     let stored = h.stored_len as usize;
+    if stored == 0 {
+        return Ok(Ok(()));
+    }
     let d = dec
         .decompressor
         .as_mut()
@@ -913,20 +964,11 @@ fn decode_lz4<'d, S: Source>(
             buf
         }
     };
-    let found = h.stored_check_of(bytes);
-    if found != h.stored_check {
-        return Err(Error::ChecksumMismatch {
-            frame,
-            offset: at,
-            what: "chunk stored bytes",
-            expected: h.stored_check,
-            found,
-        });
-    }
-    d.decompress_linked(bytes, h.logical_len as usize).map_err(|_| Error::Corrupt {
+    check.update(bytes);
+    let at = *pos - (stored + CHUNK_HEADER_LEN) as u64;
+    Ok(d.decompress_linked(bytes, h.logical_len as usize).map_err(|_| Error::Corrupt {
         frame,
         offset: at,
         what: "LZ4 chunk does not decode to its logical length",
-    })?;
-    Ok(d.output())
+    }))
 }

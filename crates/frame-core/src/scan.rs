@@ -178,7 +178,7 @@ pub fn scan<S: Source + ?Sized>(src: &mut S, depth: Depth) -> Result<ScanReport,
         depth,
         regions: Vec::new(),
         id: None,
-        stored: vec![0u8; lz4_bound(crate::wire::CHUNK_MAX)],
+        stored: vec![0u8; lz4_bound(crate::wire::CHUNK_MAX) + crate::table::TABLE_MAX],
         decompressor,
     };
     let (index, tail_regions) = s.check_index()?;
@@ -412,7 +412,8 @@ impl<S: Source + ?Sized> Scanner<'_, S> {
             let Some(h) = self.check_chunk(pos, limit, frame, style, &head, &mut decodable)? else {
                 return Ok(end);
             };
-            let chunk_len = (CHUNK_HEADER_LEN + h.stored_len as usize) as u64;
+            let chunk_len =
+                (CHUNK_HEADER_LEN + h.stored_len as usize + h.table_len as usize) as u64;
             counted.chunk_count += 1;
             counted.chunk_bytes += chunk_len;
             counted.chunks_digest =
@@ -467,9 +468,11 @@ impl<S: Source + ?Sized> Scanner<'_, S> {
     ) -> Result<Option<ChunkHeader>, Error> {
         let chunk = ChunkHeader::decode(head).ok().filter(|h| {
             let (logical, stored) = (h.logical_len as usize, h.stored_len as usize);
-            let fits = pos + (CHUNK_HEADER_LEN + stored + FRAME_FOOTER_LEN) as u64 <= limit;
+            let body = stored + h.table_len as usize;
+            let fits = pos + (CHUNK_HEADER_LEN + body + FRAME_FOOTER_LEN) as u64 <= limit;
             fits && match style {
-                Style::Raw => stored == logical && h.stored_check == 0,
+                Style::Raw => stored == logical,
+                Style::Lz4 if logical == 0 => stored == 0,
                 Style::Lz4 => stored > 0 && stored <= lz4_bound(logical),
             }
         });
@@ -478,17 +481,22 @@ impl<S: Source + ?Sized> Scanner<'_, S> {
             self.push(RegionKind::Unknown, frame, pos, limit - pos, Some(what));
             return Ok(None);
         };
-        let stored = self.stored.get_mut(..h.stored_len as usize).unwrap_or_default();
-        read_at(self.src, pos + CHUNK_HEADER_LEN as u64, stored)?;
+        let (stored_len, table_len) = (h.stored_len as usize, h.table_len as usize);
+        let body = self.stored.get_mut(..stored_len + table_len).unwrap_or_default();
+        read_at(self.src, pos + CHUNK_HEADER_LEN as u64, body)?;
+        let (stored, table) = body.split_at(stored_len.min(body.len()));
         let mut problem = match style {
             Style::Raw => {
-                (checksum(stored) != h.checksum).then_some("chunk checksum does not match")
+                let data_ok = checksum(stored) == h.checksum;
+                let rest_ok = h.stored_check_of(&[], table) == h.stored_check;
+                (!(data_ok && rest_ok)).then_some("chunk checksum does not match")
             }
-            Style::Lz4 => (h.stored_check_of(stored) != h.stored_check)
+            Style::Lz4 => (h.stored_check_of(stored, table) != h.stored_check)
                 .then_some("chunk stored check does not match"),
         };
         if style == Style::Lz4
             && *decodable
+            && h.logical_len > 0
             && let Some(d) = self.decompressor.as_mut()
         {
             let logical_ok = problem.is_none()
@@ -499,7 +507,7 @@ impl<S: Source + ?Sized> Scanner<'_, S> {
             }
             *decodable = problem.is_none();
         }
-        let len = (CHUNK_HEADER_LEN as u64) + u64::from(h.stored_len);
+        let len = (CHUNK_HEADER_LEN + stored_len + table_len) as u64;
         self.push(RegionKind::Chunk, frame, pos, len, problem);
         Ok(Some(h))
     }

@@ -19,13 +19,11 @@ pub const INDEX_MAGIC: [u8; 4] = *b"CKIX";
 pub const TAIL_MAGIC: [u8; 8] = *b"CKPTEND1";
 
 pub const FRAME_HEADER_LEN: usize = 40;
-pub const CHUNK_HEADER_LEN: usize = 24;
+pub const CHUNK_HEADER_LEN: usize = 32;
 pub const FRAME_FOOTER_LEN: usize = 56;
 pub const INDEX_HEADER_LEN: usize = 8;
 pub const INDEX_ENTRY_LEN: usize = 40;
 pub const TAIL_LEN: usize = 64;
-/// Bytes a buffer's length prefix takes in a frame's logical stream.
-pub const LENGTH_PREFIX_LEN: usize = 8;
 
 /// What went wrong decoding one structure; the caller adds frame and offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,18 +135,23 @@ impl FrameHeader {
     }
 }
 
-/// Chunk header: precedes every chunk's stored bytes.
+/// Chunk header: precedes every chunk's stored data and length table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkHeader {
+    /// Bytes of buffer data in the chunk (0..=64 KiB; 0 only if buffers start in it).
     pub logical_len: u32,
+    /// Bytes of stored data (RAW: `logical_len`; LZ4: one block, 0 if `logical_len` is 0).
     pub stored_len: u32,
-    /// XXH3-64 of the chunk's logical (decoded) bytes.
+    /// Buffers whose lengths the chunk's table holds (those starting in the chunk).
+    pub starts: u32,
+    /// Bytes of the length table, after the stored data.
+    pub table_len: u32,
+    /// XXH3-64 of the chunk's logical (decoded) data.
     pub checksum: u64,
-    /// For LZ4, [`ChunkHeader::stored_check_of`] this header and the stored bytes; 0 for
-    /// RAW. An LZ4 block can change without changing what it decodes to (a match offset
-    /// inside a run of equal bytes), so the logical checksum alone cannot see all damage; and
-    /// covering the header's other fields makes every LZ4 chunk checkable on its own, without
-    /// decoding it or the chunks before it.
+    /// XXH3-64 of this header's first 24 bytes, (LZ4 only) the stored data, and the table:
+    /// every chunk is checkable on its own, without decoding it or the chunks before it.
+    /// (An LZ4 block can change without changing what it decodes to, so `checksum` alone
+    /// cannot see all damage; RAW stored data is covered by `checksum`.)
     pub stored_check: u64,
 }
 
@@ -158,32 +161,47 @@ impl ChunkHeader {
         let mut o = Out { bytes: &mut b, at: 0 };
         o.u32(self.logical_len);
         o.u32(self.stored_len);
+        o.u32(self.starts);
+        o.u32(self.table_len);
         o.u64(self.checksum);
         o.u64(self.stored_check);
         b
     }
 
-    /// XXH3-64 over this header's first 16 bytes (logical length, stored length, checksum)
-    /// followed by `stored`.
-    pub fn stored_check_of(&self, stored: &[u8]) -> u64 {
-        let encoded = self.encode();
-        let mut h = xxhash_rust::xxh3::Xxh3::new();
-        h.update(encoded.get(..16).unwrap_or_default());
-        h.update(stored);
+    /// The stored check of this header with `covered` (the stored data for LZ4, nothing
+    /// for RAW) and `table`, hashed in file order.
+    pub fn stored_check_of(&self, covered: &[u8], table: &[u8]) -> u64 {
+        let mut h = self.stored_check_start();
+        h.update(covered);
+        h.update(table);
         h.digest()
     }
 
-    /// Checks only the length rule shared by all styles (1..=64 KiB logical bytes); the
-    /// style decides what stored length and stored check are acceptable.
+    /// A hasher fed with the header's first 24 bytes, for checking as bytes arrive.
+    pub fn stored_check_start(&self) -> xxhash_rust::xxh3::Xxh3 {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        h.update(self.encode().get(..24).unwrap_or_default());
+        h
+    }
+
+    /// Checks the rules shared by all styles: at most 64 KiB of data, a bounded table, and
+    /// never an empty chunk. The style decides what stored length is acceptable.
     pub fn decode(b: &[u8; CHUNK_HEADER_LEN]) -> Result<Self, WireError> {
         let mut f = Fields { bytes: b };
         let h = Self {
             logical_len: f.u32(),
             stored_len: f.u32(),
+            starts: f.u32(),
+            table_len: f.u32(),
             checksum: f.u64(),
             stored_check: f.u64(),
         };
-        if h.logical_len == 0 || h.logical_len as usize > CHUNK_MAX {
+        let sane = h.logical_len as usize <= CHUNK_MAX
+            && h.starts <= crate::table::STARTS_MAX
+            && h.table_len as usize <= crate::table::TABLE_MAX
+            && (h.logical_len > 0 || h.starts > 0)
+            && (h.starts > 0) == (h.table_len > 0);
+        if !sane {
             return Err(WireError::BadChunkLength);
         }
         Ok(h)
@@ -366,7 +384,14 @@ mod tests {
         let h = FrameHeader { style: 1, index: 9, checkpoint_id: id };
         let (hb, hc) = h.encode();
         assert_eq!(FrameHeader::decode(&hb), Ok((h, hc)));
-        let c = ChunkHeader { logical_len: 65536, stored_len: 100, checksum: 42, stored_check: 9 };
+        let c = ChunkHeader {
+            logical_len: 65536,
+            stored_len: 100,
+            starts: 3,
+            table_len: 4,
+            checksum: 42,
+            stored_check: 9,
+        };
         assert_eq!(ChunkHeader::decode(&c.encode()), Ok(c));
         let ft = FrameFooter {
             buffer_count: 1,
@@ -385,10 +410,28 @@ mod tests {
     }
 
     #[test]
-    fn chunk_lengths_outside_one_to_64k_are_rejected() {
-        for bad in [0u32, 65537, u32::MAX] {
-            let c = ChunkHeader { logical_len: bad, stored_len: 1, checksum: 0, stored_check: 0 };
-            assert_eq!(ChunkHeader::decode(&c.encode()), Err(WireError::BadChunkLength));
+    fn impossible_chunk_headers_are_rejected() {
+        let ok = ChunkHeader {
+            logical_len: 1,
+            stored_len: 1,
+            starts: 0,
+            table_len: 0,
+            checksum: 0,
+            stored_check: 0,
+        };
+        assert!(ChunkHeader::decode(&ok.encode()).is_ok());
+        for bad in [
+            ChunkHeader { logical_len: 65537, ..ok },
+            ChunkHeader { logical_len: 0, ..ok },
+            ChunkHeader { starts: 1, ..ok },
+            ChunkHeader { table_len: 1, ..ok },
+            ChunkHeader { starts: crate::table::STARTS_MAX + 1, table_len: 5, ..ok },
+        ] {
+            assert_eq!(
+                ChunkHeader::decode(&bad.encode()),
+                Err(WireError::BadChunkLength),
+                "{bad:?}"
+            );
         }
     }
 }

@@ -1,14 +1,15 @@
 //! Writing a checkpoint: [`Writer`] and the per-frame [`FrameWriter`].
 
 use crate::checksum::{chain_digest, checksum};
-use crate::chunker::{Chunker, Step};
+use crate::chunker::{Chunker, Step, Table};
 use crate::codec::{ChunkCompressor, Style, default_compressor, lz4_bound};
 use crate::error::{Error, ErrorKind, Misuse};
 use crate::id::CheckpointId;
 use crate::io::Sink;
+use crate::table::TABLE_MAX;
 use crate::wire::{
     CHUNK_HEADER_LEN, CHUNK_MAX, ChunkHeader, FrameFooter, FrameHeader, INDEX_ENTRY_LEN,
-    IndexEntry, LENGTH_PREFIX_LEN, Tail, encode_index_header,
+    IndexEntry, Tail, encode_index_header,
 };
 use alloc::boxed::Box;
 use alloc::vec;
@@ -166,8 +167,8 @@ impl<S: Sink> Writer<S> {
             state: State::Ready,
             enc: Encoder {
                 staging: Staging::new(),
-                chunker: Chunker::default(),
-                scratch: vec![0u8; CHUNK_HEADER_LEN + lz4_bound(CHUNK_MAX)],
+                chunker: Chunker::new(true),
+                scratch: vec![0u8; CHUNK_HEADER_LEN + lz4_bound(CHUNK_MAX) + TABLE_MAX],
                 compressor,
             },
         }
@@ -354,39 +355,28 @@ impl<'buf, S: Sink> FrameWriter<'_, 'buf, S> {
     }
 
     fn add_inner(&mut self, buf: &'buf [u8]) -> Result<(), Error> {
-        let prefix = (buf.len() as u64).to_le_bytes();
         let Writer { sink, pos, enc, .. } = &mut *self.writer;
         let Encoder { staging, chunker, scratch, compressor } = enc;
         let frame = &mut self.frame;
-        let mut emit = |s: Step, piece: &[u8]| -> Result<(), Error> {
-            match s {
-                Step::Gather { from, len } => {
-                    staging.push(piece.get(from..from + len).unwrap_or_default());
-                    Ok(())
-                }
-                Step::EmitStaged { .. } => {
-                    // SAFETY (of the compressor contract): this half is not written again
-                    // until the other half or a direct chunk has been compressed after it.
-                    emit_chunk(sink, pos, scratch, compressor, frame, staging.current())?;
-                    staging.flip();
-                    Ok(())
-                }
-                Step::EmitDirect { from, len } => {
-                    // SAFETY (of the compressor contract): `buf` is borrowed for 'buf, which
-                    // outlives this frame, and is immutable.
-                    emit_chunk(
-                        sink,
-                        pos,
-                        scratch,
-                        compressor,
-                        frame,
-                        buf.get(from..from + len).unwrap_or_default(),
-                    )
-                }
+        chunker.buffer(buf.len(), |s| match s {
+            Step::Gather { from, len } => {
+                staging.push(buf.get(from..from + len).unwrap_or_default());
+                Ok(())
             }
-        };
-        chunker.gather(LENGTH_PREFIX_LEN, |s| emit(s, &prefix))?;
-        chunker.buffer(buf.len(), |s| emit(s, buf))?;
+            Step::EmitStaged { table, .. } => {
+                // (Compressor contract) this half is not written again until the other
+                // half or a direct chunk has been compressed after it.
+                emit_chunk(sink, pos, scratch, compressor, frame, staging.current(), table)?;
+                staging.flip();
+                Ok(())
+            }
+            Step::EmitDirect { from, len, table } => {
+                // (Compressor contract) `buf` is borrowed for 'buf, which outlives this
+                // frame, and is immutable.
+                let piece = buf.get(from..from + len).unwrap_or_default();
+                emit_chunk(sink, pos, scratch, compressor, frame, piece, table)
+            }
+        })?;
         frame.footer.buffer_count += 1;
         frame.footer.user_bytes += buf.len() as u64;
         Ok(())
@@ -417,9 +407,11 @@ impl<'buf, S: Sink> FrameWriter<'_, 'buf, S> {
         let Writer { sink, pos, enc, index, state, .. } = &mut *self.writer;
         let Encoder { staging, chunker, scratch, compressor } = enc;
         let frame = &mut self.frame;
-        chunker.flush(|_| {
-            emit_chunk(sink, pos, scratch, compressor, frame, staging.current())?;
-            staging.flip();
+        chunker.flush(|s| {
+            if let Step::EmitStaged { table, .. } = s {
+                emit_chunk(sink, pos, scratch, compressor, frame, staging.current(), table)?;
+                staging.flip();
+            }
             Ok::<(), Error>(())
         })?;
         write(sink, pos, &frame.footer.encode(frame.header_check))?;
@@ -442,30 +434,28 @@ fn emit_chunk<S: Sink>(
     compressor: &mut Option<Box<dyn ChunkCompressor>>,
     frame: &mut OpenFrame,
     chunk: &[u8],
+    table: Table<'_>,
 ) -> Result<(), Error> {
     let chunk_offset = *pos;
-    let logical_len = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
-    let sum = checksum(chunk);
+    let mut header = ChunkHeader {
+        logical_len: u32::try_from(chunk.len()).unwrap_or(u32::MAX),
+        stored_len: 0,
+        starts: table.starts,
+        table_len: u32::try_from(table.len).unwrap_or(u32::MAX),
+        checksum: checksum(chunk),
+        stored_check: 0,
+    };
     let stored_len = match frame.style {
         Style::Raw => {
-            let header = ChunkHeader {
-                logical_len,
-                stored_len: logical_len,
-                checksum: sum,
-                stored_check: 0,
-            };
+            header.stored_len = header.logical_len;
+            header.stored_check = header.stored_check_of(&[], table.bytes);
             write(sink, pos, &header.encode())?;
             write(sink, pos, chunk)?;
+            write(sink, pos, table.bytes)?;
             chunk.len()
         }
         Style::Lz4 => {
-            let compressor = compressor.as_mut().ok_or(Error::UnsupportedStyle {
-                style: frame.style.to_byte(),
-                frame: Some(frame.index),
-            })?;
-            let max = CHUNK_HEADER_LEN + lz4_bound(chunk.len());
-            let codec_err =
-                |error| Error::Codec { frame: frame.index, offset: chunk_offset, error };
+            let max = CHUNK_HEADER_LEN + lz4_bound(chunk.len()) + table.len;
             // Compress straight into the sink's memory when it lends some.
             let lent = sink.reserve(max);
             let lent_used = lent.is_some();
@@ -474,28 +464,43 @@ fn emit_chunk<S: Sink>(
                 None => scratch.get_mut(..max).unwrap_or_default(),
             };
             let (head, body) = out.split_at_mut(CHUNK_HEADER_LEN.min(out.len()));
-            // SAFETY: the caller passes chunks that satisfy `compress_linked`'s contract:
-            // caller buffers borrowed until frame close, or staging halves rewritten only
-            // after the compressor has moved past them; the compressor was reset at frame open.
-            let n = unsafe { compressor.compress_linked(chunk, body) }.map_err(codec_err)?;
-            let stored = u32::try_from(n).unwrap_or(u32::MAX);
-            let mut header =
-                ChunkHeader { logical_len, stored_len: stored, checksum: sum, stored_check: 0 };
-            header.stored_check = header.stored_check_of(body.get(..n).unwrap_or_default());
-            head.copy_from_slice(&header.encode());
-            if lent_used {
-                sink.commit(CHUNK_HEADER_LEN + n)
-                    .map_err(|error| Error::Io { offset: *pos, error })?;
-                *pos += (CHUNK_HEADER_LEN + n) as u64;
+            let n = if chunk.is_empty() {
+                // A chunk holding only lengths: the compressor's history is untouched.
+                0
             } else {
-                write(sink, pos, scratch.get(..CHUNK_HEADER_LEN + n).unwrap_or_default())?;
+                let compressor = compressor.as_mut().ok_or(Error::UnsupportedStyle {
+                    style: frame.style.to_byte(),
+                    frame: Some(frame.index),
+                })?;
+                let block = body.get_mut(..lz4_bound(chunk.len())).unwrap_or_default();
+                // SAFETY: the caller passes chunks that satisfy `compress_linked`'s contract:
+                // caller buffers borrowed until frame close, or staging halves rewritten only
+                // after the compressor has moved past them; the compressor was reset at frame
+                // open.
+                unsafe { compressor.compress_linked(chunk, block) }.map_err(|error| {
+                    Error::Codec { frame: frame.index, offset: chunk_offset, error }
+                })?
+            };
+            if let Some(dst) = body.get_mut(n..n + table.len) {
+                dst.copy_from_slice(table.bytes);
+            }
+            header.stored_len = u32::try_from(n).unwrap_or(u32::MAX);
+            header.stored_check =
+                header.stored_check_of(body.get(..n).unwrap_or_default(), table.bytes);
+            head.copy_from_slice(&header.encode());
+            let total = CHUNK_HEADER_LEN + n + table.len;
+            if lent_used {
+                sink.commit(total).map_err(|error| Error::Io { offset: *pos, error })?;
+                *pos += total as u64;
+            } else {
+                write(sink, pos, scratch.get(..total).unwrap_or_default())?;
             }
             n
         }
     };
     let f = &mut frame.footer;
     f.chunk_count += 1;
-    f.chunk_bytes += (CHUNK_HEADER_LEN + stored_len) as u64;
-    f.chunks_digest = chain_digest(f.chunks_digest, sum);
+    f.chunk_bytes += (CHUNK_HEADER_LEN + stored_len + table.len) as u64;
+    f.chunks_digest = chain_digest(f.chunks_digest, header.checksum);
     Ok(())
 }

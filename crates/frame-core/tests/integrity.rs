@@ -100,8 +100,8 @@ fn corrupt_chunk_names_frame_and_offset() {
     let mut bad = write_vec(&plan);
     let info = Reader::open(SliceSource::new(&bad)).unwrap().frame_info(2).unwrap();
     // Damage a byte inside the first chunk of frame 2 (past its 40-byte header and the
-    // 24-byte chunk header).
-    let at = usize::try_from(info.offset + 40 + 24 + 3).unwrap();
+    // 32-byte chunk header).
+    let at = usize::try_from(info.offset + 40 + 32 + 3).unwrap();
     bad[at] ^= 0x40;
     let e = restore_indexed(SliceSource::new(&bad), &plan).error.unwrap();
     assert_eq!(e.frame(), Some(2), "{e}");
@@ -118,7 +118,7 @@ fn corrupt_chunk_names_frame_and_offset() {
 fn checksum_mismatch_carries_expected_and_found() {
     let plan = vec![(Style::Raw, vec![content(1, 100, false)])];
     let mut bad = write_vec(&plan);
-    bad[40 + 24 + 50] ^= 1;
+    bad[40 + 32 + 50] ^= 1;
     match restore_streaming(SliceSource::new(&bad), &plan).error.unwrap() {
         Error::ChecksumMismatch { frame: Some(0), offset: 40, what: "chunk", expected, found } => {
             assert_ne!(expected, found);
@@ -250,7 +250,8 @@ fn frames_of_another_checkpoint_are_refused() {
     w.finish().unwrap();
     let b = w.into_sink().into_inner();
     // Same sizes, different identity: splice frame 1 of `b` into `a`.
-    let frame_len = 40 + 24 + 18 + 56;
+    let frame_len =
+        usize::try_from(ckpt_frame_core::frame_size_bound(Style::Raw, [10]).unwrap()).unwrap();
     let mut spliced = a.clone();
     spliced[frame_len..2 * frame_len].copy_from_slice(&b[frame_len..2 * frame_len]);
     let e = restore_streaming(SliceSource::new(&spliced), &plan).error.unwrap();

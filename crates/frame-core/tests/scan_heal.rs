@@ -88,8 +88,8 @@ fn scattered_damage_heals_only_damaged_chunks() {
     let mut bad = good.clone();
     let damaged: Vec<_> = chunks.iter().step_by(3).collect();
     for (k, r) in damaged.iter().enumerate() {
-        // Damage the middle of the stored bytes, past the 24-byte header.
-        let at = (r.offset + 24 + (r.len - 24) / 2) as usize;
+        // Damage the middle of the stored bytes, past the 32-byte header.
+        let at = (r.offset + 32 + (r.len - 32) / 2) as usize;
         bad[at] ^= 1 << (k % 8);
     }
     let heal = plan_heal(&mut SliceSource::new(&bad), &mut SliceSource::new(&good)).unwrap();
