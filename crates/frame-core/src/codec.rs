@@ -35,6 +35,8 @@ impl Style {
     pub const fn max_stored_len(self, logical_len: usize) -> usize {
         match self {
             Self::Raw => logical_len,
+            // A chunk holding only lengths has no block at all.
+            Self::Lz4 if logical_len == 0 => 0,
             Self::Lz4 => lz4_bound(logical_len),
         }
     }

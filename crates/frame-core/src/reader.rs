@@ -132,7 +132,7 @@ fn wire_error(e: WireError, frame: Option<u64>, offset: u64, what: &'static str)
             Error::Corrupt { frame, offset, what: "reserved field is not zero" }
         }
         WireError::BadChunkLength => {
-            Error::Corrupt { frame, offset, what: "chunk length outside 1..=65536" }
+            Error::Corrupt { frame, offset, what: "chunk header lengths are impossible" }
         }
     }
 }

@@ -28,7 +28,7 @@ use xxhash_rust::xxh3::Xxh3;
 pub enum RegionKind {
     /// A 40-byte frame header.
     FrameHeader,
-    /// A chunk: its 24-byte header and its stored bytes.
+    /// A chunk: its 32-byte header, its stored data and its length table.
     Chunk,
     /// A 56-byte frame footer.
     FrameFooter,
