@@ -101,6 +101,9 @@ pub enum Misuse {
     FinishInsideFrame,
     /// The checkpoint was already finished.
     AlreadyFinished,
+    /// An encoded frame does not fit this writer (not the next index, another checkpoint's,
+    /// or bytes that do not match its description).
+    ForeignFrame,
     /// Random access needs a source that knows its length and can seek.
     NotSeekable,
     /// A frame index past the end of the index.
@@ -271,6 +274,9 @@ impl fmt::Display for Misuse {
             }
             Self::FinishInsideFrame => f.write_str("finish called while a frame is open"),
             Self::AlreadyFinished => f.write_str("the checkpoint is already finished"),
+            Self::ForeignFrame => f.write_str(
+                "the encoded frame does not fit this writer (index, checkpoint identity or length)",
+            ),
             Self::NotSeekable => {
                 f.write_str("random access needs a source that can seek and knows its length")
             }

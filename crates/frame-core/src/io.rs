@@ -219,6 +219,11 @@ impl VecSink {
     pub fn new() -> Self {
         Self::default()
     }
+    /// An empty sink that writes into `bytes`' allocation (its contents are dropped).
+    pub fn from_vec(mut bytes: Vec<u8>) -> Self {
+        bytes.clear();
+        Self { bytes, committed: 0 }
+    }
     /// The bytes written so far.
     pub fn as_slice(&self) -> &[u8] {
         self.bytes.get(..self.committed).unwrap_or_default()

@@ -58,7 +58,7 @@ pub use io::{Sink, SliceSink, SliceSource, Source, VecSink};
 pub use lz4::{Lz4Compressor, Lz4Decompressor};
 pub use reader::{FrameInfo, FrameReader, Reader};
 pub use wire::{CHUNK_MAX, FORMAT_VERSION};
-pub use writer::{CheckpointSummary, FrameWriter, Writer};
+pub use writer::{CheckpointSummary, EncodedFrame, FrameEncoder, FrameWriter, Writer};
 
 /// The workspace README's Rust example runs as a doctest, so it cannot drift from the API.
 #[cfg(doctest)]

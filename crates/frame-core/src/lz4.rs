@@ -13,13 +13,13 @@ mod ffi {
     use core::ffi::{c_char, c_int};
 
     pub use lz4_sys::{
-        LZ4_createStream, LZ4_createStreamDecode, LZ4_decompress_safe_continue, LZ4_freeStream,
-        LZ4_freeStreamDecode, LZ4_setStreamDecode, LZ4StreamDecode, LZ4StreamEncode,
+        LZ4_createStreamDecode, LZ4_decompress_safe_continue, LZ4_freeStreamDecode,
+        LZ4_setStreamDecode, LZ4StreamDecode, LZ4StreamEncode,
     };
 
     // liblz4 (bundled by lz4-sys) exports these since 1.9.0; lz4-sys does not declare them.
     unsafe extern "C" {
-        pub fn LZ4_resetStream_fast(stream: *mut LZ4StreamEncode);
+        pub fn LZ4_initStream(buffer: *mut core::ffi::c_void, size: usize) -> *mut LZ4StreamEncode;
         pub fn LZ4_compress_fast_continue(
             stream: *mut LZ4StreamEncode,
             src: *const c_char,
@@ -31,9 +31,18 @@ mod ffi {
     }
 }
 
-/// LZ4 streaming compressor (`LZ4_compress_fast_continue`, acceleration 1).
+/// Room for liblz4's `LZ4_stream_t` (16,416 bytes in 1.10) with a margin; `LZ4_initStream`
+/// refuses (returns null) if it were ever too small.
+const STREAM_WORDS: usize = 4096;
+
+/// LZ4 streaming compressor (`LZ4_compress_fast_continue`, acceleration 1). Each frame
+/// starts from a fully initialised stream (`LZ4_initStream`), not `LZ4_resetStream_fast`:
+/// the fast reset does not give output identical to a fresh stream, and a frame must come
+/// out the same whether a long-lived writer or a fresh per-thread encoder wrote it.
 #[derive(Debug)]
 pub struct Lz4Compressor {
+    /// Memory the stream lives in, 8-byte aligned, owned; the heap block never moves.
+    state: Box<[u64]>,
     stream: *mut ffi::LZ4StreamEncode,
 }
 
@@ -42,27 +51,27 @@ pub struct Lz4Compressor {
 unsafe impl Send for Lz4Compressor {}
 
 impl Lz4Compressor {
-    /// A fresh compressor, or `None` if liblz4 could not allocate its state.
+    /// A fresh compressor, or `None` if liblz4 refuses the state memory.
     pub fn new() -> Option<Self> {
-        // SAFETY: LZ4_createStream has no preconditions; it returns an initialised stream
-        // or null.
-        let stream = unsafe { ffi::LZ4_createStream() };
-        (!stream.is_null()).then_some(Self { stream })
+        let state = vec![0u64; STREAM_WORDS].into_boxed_slice();
+        let mut c = Self { state, stream: core::ptr::null_mut() };
+        c.init();
+        (!c.stream.is_null()).then_some(c)
     }
-}
 
-impl Drop for Lz4Compressor {
-    fn drop(&mut self) {
-        // SAFETY: `stream` came from LZ4_createStream and is freed exactly once.
-        unsafe { ffi::LZ4_freeStream(self.stream) };
+    fn init(&mut self) {
+        let size = self.state.len() * core::mem::size_of::<u64>();
+        // SAFETY: `state` is writable for `size` bytes and 8-byte aligned, as LZ4_initStream
+        // requires; it returns a pointer into that memory or null, and the memory lives as
+        // long as `self`, which owns it.
+        self.stream = unsafe { ffi::LZ4_initStream(self.state.as_mut_ptr().cast(), size) };
     }
 }
 
 impl ChunkCompressor for Lz4Compressor {
     fn reset(&mut self) {
-        // SAFETY: `stream` is a valid, initialised stream; resetting drops every pointer it
-        // held to earlier chunks.
-        unsafe { ffi::LZ4_resetStream_fast(self.stream) };
+        // Re-initialising also drops every pointer the stream held to earlier chunks.
+        self.init();
     }
 
     unsafe fn compress_linked(

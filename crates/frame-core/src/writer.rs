@@ -5,7 +5,7 @@ use crate::chunker::{Chunker, Step, Table};
 use crate::codec::{ChunkCompressor, Style, default_compressor, lz4_bound};
 use crate::error::{Error, ErrorKind, Misuse};
 use crate::id::CheckpointId;
-use crate::io::Sink;
+use crate::io::{Sink, VecSink};
 use crate::table::TABLE_MAX;
 use crate::wire::{
     CHUNK_HEADER_LEN, CHUNK_MAX, ChunkHeader, FrameFooter, FrameHeader, INDEX_ENTRY_LEN,
@@ -130,6 +130,8 @@ struct OpenFrame {
 pub struct Writer<S: Sink> {
     sink: S,
     id: CheckpointId,
+    /// Index of the first frame this writer writes (non-zero only inside `FrameEncoder`).
+    first_index: u64,
     pos: u64,
     index: Vec<IndexEntry>,
     state: State,
@@ -162,6 +164,7 @@ impl<S: Sink> Writer<S> {
         Self {
             sink,
             id,
+            first_index: 0,
             pos: 0,
             index: Vec::new(),
             state: State::Ready,
@@ -182,6 +185,11 @@ impl<S: Sink> Writer<S> {
     /// Bytes written so far: the offset the next frame will get.
     pub fn position(&self) -> u64 {
         self.pos
+    }
+
+    /// Frames written so far.
+    pub fn frames_written(&self) -> u64 {
+        self.index.len() as u64
     }
 
     /// The sink, for inspection.
@@ -229,7 +237,7 @@ impl<S: Sink> Writer<S> {
                 }
             }
         }
-        let index = self.index.len() as u64;
+        let index = self.first_index + self.index.len() as u64;
         let (header, header_check) =
             FrameHeader { style: style.to_byte(), index, checkpoint_id: self.id.to_bytes() }
                 .encode();
@@ -238,13 +246,52 @@ impl<S: Sink> Writer<S> {
             return Err(self.fail(e));
         }
         self.enc.chunker.reset();
+        // Every frame starts from the same state, so its bytes do not depend on what the
+        // writer encoded before (parallel encoders must produce the same frame).
         self.enc.staging.len = 0;
+        self.enc.staging.half = 0;
         self.state = State::InFrame;
         Ok(FrameWriter {
             writer: self,
             frame: OpenFrame { style, index, offset, header_check, footer: FrameFooter::default() },
             _buffers: PhantomData,
         })
+    }
+
+    /// Appends a frame encoded elsewhere by a [`FrameEncoder`] with this writer's identity
+    /// (for example on another thread) and returns its offset. The bytes are exactly those the
+    /// writer would have produced itself for the same frame.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUse`] with [`Misuse::ForeignFrame`] if the frame does not come next
+    /// (index), belongs to another checkpoint, or its bytes do not match its description;
+    /// the other [`Error::InvalidUse`] cases of [`open_frame`](Self::open_frame);
+    /// [`Error::Io`] from the sink.
+    pub fn append_encoded(&mut self, bytes: &[u8], frame: &EncodedFrame) -> Result<u64, Error> {
+        self.usable()?;
+        let next = self.first_index + self.index.len() as u64;
+        let mut hb = [0u8; crate::wire::FRAME_HEADER_LEN];
+        hb.copy_from_slice(bytes.get(..crate::wire::FRAME_HEADER_LEN).unwrap_or(&[0; 40]));
+        let header_fits = FrameHeader::decode(&hb).is_ok_and(|(h, _)| {
+            h.index == next
+                && h.checkpoint_id == self.id.to_bytes()
+                && h.style == frame.style.to_byte()
+        });
+        if !header_fits || frame.index != next || bytes.len() as u64 != frame.len {
+            return Err(Error::InvalidUse(Misuse::ForeignFrame));
+        }
+        let offset = self.pos;
+        if let Err(e) = write(&mut self.sink, &mut self.pos, bytes) {
+            return Err(self.fail(e));
+        }
+        self.index.push(IndexEntry {
+            offset,
+            frame_len: frame.len,
+            buffer_count: frame.buffer_count,
+            user_bytes: frame.user_bytes,
+            style: frame.style.to_byte(),
+        });
+        Ok(offset)
     }
 
     /// Writes the frame index and the tail, then flushes the sink. The checkpoint is
@@ -503,4 +550,108 @@ fn emit_chunk<S: Sink>(
     f.chunk_bytes += (CHUNK_HEADER_LEN + stored_len + table.len) as u64;
     f.chunks_digest = chain_digest(f.chunks_digest, header.checksum);
     Ok(())
+}
+
+/// What [`FrameEncoder::encode`] produced: everything [`Writer::append_encoded`] needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncodedFrame {
+    /// The frame's index in its checkpoint.
+    pub index: u64,
+    /// Its style.
+    pub style: Style,
+    /// Its length in bytes.
+    pub len: u64,
+    /// Buffers it holds.
+    pub buffer_count: u64,
+    /// Sum of the buffers' lengths.
+    pub user_bytes: u64,
+}
+
+/// Encodes single frames on their own, so that many can be encoded at once (one encoder per
+/// thread) and appended in order with [`Writer::append_encoded`]. Reuses its buffers and
+/// codec state from frame to frame.
+///
+/// # Examples
+/// ```
+/// use ckpt_frame_core::{CheckpointId, FrameEncoder, Style, VecSink, Writer};
+/// let id = CheckpointId::from_bytes([5; 16]);
+/// let data = vec![3u8; 1000];
+/// let mut enc = FrameEncoder::new(id);
+/// let mut bytes = Vec::new();
+/// let frame = enc.encode(0, Style::Lz4, &[&data], &mut bytes)?;
+/// let mut w = Writer::new(VecSink::new(), id);
+/// w.append_encoded(&bytes, &frame)?;
+/// w.finish()?;
+///
+/// let mut serial = Writer::new(VecSink::new(), id);
+/// let mut f = serial.open_frame(Style::Lz4)?;
+/// f.add(&data)?;
+/// f.close()?;
+/// serial.finish()?;
+/// assert_eq!(w.into_sink().into_inner(), serial.into_sink().into_inner());
+/// # Ok::<(), ckpt_frame_core::Error>(())
+/// ```
+pub struct FrameEncoder {
+    writer: Writer<VecSink>,
+}
+
+impl core::fmt::Debug for FrameEncoder {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("FrameEncoder").field("id", &self.writer.id).finish_non_exhaustive()
+    }
+}
+
+impl FrameEncoder {
+    /// An encoder for frames of checkpoint `id`, with this build's LZ4 codec.
+    pub fn new(id: CheckpointId) -> Self {
+        Self { writer: Writer::new(VecSink::new(), id) }
+    }
+
+    /// An encoder whose LZ4 frames use `compressor`.
+    pub fn with_codecs(id: CheckpointId, compressor: Option<Box<dyn ChunkCompressor>>) -> Self {
+        Self { writer: Writer::with_codecs(VecSink::new(), id, compressor) }
+    }
+
+    /// Encodes frame `index` holding `buffers` into `out` (replacing its contents, reusing its
+    /// allocation).
+    ///
+    /// # Errors
+    /// [`Error::UnsupportedStyle`] or [`Error::Codec`] as for [`Writer::open_frame`] and
+    /// [`FrameWriter::add`].
+    pub fn encode(
+        &mut self,
+        index: u64,
+        style: Style,
+        buffers: &[&[u8]],
+        out: &mut Vec<u8>,
+    ) -> Result<EncodedFrame, Error> {
+        let w = &mut self.writer;
+        out.clear();
+        w.sink = VecSink::from_vec(core::mem::take(out));
+        w.first_index = index;
+        w.pos = 0;
+        w.index.clear();
+        w.state = State::Ready;
+        let result = (|| {
+            let mut f = w.open_frame(style)?;
+            f.add_all(buffers.iter().copied())?;
+            f.close()
+        })();
+        *out = core::mem::take(&mut w.sink).into_inner();
+        result?;
+        let e = w.index.first().copied().unwrap_or(IndexEntry {
+            offset: 0,
+            frame_len: 0,
+            buffer_count: 0,
+            user_bytes: 0,
+            style: style.to_byte(),
+        });
+        Ok(EncodedFrame {
+            index,
+            style,
+            len: e.frame_len,
+            buffer_count: e.buffer_count,
+            user_bytes: e.user_bytes,
+        })
+    }
 }
