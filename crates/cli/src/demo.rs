@@ -245,6 +245,7 @@ pub(crate) fn run(dir: Option<&Path>, size: u64) -> Result<u8, Failure> {
             IoMode::Buffered,
             16 << 20,
             id,
+            crate::all_cores(),
             std::slice::from_ref(&data),
         )?;
         let stored = fs::metadata(&ckpt).map_or(0, |m| m.len());
@@ -283,6 +284,9 @@ pub(crate) fn run(dir: Option<&Path>, size: u64) -> Result<u8, Failure> {
         };
         println!("{:<9} {:>9.2} {:>11}  {}", s.what, s.secs, rate, s.result);
     }
-    println!("\n(one thread; `ckpt --help` for the commands)");
+    println!(
+        "\n(write on {} threads, the rest on one; `ckpt --help` for the commands)",
+        crate::all_cores()
+    );
     Ok(0)
 }

@@ -60,7 +60,8 @@ enum Command {
         /// buffered, direct (`O_DIRECT`), mmap, or auto (direct if the file system allows it).
         #[arg(long = "io", default_value = "buffered", value_parser = parse_io)]
         io: IoMode,
-        /// Worker threads (the parallel writer arrives with a later release; 1 is used now).
+        /// Frames encoded at once (default: all cores). Memory: N frames of input plus their
+        /// encoded bytes.
         #[arg(long, value_name = "N")]
         threads: Option<usize>,
         /// Bytes of file data per frame (e.g. 16M).
@@ -84,7 +85,7 @@ enum Command {
         /// buffered, direct, mmap or auto.
         #[arg(long = "io", default_value = "buffered", value_parser = parse_io)]
         io: IoMode,
-        /// Worker threads (1 is used now).
+        /// Worker threads (restore is single-threaded in this release; accepted for scripts).
         #[arg(long, value_name = "N")]
         threads: Option<usize>,
     },
@@ -224,9 +225,9 @@ fn main() -> ExitCode {
 fn run(command: Command) -> Result<u8, Failure> {
     match command {
         Command::Write { output, style, io, threads, frame_size, id, paths } => {
-            warn_threads(threads);
             let id = id.unwrap_or_else(CheckpointId::generate);
-            write(&output, style_of(style), io, frame_size, id, &paths).map(|()| 0)
+            let threads = threads.unwrap_or_else(all_cores).max(1);
+            write(&output, style_of(style), io, frame_size, id, threads, &paths).map(|()| 0)
         }
         Command::Restore { input, dir, io, threads } => {
             warn_threads(threads);
@@ -241,8 +242,12 @@ fn run(command: Command) -> Result<u8, Failure> {
 
 fn warn_threads(threads: Option<usize>) {
     if threads.is_some_and(|n| n != 1) {
-        tracing::warn!("--threads: this build writes and restores on one thread");
+        tracing::warn!("--threads: this release restores on one thread");
     }
+}
+
+pub(crate) fn all_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }
 
 pub(crate) fn write(
@@ -251,6 +256,7 @@ pub(crate) fn write(
     io: IoMode,
     frame_size: u64,
     id: CheckpointId,
+    threads: usize,
     paths: &[PathBuf],
 ) -> Result<(), Failure> {
     let started = Instant::now();
@@ -265,7 +271,7 @@ pub(crate) fn write(
             )));
         }
         let (sink, summary) =
-            tree::write_checkpoint(stdout_sink(), &collected, style, id, &mut tick)?;
+            tree::write_checkpoint(stdout_sink(), &collected, style, id, threads, &mut tick)?;
         sink.finish().map_err(|e| backend_failure(&e))?;
         summary
     } else {
@@ -286,7 +292,8 @@ pub(crate) fn write(
         let bound = ckpt_frame_core::checkpoint_size_bound(plan);
         let opts = OutputOptions { mode: io, size_bound: bound };
         let sink = PublishSink::create(out, &opts).map_err(|e| backend_failure(&e))?;
-        let (sink, summary) = tree::write_checkpoint(sink, &collected, style, id, &mut tick)?;
+        let (sink, summary) =
+            tree::write_checkpoint(sink, &collected, style, id, threads, &mut tick)?;
         sink.commit().map_err(|e| backend_failure(&e))?;
         summary
     };

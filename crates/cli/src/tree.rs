@@ -3,6 +3,7 @@
 
 use crate::manifest::{Entry, Kind, Manifest, ManifestError, Piece};
 use ckpt_frame_core::{CheckpointId, Error as FormatError, Reader, Sink, Source, Style, Writer};
+use ckpt_parallel::{FramePlan, ParallelError, Parallelism, write_frames};
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -218,8 +219,10 @@ pub struct WriteSummary {
     pub frames: u64,
 }
 
-/// Writes the checkpoint of `c` into `sink`. Memory: one data frame (`frame_size` bytes).
-/// `progress` gets the file bytes done so far.
+/// Writes the checkpoint of `c` into `sink`. With `threads` > 1, that many data frames are
+/// read and then encoded at once (memory: `threads` frames of input and their encoded
+/// bytes); otherwise one frame at a time. The bytes are the same either way. `progress`
+/// gets the file bytes done so far.
 ///
 /// # Errors
 /// [`TreeError::Io`] reading inputs, [`TreeError::Changed`] if a file changed size,
@@ -229,6 +232,7 @@ pub fn write_checkpoint<S: Sink>(
     c: &Collected,
     style: Style,
     id: CheckpointId,
+    threads: usize,
     progress: &mut dyn FnMut(u64),
 ) -> Result<(S, WriteSummary), TreeError> {
     let mut w = Writer::new(sink, id);
@@ -237,22 +241,70 @@ pub fn write_checkpoint<S: Sink>(
     f.add(&manifest)?;
     f.close()?;
     let frames = c.manifest.data_frames();
-    let biggest = frames.iter().map(|f| f.iter().map(|p| p.len).sum::<u64>()).max().unwrap_or(0);
-    let mut buf = vec![0u8; usize::try_from(biggest).unwrap_or(usize::MAX)];
-    let mut open: Option<(usize, File)> = None;
+    let mut reader = PieceReader::default();
     let mut done = 0u64;
-    for pieces in &frames {
+    let window = threads.max(1);
+    let mut bufs: Vec<Vec<u8>> = vec![Vec::new(); window];
+    for batch in frames.chunks(window) {
+        for (pieces, buf) in batch.iter().zip(bufs.iter_mut()) {
+            reader.fill(c, pieces, buf)?;
+        }
+        if window == 1 {
+            let (Some(pieces), Some(buf)) = (batch.first(), bufs.first()) else { continue };
+            let mut f = w.open_frame(style)?;
+            f.add_all(split(pieces, buf))?;
+            f.close()?;
+        } else {
+            let plan = batch
+                .iter()
+                .zip(&bufs)
+                .map(|(pieces, buf)| FramePlan { style, buffers: split(pieces, buf).collect() });
+            write_frames(&mut w, plan, Parallelism { threads: window, window }).map_err(
+                |e| match e {
+                    ParallelError::Frame { error, .. } | ParallelError::Open(error) => {
+                        TreeError::Format(error)
+                    }
+                    _ => TreeError::Layout { what: "the worker threads could not be started" },
+                },
+            )?;
+        }
+        done += batch.iter().flatten().map(|p| p.len).sum::<u64>();
+        progress(done);
+    }
+    let summary = w.finish()?;
+    Ok((
+        w.into_sink(),
+        WriteSummary { id, stored_bytes: summary.len, data_bytes: done, frames: summary.frames },
+    ))
+}
+
+/// Reads the files' bytes, piece by piece, keeping the current file open.
+#[derive(Default)]
+struct PieceReader {
+    open: Option<(usize, File)>,
+}
+
+impl PieceReader {
+    /// Fills `buf` with a data frame's pieces, checking each file still has its size.
+    fn fill(
+        &mut self,
+        c: &Collected,
+        pieces: &[Piece],
+        buf: &mut Vec<u8>,
+    ) -> Result<(), TreeError> {
+        let total: u64 = pieces.iter().map(|p| p.len).sum();
+        buf.resize(usize::try_from(total).unwrap_or(usize::MAX), 0);
         let mut at = 0;
         for p in pieces {
             let path =
                 c.sources.get(p.entry).and_then(Option::as_ref).ok_or(TreeError::Layout {
                     what: "a data piece belongs to an entry that is not a file",
                 })?;
-            if open.as_ref().is_none_or(|(i, _)| *i != p.entry) {
+            if self.open.as_ref().is_none_or(|(i, _)| *i != p.entry) {
                 let file = File::open(path).map_err(io_err(path, "cannot open"))?;
-                open = Some((p.entry, file));
+                self.open = Some((p.entry, file));
             }
-            let Some((_, file)) = open.as_mut() else { continue };
+            let Some((_, file)) = self.open.as_mut() else { continue };
             let len = usize::try_from(p.len).unwrap_or(usize::MAX);
             let dst = buf.get_mut(at..at + len).unwrap_or_default();
             file.read_exact(dst).map_err(|e| match e.kind() {
@@ -269,22 +321,19 @@ pub fn write_checkpoint<S: Sink>(
             }
             at += len;
         }
-        let mut f = w.open_frame(style)?;
-        let mut at = 0;
-        for p in pieces {
-            let len = usize::try_from(p.len).unwrap_or(usize::MAX);
-            f.add(buf.get(at..at + len).unwrap_or_default())?;
-            at += len;
-        }
-        f.close()?;
-        done += at as u64;
-        progress(done);
+        Ok(())
     }
-    let summary = w.finish()?;
-    Ok((
-        w.into_sink(),
-        WriteSummary { id, stored_bytes: summary.len, data_bytes: done, frames: summary.frames },
-    ))
+}
+
+/// A data frame's buffers: `buf` cut at its pieces' lengths.
+fn split<'b>(pieces: &[Piece], buf: &'b [u8]) -> impl Iterator<Item = &'b [u8]> {
+    let mut at = 0;
+    pieces.iter().map(move |p| {
+        let len = usize::try_from(p.len).unwrap_or(usize::MAX);
+        let piece = buf.get(at..at + len).unwrap_or_default();
+        at += len;
+        piece
+    })
 }
 
 /// What a restore produced.

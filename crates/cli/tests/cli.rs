@@ -137,7 +137,7 @@ fn stdout_pipes_into_stdin() {
 }
 
 #[test]
-fn every_io_mode_writes_the_same_bytes_and_restores() {
+fn every_io_mode_and_thread_count_writes_the_same_bytes() {
     let tmp = tempfile::tempdir().unwrap();
     let tree = sample_tree(tmp.path());
     let mut outputs = Vec::new();
@@ -149,9 +149,19 @@ fn every_io_mode_writes_the_same_bytes_and_restores() {
         ok(&["restore", s(&out), "--io", io, "-C", s(&dest)]);
         assert_same_tree(&tree, &dest.join("tree"));
     }
+    for threads in ["1", "2", "3", "8"] {
+        let out = tmp.path().join(format!("threads-{threads}.ckpt"));
+        let args =
+            ["write", "-o", s(&out), "--threads", threads, "--frame-size", "256K", "--id", ID];
+        ok(&[&args[..], &[s(&tree)]].concat());
+        outputs.push(("threads", fs::read(&out).unwrap()));
+    }
     let streamed = ok(&["write", "-o", "-", "--id", ID, s(&tree)]).stdout;
-    for (io, bytes) in &outputs {
+    for (io, bytes) in &outputs[..4] {
         assert!(*bytes == outputs[0].1, "--io {io} wrote different bytes");
+    }
+    for bytes in outputs[4..].iter().map(|(_, b)| b) {
+        assert!(*bytes == outputs[4].1, "--threads changed the bytes");
     }
     assert!(streamed == outputs[0].1, "stdout differs from files");
 }
