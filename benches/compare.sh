@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Side-by-side comparison on the same inputs, in the same run: ckpt (LZ4 on 1 thread and on
+# all cores, RAW) against `lz4 -1`, `zstd -1 -T0` and `cp`, writing and restoring.
+# Best of RUNS wall-clock times; writes docs/performance.md.
+#   SIZE=1G RUNS=3 WORK=/tmp/ckpt-compare bash benches/compare.sh
+set -euo pipefail
+SIZE=${SIZE:-1G}
+RUNS=${RUNS:-3}
+WORK=${WORK:-/tmp/ckpt-compare}
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+for tool in lz4 zstd; do
+    if ! command -v "$tool" >/dev/null; then
+        echo "compare: installing $tool" >&2
+        apt-get update -qq && apt-get install -y -qq "$tool"
+    fi
+done
+cargo build --release -q -p ckpt-cli -p ckpt-benches --bin gen-data
+CKPT=$ROOT/target/release/ckpt
+CORES=$(nproc)
+mkdir -p "$WORK"
+
+# best_of CMD...: the best wall time in seconds over RUNS runs (outputs removed before each).
+best_of() {
+    local best=""
+    for _ in $(seq "$RUNS"); do
+        rm -rf "$WORK/out" && mkdir -p "$WORK/out"
+        local t0 t1
+        t0=$(date +%s%N)
+        "$@" >/dev/null 2>&1
+        t1=$(date +%s%N)
+        local s
+        s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
+        if [ -z "$best" ] || awk -v x="$s" -v y="$best" 'BEGIN { exit !(x < y) }'; then best=$s; fi
+    done
+    echo "$best"
+}
+
+row() { # name seconds input_bytes output_bytes
+    local mbs ratio
+    mbs=$(awk -v n="$3" -v s="$2" 'BEGIN { printf "%.0f", n / s / 1e6 }')
+    ratio=$(awk -v i="$3" -v o="$4" 'BEGIN { if (o > 0) printf "%.2f", i / o; else print "-" }')
+    printf '| %s | %s | %s | %s |\n' "$1" "$2" "$mbs" "$ratio"
+}
+
+TABLES=""
+for kind in random logs; do
+    in_dir=$WORK/$kind
+    mkdir -p "$in_dir"
+    [ -f "$in_dir/input.bin" ] || "$ROOT/target/release/gen-data" "$kind" "$SIZE" "$in_dir/input.bin"
+    input=$in_dir/input.bin
+    n=$(stat -c %s "$input")
+    cat "$input" >/dev/null # warm the page cache for every tool alike
+    t=""
+    # Reference outputs kept for the restore rows and the ratios.
+    "$CKPT" write -o "$WORK/$kind.ckpt" --threads "$CORES" "$in_dir" 2>/dev/null
+    lz4 -1 -f -q "$input" "$WORK/$kind.lz4"
+    zstd -1 -T0 -f -q "$input" -o "$WORK/$kind.zst"
+    ck=$(stat -c %s "$WORK/$kind.ckpt"); l4=$(stat -c %s "$WORK/$kind.lz4"); zs=$(stat -c %s "$WORK/$kind.zst")
+    t+=$(row "ckpt write, LZ4, 1 thread" "$(best_of "$CKPT" write -o "$WORK/out/x.ckpt" --threads 1 "$in_dir")" "$n" "$ck")$'\n'
+    t+=$(row "ckpt write, LZ4, $CORES threads" "$(best_of "$CKPT" write -o "$WORK/out/x.ckpt" --threads "$CORES" "$in_dir")" "$n" "$ck")$'\n'
+    t+=$(row "lz4 -1 (file to file)" "$(best_of lz4 -1 -f -q "$input" "$WORK/out/x.lz4")" "$n" "$l4")$'\n'
+    t+=$(row "zstd -1 -T0" "$(best_of zstd -1 -T0 -f -q "$input" -o "$WORK/out/x.zst")" "$n" "$zs")$'\n'
+    t+=$(row "ckpt write, RAW, $CORES threads" "$(best_of "$CKPT" write -o "$WORK/out/x.ckpt" --style raw --threads "$CORES" "$in_dir")" "$n" "$n")$'\n'
+    t+=$(row "cp" "$(best_of cp "$input" "$WORK/out/x.copy")" "$n" "$n")$'\n'
+    # The same peers made durable, as ckpt write is: the output file is fsynced before exit.
+    t+=$(row "lz4 -1, then sync FILE" "$(best_of sh -c "lz4 -1 -f -q '$input' '$WORK/out/x.lz4' && sync '$WORK/out/x.lz4'")" "$n" "$l4")$'\n'
+    t+=$(row "zstd -1 -T0, then sync FILE" "$(best_of sh -c "zstd -1 -T0 -f -q '$input' -o '$WORK/out/x.zst' && sync '$WORK/out/x.zst'")" "$n" "$zs")$'\n'
+    t+=$(row "cp, then sync FILE" "$(best_of sh -c "cp '$input' '$WORK/out/x.copy' && sync '$WORK/out/x.copy'")" "$n" "$n")$'\n'
+    t+=$(row "ckpt restore (LZ4, 1 thread)" "$(best_of "$CKPT" restore "$WORK/$kind.ckpt" -C "$WORK/out/r")" "$n" "$ck")$'\n'
+    t+=$(row "lz4 -d" "$(best_of lz4 -d -f -q "$WORK/$kind.lz4" "$WORK/out/x.dec")" "$n" "$l4")$'\n'
+    t+=$(row "zstd -d" "$(best_of zstd -d -f -q "$WORK/$kind.zst" -o "$WORK/out/x.dec")" "$n" "$zs")$'\n'
+    TABLES+=$'\n'"### $kind data ($n bytes)"$'\n\n'"| command | best seconds | MB/s of input | ratio |"$'\n'"|---|---|---|---|"$'\n'"$t"
+done
+
+{
+    cat <<HEAD
+# Performance
+
+Measured by \`SIZE=$SIZE RUNS=$RUNS bash benches/compare.sh\` on $(date -u +%Y-%m-%d): $CORES cores,
+$(uname -r), ext4, $(lz4 --version 2>&1 | head -1 | sed 's/\*//g' | xargs), $(zstd --version | sed 's/\*//g' | xargs).
+Every command reads the same warm input file and writes to the same file system; each figure is
+the best of $RUNS runs. \`ckpt write\` publishes durably (fsync of the file, rename, fsync of the
+directory) and checksums every chunk; plain \`lz4\`, \`zstd\` and \`cp\` do neither and leave
+their output dirty in the page cache, so the table also gives them followed by \`sync FILE\`
+(an fsync of the output), the condition ckpt always works under. Ratios are input bytes over
+output bytes.
+
+In-memory engine figures (no file I/O) come from criterion:
+\`cargo bench -p ckpt-benches --bench frame_core\` and \`--bench parallel\`.
+HEAD
+    printf '%s\n' "$TABLES"
+} > "$ROOT/docs/performance.md"
+echo "compare: wrote docs/performance.md"
+cat "$ROOT/docs/performance.md"
