@@ -98,14 +98,8 @@ fn our_lz4_chunks_decode_equal_with_lz4_flex() {
 #[test]
 fn lz4_flex_frames_restore_through_liblz4() {
     let plan = lz4_plan();
-    let mut w = Writer::with_codecs(VecSink::new(), ID, Some(Box::new(FlexCompressor::default())));
-    for (style, bufs) in &plan {
-        let mut f = w.open_frame(*style).unwrap();
-        f.add_all(bufs.iter().map(Vec::as_slice)).unwrap();
-        f.close().unwrap();
-    }
-    w.finish().unwrap();
-    let bytes = w.into_sink().into_inner();
+    let w = Writer::with_codecs(VecSink::new(), ID, Some(Box::new(FlexCompressor::default())));
+    let bytes = write_plan(w, &plan).unwrap().into_inner();
     assert_ne!(bytes, write_vec(&plan), "a different encoder should choose other matches");
     for (name, restored) in restore_every_way(&bytes, &plan) {
         restored.assert_equals(&plan, name);

@@ -238,17 +238,10 @@ fn every_kind_of_plan_difference_is_an_error() {
 fn frames_of_another_checkpoint_are_refused() {
     let plan = vec![(Style::Raw, vec![vec![1; 10]]), (Style::Raw, vec![vec![2; 10]])];
     let a = write_vec(&plan);
-    let mut w = ckpt_frame_core::Writer::new(
-        ckpt_frame_core::VecSink::new(),
-        ckpt_frame_core::CheckpointId::from_bytes([9; 16]),
-    );
-    for (style, bufs) in &plan {
-        let mut f = w.open_frame(*style).unwrap();
-        f.add_all(bufs.iter().map(Vec::as_slice)).unwrap();
-        f.close().unwrap();
-    }
-    w.finish().unwrap();
-    let b = w.into_sink().into_inner();
+    let other = ckpt_frame_core::CheckpointId::from_bytes([9; 16]);
+    let b = write_plan(ckpt_frame_core::Writer::new(ckpt_frame_core::VecSink::new(), other), &plan)
+        .unwrap()
+        .into_inner();
     // Same sizes, different identity: splice frame 1 of `b` into `a`.
     let frame_len =
         usize::try_from(ckpt_frame_core::frame_size_bound(Style::Raw, [10]).unwrap()).unwrap();

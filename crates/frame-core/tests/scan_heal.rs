@@ -127,14 +127,8 @@ fn damage_on_both_copies_is_reported_not_papered_over() {
 fn healing_from_another_checkpoint_is_refused() {
     let plan = small_plan();
     let a = write_vec(&plan);
-    let mut w = Writer::new(VecSink::new(), CheckpointId::from_bytes([0xEE; 16]));
-    for (style, bufs) in &plan {
-        let mut f = w.open_frame(*style).unwrap();
-        f.add_all(bufs.iter().map(Vec::as_slice)).unwrap();
-        f.close().unwrap();
-    }
-    w.finish().unwrap();
-    let b = w.into_sink().into_inner();
+    let other = Writer::new(VecSink::new(), CheckpointId::from_bytes([0xEE; 16]));
+    let b = write_plan(other, &plan).unwrap().into_inner();
     assert_eq!(a.len(), b.len(), "same plan, same size: only the identity differs");
     let e = plan_heal(&mut SliceSource::new(&a), &mut SliceSource::new(&b)).unwrap_err();
     assert!(matches!(e, Error::NotACopy { .. }), "{e:?}");

@@ -41,7 +41,11 @@ pub fn content(seed: u64, len: usize, compressible: bool) -> Vec<u8> {
 }
 
 pub fn write_with<S: Sink>(sink: S, plan: &Plan) -> Result<S, Error> {
-    let mut w = Writer::new(sink, ID);
+    write_plan(Writer::new(sink, ID), plan)
+}
+
+/// Writes `plan` with `w` (any identity, any codecs), checking offsets on the way.
+pub fn write_plan<S: Sink>(mut w: Writer<S>, plan: &Plan) -> Result<S, Error> {
     for (style, bufs) in plan {
         let offset = w.position();
         let mut f = w.open_frame(*style)?;
