@@ -116,13 +116,12 @@ pub fn write_frames<'a, S: Sink>(
     let id = writer.id();
     let mut plan = plan.into_iter();
     let mut written = 0u64;
-    let mut next_index = writer_next_index(writer);
     loop {
         let batch: Vec<FramePlan<'a>> = plan.by_ref().take(par.window.max(1)).collect();
         if batch.is_empty() {
             return Ok(written);
         }
-        let first = next_index;
+        let first = writer.frames_written();
         let encoded: Vec<_> = pool.install(|| {
             batch
                 .par_iter()
@@ -145,12 +144,7 @@ pub fn write_frames<'a, S: Sink>(
                 .map_err(|error| ParallelError::Frame { frame, error })?;
             written += 1;
         }
-        next_index = first + batch.len() as u64;
     }
-}
-
-fn writer_next_index<S: Sink>(writer: &Writer<S>) -> u64 {
-    writer.frames_written()
 }
 
 /// Restores frames through the index: `dests[i]` receives frame `i`'s buffers (each slice
