@@ -9,9 +9,16 @@ fn main() -> ExitCode {
         eprintln!("usage: gen-data random|logs SIZE PATH   (SIZE like 1G, 256M)");
         return ExitCode::from(2);
     };
-    let Ok(len) = ckpt_cli_size(size) else {
-        eprintln!("gen-data: {size:?} is not a size");
-        return ExitCode::from(2);
+    let len = match ckpt_cli::size::parse_size(size).map(usize::try_from) {
+        Ok(Ok(len)) => len,
+        Ok(Err(_)) => {
+            eprintln!("gen-data: {size:?} does not fit in memory");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("gen-data: {e}");
+            return ExitCode::from(2);
+        }
     };
     let data = match kind.as_str() {
         "random" => ckpt_benches::random_bytes(len),
@@ -26,14 +33,4 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     ExitCode::SUCCESS
-}
-
-fn ckpt_cli_size(s: &str) -> Result<usize, ()> {
-    let (num, shift) = match s.chars().last() {
-        Some('G') => (&s[..s.len() - 1], 30),
-        Some('M') => (&s[..s.len() - 1], 20),
-        Some('K') => (&s[..s.len() - 1], 10),
-        _ => (s, 0),
-    };
-    num.parse::<usize>().map(|n| n << shift).map_err(|_| ())
 }
