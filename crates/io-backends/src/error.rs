@@ -231,3 +231,58 @@ impl From<BackendError> for io::Error {
         io::Error::new(e.kind(), e)
     }
 }
+
+/// A sink's first failure, kept so that every later call, and the final commit or finish,
+/// refuses instead of producing a checkpoint with a hole in it.
+#[derive(Debug, Default)]
+pub(crate) struct FailureLatch {
+    first: Option<String>,
+    /// A failure met where the `Sink` API cannot return it (`reserve`); the next call
+    /// returns it.
+    pending: Option<BackendError>,
+}
+
+impl FailureLatch {
+    /// Records `e` (if it is the first) and converts it for the format layer.
+    pub(crate) fn fail(&mut self, e: BackendError) -> ckpt_frame_core::IoError {
+        if self.first.is_none() {
+            self.first = Some(e.to_string());
+        }
+        e.into_format()
+    }
+
+    /// Records `e` to be returned by the next call.
+    pub(crate) fn defer(&mut self, e: BackendError) {
+        self.first = Some(e.to_string());
+        self.pending = Some(e);
+    }
+
+    /// Whether anything failed.
+    pub(crate) fn is_set(&self) -> bool {
+        self.first.is_some() || self.pending.is_some()
+    }
+
+    /// Whether a failure was recorded (for `Debug`).
+    pub(crate) fn has_failed(&self) -> bool {
+        self.first.is_some()
+    }
+
+    /// The first failure's message, taken for the final `Aborted` error.
+    pub(crate) fn take_first(&mut self) -> Option<String> {
+        self.first.take()
+    }
+
+    /// `Ok` if nothing failed; else the deferred error, or `Aborted` naming the first.
+    pub(crate) fn check(&mut self, path: &std::path::Path) -> Result<(), ckpt_frame_core::IoError> {
+        if let Some(e) = self.pending.take() {
+            return Err(e.into_format());
+        }
+        match &self.first {
+            Some(first) => {
+                Err(BackendError::Aborted { path: path.to_path_buf(), first: first.clone() }
+                    .into_format())
+            }
+            None => Ok(()),
+        }
+    }
+}

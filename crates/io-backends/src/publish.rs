@@ -3,6 +3,7 @@
 
 use crate::align::{self, DirectAlignment};
 use crate::block::BlockWriter;
+use crate::error::FailureLatch;
 use crate::{BackendError, IoMode, OutputOptions};
 use ckpt_frame_core::{IoError, Sink};
 use memmap2::MmapMut;
@@ -99,8 +100,7 @@ pub struct PublishSink {
     alignment: Option<DirectAlignment>,
     fallback: Option<String>,
     written: u64,
-    failure: Option<String>,
-    pending: Option<BackendError>,
+    latch: FailureLatch,
     published: bool,
 }
 
@@ -111,7 +111,7 @@ impl std::fmt::Debug for PublishSink {
             .field("tmp_path", &self.tmp_path)
             .field("mode", &self.mode())
             .field("written", &self.written)
-            .field("failed", &self.failure.is_some())
+            .field("failed", &self.latch.has_failed())
             .finish_non_exhaustive()
     }
 }
@@ -218,8 +218,7 @@ impl PublishSink {
             alignment: None,
             fallback: None,
             written: 0,
-            failure: None,
-            pending: None,
+            latch: FailureLatch::default(),
             published: false,
         };
         // From here on, an error drops `sink`, which removes the temporary file.
@@ -358,7 +357,7 @@ impl PublishSink {
     ///   path is untouched), or the `fsync` of the directory failed (the rename has
     ///   happened but may not survive a crash).
     pub fn commit(mut self) -> Result<u64, BackendError> {
-        if let Some(first) = self.failure.take() {
+        if let Some(first) = self.latch.take_first() {
             return Err(BackendError::Aborted { path: self.path.clone(), first });
         }
         let file = match std::mem::replace(&mut self.backend, Backend::None) {
@@ -381,23 +380,11 @@ impl PublishSink {
     }
 
     fn fail(&mut self, e: BackendError) -> IoError {
-        if self.failure.is_none() {
-            self.failure = Some(e.to_string());
-        }
-        e.into_format()
+        self.latch.fail(e)
     }
 
     fn check(&mut self) -> Result<(), IoError> {
-        if let Some(e) = self.pending.take() {
-            return Err(e.into_format());
-        }
-        match &self.failure {
-            Some(first) => {
-                Err(BackendError::Aborted { path: self.path.clone(), first: first.clone() }
-                    .into_format())
-            }
-            None => Ok(()),
-        }
+        self.latch.check(&self.path)
     }
 }
 
@@ -438,7 +425,7 @@ impl Sink for PublishSink {
     }
 
     fn reserve(&mut self, len: usize) -> Option<&mut [u8]> {
-        if self.failure.is_some() || self.pending.is_some() {
+        if self.latch.is_set() {
             return None;
         }
         let result = match &mut self.backend {
@@ -451,8 +438,7 @@ impl Sink for PublishSink {
             Ok(None) => None,
             Err(e) => {
                 // Reported by the `write_all` that the writer falls back to.
-                self.failure = Some(e.to_string());
-                self.pending = Some(e);
+                self.latch.defer(e);
                 None
             }
         }

@@ -1,6 +1,7 @@
 //! [`StreamSink`]: checkpoints to stdout, pipes and any writer.
 
 use crate::BackendError;
+use crate::error::FailureLatch;
 use ckpt_frame_core::{IoError, Sink};
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -35,8 +36,7 @@ pub struct StreamSink<W: Write> {
     len: usize,
     reserved: usize,
     written: u64,
-    failed: Option<String>,
-    pending: Option<BackendError>,
+    latch: FailureLatch,
 }
 
 impl<W: Write> std::fmt::Debug for StreamSink<W> {
@@ -64,8 +64,7 @@ impl<W: Write> StreamSink<W> {
             len: 0,
             reserved: 0,
             written: 0,
-            failed: None,
-            pending: None,
+            latch: FailureLatch::default(),
         }
     }
 
@@ -86,7 +85,7 @@ impl<W: Write> StreamSink<W> {
     /// when an earlier write had failed (the stream then holds an incomplete checkpoint,
     /// which readers reject).
     pub fn finish(mut self) -> Result<W, BackendError> {
-        if let Some(first) = self.failed.take() {
+        if let Some(first) = self.latch.take_first() {
             return Err(BackendError::Aborted { path: self.name, first });
         }
         self.push_buffer()?;
@@ -108,23 +107,11 @@ impl<W: Write> StreamSink<W> {
     }
 
     fn fail(&mut self, e: BackendError) -> IoError {
-        if self.failed.is_none() {
-            self.failed = Some(e.to_string());
-        }
-        e.into_format()
+        self.latch.fail(e)
     }
 
     fn check(&mut self) -> Result<(), IoError> {
-        if let Some(e) = self.pending.take() {
-            return Err(e.into_format());
-        }
-        match &self.failed {
-            Some(first) => {
-                Err(BackendError::Aborted { path: self.name.clone(), first: first.clone() }
-                    .into_format())
-            }
-            None => Ok(()),
-        }
+        self.latch.check(&self.name)
     }
 }
 
@@ -169,15 +156,14 @@ impl<W: Write> Sink for StreamSink<W> {
 
     fn reserve(&mut self, len: usize) -> Option<&mut [u8]> {
         self.reserved = 0;
-        if self.failed.is_some() || self.pending.is_some() || len > self.buf.len() {
+        if self.latch.is_set() || len > self.buf.len() {
             return None;
         }
         if self.len + len > self.buf.len()
             && let Err(e) = self.push_buffer()
         {
             // The writer falls back to `write_all`, which reports it.
-            self.failed = Some(e.to_string());
-            self.pending = Some(e);
+            self.latch.defer(e);
             return None;
         }
         self.reserved = len;
