@@ -6,14 +6,25 @@ use crate::align::AlignedBuf;
 use rustix::fs::OFlags;
 use rustix::io::Errno;
 use std::fs::File;
-use std::io;
+use std::io::{self, IoSlice};
 use std::path::PathBuf;
+
+/// The most bytes one buffered `pwrite` hands the page cache. Measured on this project's
+/// Linux 6.18 / ext4 machines (`dd bs=...` of 1 GiB into the page cache, five runs each):
+/// 128 KiB writes take 0.41-0.67 s, 1 MiB writes 1.5-2.7 s, all of it system time, because
+/// the write size sets the page-cache folio size and large folios are slow to allocate.
+const BUFFERED_WRITE_PIECE: usize = 128 * 1024;
+
+/// Buffered writes at least this long skip the copy into the buffer and go to the kernel
+/// straight from the caller's memory (with whatever the buffer held, in one `pwritev`).
+const PASS_THROUGH_MIN: usize = 16 * 1024;
 
 /// Appends bytes to a file through an aligned buffer.
 ///
-/// Invariants: `file_off` (the file offset of `buf[0]`) is a multiple of `align`; every
-/// write goes from `buf[0]` for a multiple of `align` bytes, so with `O_DIRECT` the address,
-/// the offset and the length are all aligned. With `align == 1` this is plain buffered I/O.
+/// Invariants: `file_off` is the file offset of `buf[0]`. With `O_DIRECT` it is a multiple
+/// of `align` and every write goes from `buf[0]` for a multiple of `align` bytes, so the
+/// address, the offset and the length are all aligned. Buffered I/O (`align == 1`, or after
+/// an `auto` fallback) has no such constraint, and large writes bypass the buffer.
 pub(crate) struct BlockWriter {
     file: File,
     /// The file being written (the temporary file), for messages.
@@ -75,6 +86,9 @@ impl BlockWriter {
 
     pub(crate) fn write_all(&mut self, mut bytes: &[u8]) -> Result<(), BackendError> {
         self.reserved = 0;
+        if !self.direct && bytes.len() >= PASS_THROUGH_MIN {
+            return self.write_through(bytes);
+        }
         while !bytes.is_empty() {
             let room = self.buf.cap() - self.len;
             let n = room.min(bytes.len());
@@ -88,6 +102,34 @@ impl BlockWriter {
                 self.flush_blocks()?;
             }
         }
+        Ok(())
+    }
+
+    /// Writes the buffered bytes, then `bytes` straight from the caller's memory (buffered
+    /// I/O only: `O_DIRECT` needs the aligned buffer), in pieces of at most
+    /// [`BUFFERED_WRITE_PIECE`] bytes. Leaves the buffer empty.
+    fn write_through(&mut self, bytes: &[u8]) -> Result<(), BackendError> {
+        let mut head = 0..self.len;
+        let mut rest = bytes;
+        while !head.is_empty() || !rest.is_empty() {
+            let head_end = head.end.min(head.start + BUFFERED_WRITE_PIECE);
+            let buffered = self.buf.as_slice().get(head.start..head_end).unwrap_or_default();
+            let take = rest.len().min(BUFFERED_WRITE_PIECE.saturating_sub(buffered.len()));
+            let (now, _) = rest.split_at(take);
+            let pieces = [IoSlice::new(buffered), IoSlice::new(now)];
+            match rustix::io::pwritev(&self.file, &pieces, self.file_off) {
+                Ok(0) => return Err(self.io("write", io::ErrorKind::WriteZero.into())),
+                Ok(n) => {
+                    let from_buffer = n.min(buffered.len());
+                    head.start += from_buffer;
+                    rest = rest.get(n - from_buffer..).unwrap_or_default();
+                    self.file_off += n as u64;
+                }
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(self.io("write", e.into())),
+            }
+        }
+        self.len = 0;
         Ok(())
     }
 
@@ -163,7 +205,8 @@ impl BlockWriter {
     fn write_out(&mut self, upto: usize) -> Result<(), BackendError> {
         let mut done = 0;
         while done < upto {
-            let chunk = self.buf.as_slice().get(done..upto).unwrap_or_default();
+            let end = if self.direct { upto } else { upto.min(done + BUFFERED_WRITE_PIECE) };
+            let chunk = self.buf.as_slice().get(done..end).unwrap_or_default();
             match rustix::io::pwrite(&self.file, chunk, self.file_off + done as u64) {
                 Ok(0) => {
                     return Err(self.io("write", io::ErrorKind::WriteZero.into()));

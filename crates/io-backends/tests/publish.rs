@@ -310,3 +310,38 @@ fn remove_stale_temps_removes_only_dead_writers_files() {
     let err = remove_stale_temps(&d.join("missing"), NAME).expect_err("missing dir");
     assert!(err.to_string().contains("missing"), "{err}");
 }
+
+/// Buffered writes of 16 KiB or more bypass the sink's buffer (one `pwritev` with what the
+/// buffer held) and go out in pieces of at most 128 KiB; mixed with small writes, lent
+/// memory and flushes, the file must still be exactly the bytes given, in order.
+#[test]
+fn buffered_pass_through_keeps_every_byte_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rng = common::Rng::new(9);
+    let data = rng.bytes(3 << 20);
+    let pieces = [5usize, 16 * 1024, 16 * 1024 - 1, 300_000, 1, 128 * 1024 + 1, 65_568, 40];
+    let path = dir.path().join(NAME);
+    let mut sink =
+        PublishSink::create(&path, &OutputOptions::new(IoMode::Buffered)).expect("create");
+    let (mut at, mut i) = (0, 0);
+    while at < data.len() {
+        let n = pieces[i % pieces.len()].min(data.len() - at);
+        let piece = &data[at..at + n];
+        match i % 5 {
+            3 => {
+                let mem = sink.reserve(n).expect("the buffered sink lends memory");
+                mem.copy_from_slice(piece);
+                Sink::commit(&mut sink, n).expect("commit");
+            }
+            4 => {
+                sink.write_all(piece).expect("write");
+                Sink::flush(&mut sink).expect("flush");
+            }
+            _ => sink.write_all(piece).expect("write"),
+        }
+        at += n;
+        i += 1;
+    }
+    assert_eq!(sink.commit().expect("commit"), data.len() as u64);
+    assert_same(&std::fs::read(&path).expect("read"), &data, "buffered pass-through");
+}
