@@ -25,6 +25,16 @@ pub enum Error {
         /// What the sink or source reported.
         error: IoError,
     },
+    /// The caller's fill callback of
+    /// [`FrameWriter::add_streamed`](crate::FrameWriter::add_streamed) failed.
+    Input {
+        /// Frame index.
+        frame: u64,
+        /// Index of the buffer within the frame.
+        buffer: u64,
+        /// What the callback reported.
+        error: IoError,
+    },
     /// A codec refused to compress or decompress a chunk.
     Codec {
         /// Frame index.
@@ -106,6 +116,8 @@ pub enum Misuse {
     ForeignFrame,
     /// Random access needs a source that knows its length and can seek.
     NotSeekable,
+    /// [`FrameWriter::add_streamed`](crate::FrameWriter::add_streamed) on an LZ4 frame.
+    StreamedLz4,
     /// A frame index past the end of the index.
     NoSuchFrame {
         /// The index asked for.
@@ -155,6 +167,8 @@ pub enum ErrorKind {
     UnsupportedStyle,
     /// See [`Error::Io`].
     Io,
+    /// See [`Error::Input`].
+    Input,
     /// See [`Error::Codec`].
     Codec,
     /// See [`Error::Corrupt`].
@@ -178,6 +192,7 @@ impl Error {
             Self::InvalidUse(_) => ErrorKind::InvalidUse,
             Self::UnsupportedStyle { .. } => ErrorKind::UnsupportedStyle,
             Self::Io { .. } => ErrorKind::Io,
+            Self::Input { .. } => ErrorKind::Input,
             Self::Codec { .. } => ErrorKind::Codec,
             Self::Corrupt { .. } => ErrorKind::Corrupt,
             Self::ChecksumMismatch { .. } => ErrorKind::ChecksumMismatch,
@@ -192,7 +207,9 @@ impl Error {
     /// The frame index the error is about, if any.
     pub fn frame(&self) -> Option<u64> {
         match self {
-            Self::Codec { frame, .. } | Self::PlanMismatch { frame, .. } => Some(*frame),
+            Self::Codec { frame, .. }
+            | Self::PlanMismatch { frame, .. }
+            | Self::Input { frame, .. } => Some(*frame),
             Self::Corrupt { frame, .. }
             | Self::ChecksumMismatch { frame, .. }
             | Self::UnsupportedStyle { frame, .. } => *frame,
@@ -231,6 +248,9 @@ impl fmt::Display for Error {
             }
             Self::Io { offset, error } => {
                 write!(f, "I/O error at checkpoint offset {offset}: {error}")
+            }
+            Self::Input { frame, buffer, error } => {
+                write!(f, "frame {frame}, buffer {buffer}: reading the input failed: {error}")
             }
             Self::Codec { frame, offset, error } => {
                 write!(f, "frame {frame}, chunk at offset {offset}: codec error: {error}")
@@ -280,6 +300,9 @@ impl fmt::Display for Misuse {
             Self::NotSeekable => {
                 f.write_str("random access needs a source that can seek and knows its length")
             }
+            Self::StreamedLz4 => f.write_str(
+                "streamed buffers need a RAW frame (linked LZ4 needs the whole buffer in memory)",
+            ),
             Self::NoSuchFrame { index, frame_count } => {
                 write!(f, "frame {index} does not exist (the checkpoint has {frame_count})")
             }
@@ -406,7 +429,7 @@ impl fmt::Display for CodecError {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Io { error, .. } => Some(error),
+            Self::Io { error, .. } | Self::Input { error, .. } => Some(error),
             _ => None,
         }
     }

@@ -3,7 +3,7 @@
 use crate::checksum::{chain_digest, checksum};
 use crate::chunker::{Chunker, Step, Table};
 use crate::codec::{ChunkCompressor, Style, default_compressor, lz4_bound};
-use crate::error::{Error, ErrorKind, Misuse};
+use crate::error::{Error, ErrorKind, IoError, Misuse};
 use crate::id::CheckpointId;
 use crate::io::{Sink, VecSink};
 use crate::table::TABLE_MAX;
@@ -426,6 +426,99 @@ impl<'buf, S: Sink> FrameWriter<'_, 'buf, S> {
         })?;
         frame.footer.buffer_count += 1;
         frame.footer.user_bytes += buf.len() as u64;
+        Ok(())
+    }
+
+    /// Adds one buffer of `len` bytes to a [`Style::Raw`] frame without the caller holding it
+    /// in memory: `fill` is called with consecutive pieces of the writer's own memory (at
+    /// most 64 KiB each, in order, covering exactly `len` bytes) and must fill each
+    /// completely, for example with `read_exact` from a file. The stored bytes are exactly
+    /// those [`add`](Self::add) would store for the same data, and each piece is checksummed
+    /// and written while it is still in the CPU's cache.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUse`] with [`Misuse::StreamedLz4`] for an LZ4 frame (linked LZ4
+    /// matches reach back into earlier pieces, so the whole buffer must stay in memory; use
+    /// `add`); [`Error::Input`] with the error `fill` returned; [`Error::Io`] from the sink.
+    /// After `Input` or `Io` the writer is failed.
+    ///
+    /// # Examples
+    /// ```
+    /// use ckpt_frame_core::{CheckpointId, Style, VecSink, Writer};
+    /// let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    /// let mut streamed = Writer::new(VecSink::new(), CheckpointId::from_bytes([2; 16]));
+    /// let mut f = streamed.open_frame(Style::Raw)?;
+    /// let mut rest = &data[..];
+    /// f.add_streamed(data.len(), |piece| {
+    ///     let (now, later) = rest.split_at(piece.len());
+    ///     piece.copy_from_slice(now);
+    ///     rest = later;
+    ///     Ok(())
+    /// })?;
+    /// f.close()?;
+    /// streamed.finish()?;
+    ///
+    /// let mut whole = Writer::new(VecSink::new(), CheckpointId::from_bytes([2; 16]));
+    /// let mut f = whole.open_frame(Style::Raw)?;
+    /// f.add(&data)?;
+    /// f.close()?;
+    /// whole.finish()?;
+    /// assert_eq!(streamed.into_sink().into_inner(), whole.into_sink().into_inner());
+    /// # Ok::<(), ckpt_frame_core::Error>(())
+    /// ```
+    pub fn add_streamed(
+        &mut self,
+        len: usize,
+        fill: impl FnMut(&mut [u8]) -> Result<(), IoError>,
+    ) -> Result<(), Error> {
+        if let State::Failed(first) = self.writer.state {
+            return Err(Error::Failed { first });
+        }
+        if self.frame.style != Style::Raw {
+            return Err(Error::InvalidUse(Misuse::StreamedLz4));
+        }
+        let result = self.add_streamed_inner(len, fill);
+        result.map_err(|e| self.writer.fail(e))
+    }
+
+    fn add_streamed_inner(
+        &mut self,
+        len: usize,
+        mut fill: impl FnMut(&mut [u8]) -> Result<(), IoError>,
+    ) -> Result<(), Error> {
+        let Writer { sink, pos, enc, .. } = &mut *self.writer;
+        let Encoder { staging, chunker, scratch, compressor } = enc;
+        let frame = &mut self.frame;
+        let (index, buffer) = (frame.index, frame.footer.buffer_count);
+        let mut fill =
+            |dst: &mut [u8]| fill(dst).map_err(|error| Error::Input { frame: index, buffer, error });
+        chunker.buffer(len, |s| match s {
+            Step::Gather { len, .. } => {
+                let at = staging.len;
+                staging.len += len;
+                let start = staging.half * HALF_STRIDE;
+                fill(staging.mem.get_mut(start + at..start + at + len).unwrap_or_default())
+            }
+            Step::EmitStaged { table, .. } => {
+                emit_chunk(sink, pos, scratch, compressor, frame, staging.current(), table)?;
+                staging.flip();
+                Ok(())
+            }
+            Step::EmitDirect { len, table, .. } => {
+                // The scratch area outlives the call and a RAW chunk is written at once,
+                // so one piece at a time is enough.
+                let mut piece = core::mem::take(scratch);
+                let filled = fill(piece.get_mut(..len).unwrap_or_default());
+                let emitted = filled.and_then(|()| {
+                    let data = piece.get(..len).unwrap_or_default();
+                    emit_chunk(sink, pos, &mut [], compressor, frame, data, table)
+                });
+                *scratch = piece;
+                emitted
+            }
+        })?;
+        frame.footer.buffer_count += 1;
+        frame.footer.user_bytes += len as u64;
         Ok(())
     }
 
