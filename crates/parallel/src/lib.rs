@@ -8,15 +8,22 @@
 //!   own source, decoding straight into the caller's buffers. The first error (in frame
 //!   order) is returned with its frame; the other workers stop at their next frame.
 //!
-//! **Status:** the engine and its tests. The CLI's `--threads`, the comparison runner
-//! against `lz4`, `zstd` and `cp`, and peak-memory measurements come with the rest of the
-//! parallel issue.
+//! - [`write_loaded`] is the streaming form: workers load each frame's bytes themselves
+//!   (from files, say) into reused buffers and encode them, while the calling thread appends
+//!   finished frames in order. At most `window` frames are in flight, so memory is bounded
+//!   by the window and the frame size, never by the input.
+//! - [`restore_with`] hands each worker's frames to a caller's visitor (which may, for
+//!   example, write them into files at their offsets).
 #![forbid(unsafe_code)]
 
-use ckpt_frame_core::{Error, FrameEncoder, Reader, Sink, Source, Style, Writer};
+use ckpt_frame_core::{
+    EncodedFrame, Error, FrameEncoder, FrameReader, Reader, Sink, Source, Style, Writer,
+};
 use rayon::prelude::*;
+use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, mpsc};
 
 pub use ckpt_frame_core as format;
 
@@ -46,16 +53,25 @@ impl Parallelism {
     }
 }
 
-/// A failure of a parallel write or restore.
+/// A failure of a parallel write or restore. `E` is the error type of the caller's own
+/// callbacks ([`write_loaded`]'s loader, [`restore_with`]'s visitor); the functions without
+/// callbacks use the default, which never occurs.
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum ParallelError {
-    /// Frame `frame` failed (the first failure in frame order).
+pub enum ParallelError<E = std::convert::Infallible> {
+    /// Frame `frame` failed in the format layer (the first failure in frame order).
     Frame {
         /// Its index.
         frame: u64,
         /// What went wrong.
         error: Error,
+    },
+    /// The caller's callback failed for frame `frame` (the first failure in frame order).
+    Callback {
+        /// Its index.
+        frame: u64,
+        /// What the callback returned.
+        error: E,
     },
     /// Opening the checkpoint (its index) failed.
     Open(Error),
@@ -63,26 +79,28 @@ pub enum ParallelError {
     Pool(String),
 }
 
-impl fmt::Display for ParallelError {
+impl<E: fmt::Display> fmt::Display for ParallelError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Frame { frame, error } => write!(f, "frame {frame}: {error}"),
+            Self::Callback { frame, error } => write!(f, "frame {frame}: {error}"),
             Self::Open(e) => write!(f, "cannot open the checkpoint: {e}"),
             Self::Pool(e) => write!(f, "cannot start worker threads: {e}"),
         }
     }
 }
 
-impl std::error::Error for ParallelError {
+impl<E: std::error::Error + 'static> std::error::Error for ParallelError<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Frame { error, .. } | Self::Open(error) => Some(error),
+            Self::Callback { error, .. } => Some(error),
             Self::Pool(_) => None,
         }
     }
 }
 
-fn pool(threads: usize) -> Result<rayon::ThreadPool, ParallelError> {
+fn pool<E>(threads: usize) -> Result<rayon::ThreadPool, ParallelError<E>> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
         .build()
@@ -234,4 +252,330 @@ fn restore_one<S: Source>(
         frame.read_into(b)?;
     }
     frame.close().map(|_| ())
+}
+
+/// A frame's input as a loader fills it: its style, its buffers' bytes back to back, and
+/// their lengths. Workers reuse these between frames, so loaders should `clear` and refill
+/// rather than replace the vectors.
+#[derive(Debug)]
+pub struct LoadedFrame {
+    /// How the frame stores its bytes.
+    pub style: Style,
+    /// The buffers' bytes, back to back.
+    pub bytes: Vec<u8>,
+    /// The buffers' lengths, in order; they must add up to `bytes.len()`.
+    pub lens: Vec<usize>,
+}
+
+impl Default for LoadedFrame {
+    fn default() -> Self {
+        Self { style: Style::Raw, bytes: Vec::new(), lens: Vec::new() }
+    }
+}
+
+impl LoadedFrame {
+    /// The frame's buffers: `bytes` cut at `lens` (a length past the end gives an empty
+    /// buffer, which the encoder stores as such).
+    pub fn buffers(&self) -> Vec<&[u8]> {
+        let mut at = 0usize;
+        self.lens
+            .iter()
+            .map(|&len| {
+                let piece = self.bytes.get(at..at.saturating_add(len)).unwrap_or_default();
+                at = at.saturating_add(len);
+                piece
+            })
+            .collect()
+    }
+}
+
+/// What the workers of [`write_loaded`] share.
+struct Pipeline {
+    /// Next frame (relative) a worker claims.
+    next: AtomicU64,
+    /// Frames at or past this (relative) index are not loaded: the first failure so far.
+    limit: AtomicU64,
+    /// Frames appended so far (relative); workers wait for the window to move.
+    appended: Mutex<u64>,
+    moved: Condvar,
+    /// Reusable input and output buffers.
+    inputs: Mutex<Vec<LoadedFrame>>,
+    outputs: Mutex<Vec<Vec<u8>>>,
+}
+
+impl Pipeline {
+    /// Waits until frame `i` is inside the window; `false` if it never will be (a failure
+    /// before it).
+    fn wait_for_window(&self, i: u64, window: u64) -> bool {
+        let mut appended = self.appended.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        while i >= *appended + window && i < self.limit.load(Ordering::Acquire) {
+            appended = self.moved.wait(appended).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        i < self.limit.load(Ordering::Acquire)
+    }
+
+    fn set_appended(&self, n: u64) {
+        *self.appended.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = n;
+        self.moved.notify_all();
+    }
+
+    fn stop_at(&self, i: u64) {
+        self.limit.fetch_min(i, Ordering::AcqRel);
+        // Take the lock so no worker misses the change between its check and its wait.
+        drop(self.appended.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        self.moved.notify_all();
+    }
+}
+
+/// Stops the pipeline if a worker unwinds, so no other worker waits for a frame that will
+/// never be appended (the scope then re-raises the panic).
+struct StopOnPanic<'p>(&'p Pipeline);
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.stop_at(0);
+        }
+    }
+}
+
+fn take<T: Default>(pool: &Mutex<Vec<T>>) -> T {
+    pool.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop().unwrap_or_default()
+}
+
+fn give<T>(pool: &Mutex<Vec<T>>, item: T) {
+    pool.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(item);
+}
+
+/// A worker's verdict on one frame.
+enum Done<E> {
+    Encoded(Vec<u8>, EncodedFrame),
+    LoadFailed(E),
+    EncodeFailed(Error),
+}
+
+/// Appends `frames` frames to `writer`, each loaded by `load(i, &mut frame)` (for the i-th
+/// of these frames) and encoded on `par.threads` rayon workers, while the calling thread
+/// appends finished frames in order and calls `progress` after each. At most `par.window`
+/// frames are loaded or encoded but not yet appended, so memory stays near
+/// `(threads + window) × frame size` whatever the input's size. The bytes are exactly those
+/// the serial writer produces for the same frames.
+///
+/// # Errors
+/// The first failure in frame order: [`ParallelError::Callback`] if `load` failed,
+/// [`ParallelError::Frame`] if encoding or appending failed. The frames before it are
+/// appended, none after it; workers stop taking frames past it at once.
+///
+/// # Examples
+/// ```
+/// use ckpt_frame_core::{CheckpointId, Style, VecSink, Writer};
+/// use ckpt_parallel::{LoadedFrame, Parallelism, write_loaded};
+/// let mut w = Writer::new(VecSink::new(), CheckpointId::from_bytes([1; 16]));
+/// let load = |i: u64, f: &mut LoadedFrame| -> Result<(), std::io::Error> {
+///     f.style = Style::Lz4;
+///     f.bytes.clear();
+///     f.bytes.resize(100_000, i as u8);
+///     f.lens.clear();
+///     f.lens.extend([60_000, 40_000]);
+///     Ok(())
+/// };
+/// let mut appended = 0;
+/// write_loaded(&mut w, 6, Parallelism::threads(2), load, |_| appended += 1)?;
+/// assert_eq!((appended, w.finish().unwrap().frames), (6, 6));
+/// # Ok::<(), ckpt_parallel::ParallelError<std::io::Error>>(())
+/// ```
+pub fn write_loaded<S, L, E>(
+    writer: &mut Writer<S>,
+    frames: u64,
+    par: Parallelism,
+    load: L,
+    mut progress: impl FnMut(&EncodedFrame),
+) -> Result<u64, ParallelError<E>>
+where
+    S: Sink,
+    L: Fn(u64, &mut LoadedFrame) -> Result<(), E> + Sync,
+    E: Send,
+{
+    let pool = pool(par.threads)?;
+    let id = writer.id();
+    let first = writer.frames_written();
+    let window = par.window.max(1) as u64;
+    let shared = Pipeline {
+        next: AtomicU64::new(0),
+        limit: AtomicU64::new(frames),
+        appended: Mutex::new(0),
+        moved: Condvar::new(),
+        inputs: Mutex::new(Vec::new()),
+        outputs: Mutex::new(Vec::new()),
+    };
+    let (done_tx, done_rx) = mpsc::channel::<(u64, Done<E>)>();
+    let mut failure: Option<(u64, Done<E>)> = None;
+    pool.in_place_scope(|scope| {
+        for _ in 0..par.threads.max(1) {
+            let done_tx = done_tx.clone();
+            let (shared, load) = (&shared, &load);
+            scope.spawn(move |_| {
+                let _stop_on_panic = StopOnPanic(shared);
+                let mut encoder = FrameEncoder::new(id);
+                loop {
+                    let i = shared.next.fetch_add(1, Ordering::AcqRel);
+                    if !shared.wait_for_window(i, window) {
+                        return;
+                    }
+                    let mut input = take(&shared.inputs);
+                    let done = if let Err(e) = load(i, &mut input) {
+                        Done::LoadFailed(e)
+                    } else {
+                        let mut out = take(&shared.outputs);
+                        let buffers = input.buffers();
+                        match encoder.encode(first + i, input.style, &buffers, &mut out) {
+                            Ok(frame) => Done::Encoded(out, frame),
+                            Err(e) => Done::EncodeFailed(e),
+                        }
+                    };
+                    give(&shared.inputs, input);
+                    if !matches!(done, Done::Encoded(..)) {
+                        shared.stop_at(i);
+                    }
+                    if done_tx.send((i, done)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        let mut waiting: BTreeMap<u64, Done<E>> = BTreeMap::new();
+        let mut next = 0u64;
+        // A failed frame's verdict is always sent, and every frame before it is finished,
+        // so this loop meets the first failure in order before it could wait for a frame
+        // that no worker will take.
+        while next < frames {
+            let Some(done) = waiting.remove(&next) else {
+                match done_rx.recv() {
+                    Ok((i, done)) => {
+                        waiting.insert(i, done);
+                        continue;
+                    }
+                    // Every worker is gone (one panicked): the scope re-raises the panic.
+                    Err(mpsc::RecvError) => break,
+                }
+            };
+            match done {
+                Done::Encoded(bytes, frame) => {
+                    if let Err(e) = writer.append_encoded(&bytes, &frame) {
+                        failure = Some((next, Done::EncodeFailed(e)));
+                        shared.stop_at(next);
+                        break;
+                    }
+                    give(&shared.outputs, bytes);
+                    progress(&frame);
+                    next += 1;
+                    shared.set_appended(next);
+                }
+                failed => {
+                    failure = Some((next, failed));
+                    break;
+                }
+            }
+        }
+        // Wake any worker still waiting for the window, so the scope can end.
+        shared.stop_at(next);
+    });
+    match failure {
+        None => Ok(frames),
+        Some((i, Done::LoadFailed(error))) => {
+            Err(ParallelError::Callback { frame: first + i, error })
+        }
+        Some((i, Done::EncodeFailed(error))) => {
+            Err(ParallelError::Frame { frame: first + i, error })
+        }
+        Some((_, Done::Encoded(..))) => unreachable!("only failures are kept"),
+    }
+}
+
+/// Restores every frame through the index on `par.threads` workers: each worker opens its
+/// own source with `open` and hands each frame it takes to `visit`, which reads the frame's
+/// buffers; the frame is then closed, which checks its footer and that every buffer was
+/// read.
+///
+/// # Errors
+/// [`ParallelError::Open`] if the index cannot be read; otherwise the first failure in frame
+/// order: [`ParallelError::Callback`] from `visit`, [`ParallelError::Frame`] from the
+/// format (corruption, truncation, I/O). Workers stop taking frames once one failed.
+///
+/// # Examples
+/// ```
+/// use ckpt_frame_core::{CheckpointId, SliceSource, Style, VecSink, Writer};
+/// use ckpt_parallel::{Parallelism, restore_with};
+/// use std::sync::Mutex;
+/// let mut w = Writer::new(VecSink::new(), CheckpointId::from_bytes([1; 16]));
+/// let data: Vec<[u8; 1000]> = (0..4u8).map(|i| [i; 1000]).collect();
+/// for d in &data {
+///     let mut f = w.open_frame(Style::Lz4).unwrap();
+///     f.add(d).unwrap();
+///     f.close().unwrap();
+/// }
+/// w.finish().unwrap();
+/// let bytes = w.into_sink().into_inner();
+/// let sums = Mutex::new(vec![0u64; 4]);
+/// restore_with(|| Ok(SliceSource::new(&bytes)), Parallelism::threads(2), |frame| {
+///     let data = frame.read_to_vec()?.unwrap_or_default();
+///     let index = usize::try_from(frame.index()).unwrap_or(usize::MAX);
+///     sums.lock().unwrap()[index] = data.iter().map(|&b| u64::from(b)).sum();
+///     Ok::<(), ckpt_frame_core::Error>(())
+/// })?;
+/// assert_eq!(sums.into_inner().unwrap(), [0, 1000, 2000, 3000]);
+/// # Ok::<(), ckpt_parallel::ParallelError<ckpt_frame_core::Error>>(())
+/// ```
+pub fn restore_with<S, O, V, E>(open: O, par: Parallelism, visit: V) -> Result<(), ParallelError<E>>
+where
+    S: Source,
+    O: Fn() -> Result<S, Error> + Sync,
+    V: for<'f, 'r> Fn(&'f mut FrameReader<'r, S>) -> Result<(), E> + Sync,
+    E: Send,
+{
+    let count =
+        open().and_then(Reader::open).map_err(ParallelError::Open)?.frame_count().unwrap_or(0);
+    let pool = pool(par.threads)?;
+    let limit = AtomicU64::new(count);
+    let results: Vec<Option<Result<(), ParallelError<E>>>> = pool.install(|| {
+        (0..count)
+            .into_par_iter()
+            .map_init(
+                || None,
+                |reader: &mut Option<Reader<S>>, i| {
+                    if i >= limit.load(Ordering::Acquire) {
+                        return None;
+                    }
+                    let result = visit_one(reader, &open, i, &visit);
+                    if result.is_err() {
+                        limit.fetch_min(i, Ordering::AcqRel);
+                    }
+                    Some(result)
+                },
+            )
+            .collect()
+    });
+    results.into_iter().flatten().find(Result::is_err).unwrap_or(Ok(()))
+}
+
+fn visit_one<S, O, V, E>(
+    reader: &mut Option<Reader<S>>,
+    open: &O,
+    i: u64,
+    visit: &V,
+) -> Result<(), ParallelError<E>>
+where
+    S: Source,
+    O: Fn() -> Result<S, Error>,
+    V: for<'f, 'r> Fn(&'f mut FrameReader<'r, S>) -> Result<(), E>,
+{
+    let frame_err = |error| ParallelError::Frame { frame: i, error };
+    let r = match reader {
+        Some(r) => r,
+        None => reader.insert(open().and_then(Reader::open).map_err(frame_err)?),
+    };
+    let mut frame = r.open_frame(i).map_err(frame_err)?;
+    visit(&mut frame).map_err(|error| ParallelError::Callback { frame: i, error })?;
+    frame.close().map(|_| ()).map_err(frame_err)
 }
