@@ -1,0 +1,214 @@
+//! Checkpoints of files and directories: a manifest frame, then the files' bytes in data
+//! frames of a fixed size, in manifest order.
+//!
+//! This module collects the inputs and holds what writing ([`write`]) and restoring
+//! ([`restore`]) share.
+
+mod restore;
+mod write;
+
+pub use restore::{RestoreSummary, restore_checkpoint};
+pub use write::{WriteSummary, write_checkpoint};
+
+use crate::manifest::{Entry, Kind, Manifest, ManifestError};
+use ckpt_frame_core::{Error as FormatError, Style};
+use std::fmt;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// Everything that can stop a tree checkpoint or restore.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum TreeError {
+    /// The checkpoint format reported an error (corruption, truncation, I/O under it, ...).
+    Format(FormatError),
+    /// The manifest in frame 0 is not valid.
+    Manifest(ManifestError),
+    /// A file system operation failed.
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// What was being done.
+        op: &'static str,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// A file changed size while it was being checkpointed.
+    Changed {
+        /// The file.
+        path: PathBuf,
+        /// How.
+        how: &'static str,
+    },
+    /// An input or restore path that must be refused.
+    Refused {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The checkpoint's frames do not match what its manifest describes.
+    Layout {
+        /// What is wrong.
+        what: &'static str,
+    },
+}
+
+impl TreeError {
+    /// The exit status the CLI uses: 1 when the checkpoint's data is bad, 2 for usage or
+    /// environment errors.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Format(e) => format_exit_code(e),
+            Self::Manifest(_) | Self::Layout { .. } => 1,
+            Self::Refused { .. } | Self::Io { .. } | Self::Changed { .. } => 2,
+        }
+    }
+}
+
+/// 1 for damaged or foreign data, 2 for I/O and misuse.
+pub fn format_exit_code(e: &FormatError) -> u8 {
+    use ckpt_frame_core::ErrorKind as K;
+    match e.kind() {
+        K::Io | K::InvalidUse => 2,
+        _ => 1,
+    }
+}
+
+impl fmt::Display for TreeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Format(e) => write!(f, "{e}"),
+            Self::Manifest(e) => write!(f, "{e}"),
+            Self::Io { path, op, source } => write!(f, "{op} {}: {source}", path.display()),
+            Self::Changed { path, how } => {
+                write!(f, "{} {how} while it was being checkpointed", path.display())
+            }
+            Self::Refused { path, reason } => write!(f, "refusing {}: {reason}", path.display()),
+            Self::Layout { what } => {
+                write!(f, "checkpoint layout differs from its manifest: {what}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for TreeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Format(e) => Some(e),
+            Self::Manifest(e) => Some(e),
+            Self::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl From<FormatError> for TreeError {
+    fn from(e: FormatError) -> Self {
+        Self::Format(e)
+    }
+}
+
+fn io_err<'p>(path: &'p Path, op: &'static str) -> impl FnOnce(io::Error) -> TreeError + 'p {
+    move |source| TreeError::Io { path: path.to_path_buf(), op, source }
+}
+
+/// The inputs of a checkpoint: its manifest and, for each file entry, where to read it.
+#[derive(Debug, Clone)]
+pub struct Collected {
+    /// The manifest to write.
+    pub manifest: Manifest,
+    /// For each entry, the file to read its bytes from (files only).
+    pub sources: Vec<Option<PathBuf>>,
+}
+
+fn mtime(meta: &fs::Metadata) -> (i64, u32) {
+    (meta.mtime(), u32::try_from(meta.mtime_nsec()).unwrap_or(0))
+}
+
+/// Walks `inputs` (files, directories, symlinks; directories recursively, in name order)
+/// into a manifest. Each input is stored under its own name; a directory's contents under
+/// `name/...`.
+///
+/// # Errors
+/// [`TreeError::Io`] for unreadable inputs, [`TreeError::Refused`] for two inputs with the
+/// same name, an input without a name (`/`, `..`), or a special file (device, socket, FIFO).
+pub fn collect(inputs: &[PathBuf], frame_size: u64) -> Result<Collected, TreeError> {
+    let mut c =
+        Collected { manifest: Manifest { frame_size, entries: Vec::new() }, sources: Vec::new() };
+    let mut names = std::collections::HashSet::new();
+    for input in inputs {
+        let name = input.file_name().ok_or_else(|| TreeError::Refused {
+            path: input.clone(),
+            reason: "an input must have a file name (not `/`, `.` or `..`)",
+        })?;
+        if !names.insert(name.to_owned()) {
+            return Err(TreeError::Refused {
+                path: input.clone(),
+                reason: "two inputs have the same name",
+            });
+        }
+        add(&mut c, input, name.as_bytes())?;
+    }
+    Ok(c)
+}
+
+fn add(c: &mut Collected, path: &Path, rel: &[u8]) -> Result<(), TreeError> {
+    let info = fs::symlink_metadata(path).map_err(io_err(path, "cannot read"))?;
+    let (secs, nanos) = mtime(&info);
+    let mode = info.mode() & 0o7777;
+    let ft = info.file_type();
+    let (kind, size, target, source) = if ft.is_dir() {
+        (Kind::Dir, 0, Vec::new(), None)
+    } else if ft.is_file() {
+        (Kind::File, info.len(), Vec::new(), Some(path.to_path_buf()))
+    } else if ft.is_symlink() {
+        let t = fs::read_link(path).map_err(io_err(path, "cannot read link"))?;
+        (Kind::Symlink, 0, t.into_os_string().into_vec(), None)
+    } else {
+        return Err(TreeError::Refused {
+            path: path.to_path_buf(),
+            reason: "not a file, directory or symlink",
+        });
+    };
+    c.manifest.entries.push(Entry {
+        kind,
+        path: rel.to_vec(),
+        mode,
+        mtime_sec: secs,
+        mtime_nsec: nanos,
+        size,
+        target,
+    });
+    c.sources.push(source);
+    if kind == Kind::Dir {
+        let mut children: Vec<_> = fs::read_dir(path)
+            .map_err(io_err(path, "cannot list"))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(io_err(path, "cannot list"))?;
+        children.sort();
+        for child in children {
+            let mut child_rel = rel.to_vec();
+            child_rel.push(b'/');
+            child_rel.extend_from_slice(child.as_bytes());
+            add(c, &path.join(&child), &child_rel)?;
+        }
+    }
+    Ok(())
+}
+
+/// Buffer lengths of every frame (manifest frame first), for size bounds.
+pub fn frame_plan(manifest: &Manifest, style: Style) -> Vec<(Style, Vec<usize>)> {
+    let mut plan = vec![(style, vec![manifest.encode().len()])];
+    for frame in manifest.data_frames() {
+        plan.push((
+            style,
+            frame.iter().map(|p| usize::try_from(p.len).unwrap_or(usize::MAX)).collect(),
+        ));
+    }
+    plan
+}
