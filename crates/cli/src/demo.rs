@@ -253,7 +253,7 @@ pub(crate) fn run(dir: Option<&Path>, size: u64) -> Result<u8, Failure> {
     })?);
     let restored = work.join("restored");
     steps.push(timed("restore", total, &mut || {
-        crate::restore(&ckpt_s, &restored, IoMode::Buffered)?;
+        crate::restore(&ckpt_s, &restored, IoMode::Buffered, crate::all_cores())?;
         Ok(format!("into {}", restored.display()))
     })?);
     steps.push(timed("compare", 2 * total, &mut || {

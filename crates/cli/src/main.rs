@@ -60,12 +60,12 @@ enum Command {
         /// buffered, direct (`O_DIRECT`), mmap, or auto (direct if the file system allows it).
         #[arg(long = "io", default_value = "buffered", value_parser = parse_io)]
         io: IoMode,
-        /// Frames encoded at once (default: all cores). Memory: N frames of input plus their
-        /// encoded bytes.
+        /// Threads compressing LZ4 frames (default: all cores). Memory is about 4 × N frames;
+        /// RAW output is streamed on one thread whatever N is.
         #[arg(long, value_name = "N")]
         threads: Option<usize>,
-        /// Bytes of file data per frame (e.g. 16M).
-        #[arg(long, default_value = "16MiB", value_parser = parse_frame_size)]
+        /// Bytes of file data per frame (e.g. 4M). Frames are the unit of parallel work.
+        #[arg(long, default_value = "4MiB", value_parser = parse_frame_size)]
         frame_size: u64,
         /// Checkpoint identity as 32 hex digits, for reproducible output (default: random).
         #[arg(long, value_name = "HEX", value_parser = parse_id)]
@@ -85,7 +85,7 @@ enum Command {
         /// buffered, direct, mmap or auto.
         #[arg(long = "io", default_value = "buffered", value_parser = parse_io)]
         io: IoMode,
-        /// Worker threads (restore is single-threaded in this release; accepted for scripts).
+        /// Worker threads decoding frames (default: all cores); stdin is restored on one.
         #[arg(long, value_name = "N")]
         threads: Option<usize>,
     },
@@ -230,19 +230,12 @@ fn run(command: Command) -> Result<u8, Failure> {
             write(&output, style_of(style), io, frame_size, id, threads, &paths).map(|()| 0)
         }
         Command::Restore { input, dir, io, threads } => {
-            warn_threads(threads);
-            restore(&input, &dir, io).map(|()| 0)
+            restore(&input, &dir, io, threads.unwrap_or_else(all_cores)).map(|()| 0)
         }
         Command::Verify { input, json } => verify(&input, json),
         Command::Info { input, json } => info(&input, json).map(|()| 0),
         Command::Heal { damaged, good, dry_run, json } => heal(&damaged, &good, dry_run, json),
         Command::Demo { dir, size } => demo::run(dir.as_deref(), size),
-    }
-}
-
-fn warn_threads(threads: Option<usize>) {
-    if threads.is_some_and(|n| n != 1) {
-        tracing::warn!("--threads: this release restores on one thread");
     }
 }
 
@@ -311,19 +304,30 @@ pub(crate) fn write(
     Ok(())
 }
 
-pub(crate) fn restore(input: &str, dir: &Path, io: IoMode) -> Result<(), Failure> {
+pub(crate) fn restore(input: &str, dir: &Path, io: IoMode, threads: usize) -> Result<(), Failure> {
     let bar = progress_bar(0, "restore");
-    let mut tick = |done| bar.set_position(done);
+    let tick = |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    };
     if input == "-" && io != IoMode::Buffered {
         return Err(Failure::usage(format!(
             "--io {io} needs a file; stdin is read with --io buffered"
         )));
     }
     let summary = if input == "-" {
-        tree::restore_checkpoint(stdin_source(), dir, &mut tick)
+        tree::restore_checkpoint(stdin_source(), dir, &tick)
     } else {
-        let src = open_input(Path::new(input), io).map_err(|e| backend_failure(&e))?;
-        tree::restore_checkpoint(src, dir, &mut tick)
+        let path = Path::new(input);
+        // Opened once here so that a missing or unreadable input gets the backend's message.
+        drop(open_input(path, io).map_err(|e| backend_failure(&e))?);
+        let open = || {
+            open_input(path, io).map_err(|e| ckpt_frame_core::Error::Io {
+                offset: 0,
+                error: std::io::Error::from(e).into(),
+            })
+        };
+        tree::restore_checkpoint_parallel(open, dir, threads, &tick)
     }
     .map_err(|e| Failure {
         code: e.exit_code(),

@@ -164,6 +164,43 @@ fn every_io_mode_and_thread_count_writes_the_same_bytes() {
         assert!(*bytes == outputs[4].1, "--threads changed the bytes");
     }
     assert!(streamed == outputs[0].1, "stdout differs from files");
+    for threads in ["1", "2", "8"] {
+        let dest = tmp.path().join(format!("back-threads-{threads}"));
+        ok(&[
+            "restore",
+            s(&tmp.path().join("threads-1.ckpt")),
+            "--threads",
+            threads,
+            "-C",
+            s(&dest),
+        ]);
+        assert_same_tree(&tree, &dest.join("tree"));
+    }
+}
+
+#[test]
+fn parallel_restore_of_a_damaged_frame_names_it_and_publishes_nothing_partial() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = sample_tree(tmp.path());
+    let out = tmp.path().join("c.ckpt");
+    ok(&["write", "-o", s(&out), "--frame-size", "256K", s(&tree)]);
+    // Damage the stored data of the last chunk of the middle data frame.
+    let chunks = chunks_of(&out);
+    let frames: Vec<u64> = chunks.iter().map(|c| c.0).collect();
+    let middle = frames[frames.len() / 2];
+    let victim = chunks.iter().filter(|c| c.0 == middle).last().unwrap();
+    flip(&out, victim.1 + 40);
+    for threads in ["1", "2", "8"] {
+        let dest = tmp.path().join(format!("back-{threads}"));
+        let err = fails(&["restore", s(&out), "--threads", threads, "-C", s(&dest)], 1, "");
+        assert!(err.contains(&format!("frame {middle}")), "threads {threads}: {err}");
+        let leftovers: Vec<_> = walk(&dest)
+            .into_iter()
+            .filter(|p| p.to_string_lossy().contains(".ckpt-restore"))
+            .collect();
+        assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+        assert!(!dest.join("tree/sub/random.bin").exists(), "a damaged file was published");
+    }
 }
 
 fn chunks_of(path: &Path) -> Vec<(u64, u64, u64)> {

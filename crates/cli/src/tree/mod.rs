@@ -7,7 +7,7 @@
 mod restore;
 mod write;
 
-pub use restore::{RestoreSummary, restore_checkpoint};
+pub use restore::{RestoreSummary, restore_checkpoint, restore_checkpoint_parallel};
 pub use write::{WriteSummary, write_checkpoint};
 
 use crate::manifest::{Entry, Kind, Manifest, ManifestError};
@@ -50,6 +50,11 @@ pub enum TreeError {
         /// Why.
         reason: &'static str,
     },
+    /// Worker threads could not be started.
+    Threads {
+        /// What the system said.
+        reason: String,
+    },
     /// The checkpoint's frames do not match what its manifest describes.
     Layout {
         /// What is wrong.
@@ -64,7 +69,10 @@ impl TreeError {
         match self {
             Self::Format(e) => format_exit_code(e),
             Self::Manifest(_) | Self::Layout { .. } => 1,
-            Self::Refused { .. } | Self::Io { .. } | Self::Changed { .. } => 2,
+            Self::Refused { .. }
+            | Self::Io { .. }
+            | Self::Changed { .. }
+            | Self::Threads { .. } => 2,
         }
     }
 }
@@ -88,6 +96,7 @@ impl fmt::Display for TreeError {
                 write!(f, "{} {how} while it was being checkpointed", path.display())
             }
             Self::Refused { path, reason } => write!(f, "refusing {}: {reason}", path.display()),
+            Self::Threads { reason } => write!(f, "cannot start worker threads: {reason}"),
             Self::Layout { what } => {
                 write!(f, "checkpoint layout differs from its manifest: {what}")
             }

@@ -2,12 +2,17 @@
 
 use super::{TreeError, io_err};
 use crate::manifest::{Entry, Kind, Manifest, Piece};
-use ckpt_frame_core::{Reader, Source};
+use ckpt_frame_core::{Error as FormatError, FrameReader, Reader, Source};
+use ckpt_parallel::{ParallelError, Parallelism, restore_with};
+use std::cell::RefCell;
+use std::fs::OpenOptions;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// What a restore produced.
 #[derive(Debug, Clone, Copy, Default)]
@@ -25,7 +30,6 @@ pub struct RestoreSummary {
 /// A file being restored under a temporary name; removed unless published.
 struct PendingFile {
     tmp: PathBuf,
-    file: File,
     published: bool,
 }
 
@@ -117,10 +121,48 @@ fn set_dir_attributes(dirs: &[(PathBuf, &Entry)]) -> Result<(), TreeError> {
     Ok(())
 }
 
+/// Reads and decodes the manifest: frame 0, holding exactly one buffer.
+fn read_manifest<S: Source>(f: &mut FrameReader<'_, S>) -> Result<(Manifest, Vec<u8>), TreeError> {
+    let bytes = f.read_to_vec()?.ok_or(TreeError::Layout { what: "empty manifest frame" })?;
+    if f.next_len()?.is_some() {
+        return Err(TreeError::Layout { what: "manifest frame holds more than the manifest" });
+    }
+    Ok((Manifest::decode(&bytes).map_err(TreeError::Manifest)?, bytes))
+}
+
+/// The temporary name a file is restored under, next to its final path.
+fn temp_path(path: &Path) -> PathBuf {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name().unwrap_or_default());
+    name.push(format!(".ckpt-restore.{}", std::process::id()));
+    path.with_file_name(name)
+}
+
+/// Gives a fully restored temporary file its mode and time and renames it into place.
+fn publish_file(pending: &mut PendingFile, path: &Path, e: &Entry) -> Result<(), TreeError> {
+    let file = OpenOptions::new()
+        .write(true)
+        .open(&pending.tmp)
+        .map_err(io_err(&pending.tmp, "cannot open"))?;
+    file.set_permissions(fs::Permissions::from_mode(e.mode))
+        .map_err(io_err(&pending.tmp, "cannot set mode of"))?;
+    file.set_modified(system_time(e)).map_err(io_err(&pending.tmp, "cannot set time of"))?;
+    if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_dir()) {
+        return Err(TreeError::Refused {
+            path: path.to_owned(),
+            reason: "a directory is in the way of a file",
+        });
+    }
+    fs::rename(&pending.tmp, path).map_err(io_err(path, "cannot publish"))?;
+    pending.published = true;
+    Ok(())
+}
+
 /// Restores a tree checkpoint from `source` into `dest` (created if missing). Paths are
 /// checked (relative, no `..`, never through a symlink); each file is written under a
 /// temporary name and appears under its own only once all its bytes are restored and
-/// verified; symlinks are created last. `progress` gets the file bytes done so far.
+/// verified; symlinks are created last. `progress` gets the file bytes done so far and
+/// the total.
 ///
 /// # Errors
 /// [`TreeError::Format`] for damaged or truncated input, [`TreeError::Manifest`] for an
@@ -129,18 +171,16 @@ fn set_dir_attributes(dirs: &[(PathBuf, &Entry)]) -> Result<(), TreeError> {
 pub fn restore_checkpoint<S: Source>(
     source: S,
     dest: &Path,
-    progress: &mut dyn FnMut(u64),
+    progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<RestoreSummary, TreeError> {
     let mut reader = Reader::new(source);
     let manifest = {
         let mut f = reader.next_frame()?.ok_or(TreeError::Layout { what: "no manifest frame" })?;
-        let bytes = f.read_to_vec()?.ok_or(TreeError::Layout { what: "empty manifest frame" })?;
-        if f.next_len()?.is_some() {
-            return Err(TreeError::Layout { what: "manifest frame holds more than the manifest" });
-        }
+        let (manifest, _) = read_manifest(&mut f)?;
         f.close()?;
-        Manifest::decode(&bytes).map_err(TreeError::Manifest)?
+        manifest
     };
+    progress(0, manifest.data_bytes());
     fs::create_dir_all(dest).map_err(io_err(dest, "cannot create destination"))?;
     let mut planned = manifest.data_frames().into_iter();
     let mut pieces: std::vec::IntoIter<Piece> = Vec::new().into_iter();
@@ -161,13 +201,9 @@ pub fn restore_checkpoint<S: Source>(
                 links.push((path, e));
             }
             Kind::File => {
-                let name = path.file_name().unwrap_or_default().to_owned();
-                let mut tmp_name = std::ffi::OsString::from(".");
-                tmp_name.push(&name);
-                tmp_name.push(format!(".ckpt-restore.{}", std::process::id()));
-                let tmp = path.with_file_name(tmp_name);
-                let file = File::create(&tmp).map_err(io_err(&tmp, "cannot create"))?;
-                let mut pending = PendingFile { tmp, file, published: false };
+                let tmp = temp_path(&path);
+                let mut file = File::create(&tmp).map_err(io_err(&tmp, "cannot create"))?;
+                let mut pending = PendingFile { tmp, published: false };
                 let mut offset = 0;
                 while offset < e.size {
                     let Some(piece) = pieces.next() else {
@@ -190,27 +226,13 @@ pub fn restore_checkpoint<S: Source>(
                         .as_mut()
                         .ok_or(TreeError::Layout { what: "data piece outside a frame" })?;
                     f.read_into(&mut buf)?;
-                    pending.file.write_all(&buf).map_err(io_err(&pending.tmp, "cannot write"))?;
+                    file.write_all(&buf).map_err(io_err(&pending.tmp, "cannot write"))?;
                     offset += piece.len;
                     summary.data_bytes += piece.len;
-                    progress(summary.data_bytes);
+                    progress(summary.data_bytes, manifest.data_bytes());
                 }
-                pending
-                    .file
-                    .set_permissions(fs::Permissions::from_mode(e.mode))
-                    .map_err(io_err(&pending.tmp, "cannot set mode of"))?;
-                pending
-                    .file
-                    .set_modified(system_time(e))
-                    .map_err(io_err(&pending.tmp, "cannot set time of"))?;
-                if fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_dir()) {
-                    return Err(TreeError::Refused {
-                        path,
-                        reason: "a directory is in the way of a file",
-                    });
-                }
-                fs::rename(&pending.tmp, &path).map_err(io_err(&path, "cannot publish"))?;
-                pending.published = true;
+                drop(file);
+                publish_file(&mut pending, &path, e)?;
                 summary.files += 1;
             }
         }
@@ -222,6 +244,122 @@ pub fn restore_checkpoint<S: Source>(
         return Err(TreeError::Layout { what: "more data frames than the files need" });
     }
     reader.finish()?;
+    summary.symlinks = create_links(&links)?;
+    set_dir_attributes(&dirs)?;
+    Ok(summary)
+}
+
+/// Restores a tree checkpoint held in a file (any source that can seek) with `threads`
+/// workers, each opening its own source with `open` and decoding whole frames through the
+/// index into its own buffer, then writing them into the files at their offsets. Files
+/// appear under their names only after every frame is restored and checked, as with
+/// [`restore_checkpoint`], whose guarantees this keeps; the result is the same. A
+/// checkpoint whose index cannot be read (cut short, damaged end) is restored by
+/// [`restore_checkpoint`] instead, which restores every whole file before the damage.
+///
+/// # Errors
+/// As [`restore_checkpoint`]; with several failures, the one in the earliest frame.
+pub fn restore_checkpoint_parallel<S, O>(
+    open: O,
+    dest: &Path,
+    threads: usize,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<RestoreSummary, TreeError>
+where
+    S: Source,
+    O: Fn() -> Result<S, FormatError> + Sync,
+{
+    let mut reader = match Reader::open(open()?) {
+        Ok(r) => r,
+        Err(e) if e.kind() != ckpt_frame_core::ErrorKind::Io => {
+            // A cut or damaged end: the frames before the damage may still be whole, and
+            // the streaming reader restores (and checks) each of them before reporting it.
+            tracing::warn!("cannot use the checkpoint's index ({e}); restoring frame by frame");
+            return restore_checkpoint(open()?, dest, progress);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let (manifest, manifest_bytes) = {
+        let mut f = reader.open_frame(0)?;
+        let read = read_manifest(&mut f)?;
+        f.close()?;
+        read
+    };
+    let data_frames = manifest.data_frames();
+    if reader.frame_count() != Some(data_frames.len() as u64 + 1) {
+        return Err(TreeError::Layout { what: "frame count differs from the manifest's" });
+    }
+    drop(reader);
+    let total = manifest.data_bytes();
+    progress(0, total);
+    fs::create_dir_all(dest).map_err(io_err(dest, "cannot create destination"))?;
+    let mut summary = RestoreSummary::default();
+    let (mut dirs, mut links, mut files) = (Vec::new(), Vec::new(), Vec::new());
+    let mut temps: Vec<Option<PathBuf>> = vec![None; manifest.entries.len()];
+    for (i, e) in manifest.entries.iter().enumerate() {
+        let path = safe_join(dest, &e.path)?;
+        match e.kind {
+            Kind::Dir => {
+                make_dir(&path)?;
+                dirs.push((path, e));
+            }
+            Kind::Symlink => links.push((path, e)),
+            Kind::File => {
+                let tmp = temp_path(&path);
+                File::create(&tmp).map_err(io_err(&tmp, "cannot create"))?;
+                if let Some(slot) = temps.get_mut(i) {
+                    *slot = Some(tmp.clone());
+                }
+                files.push((PendingFile { tmp, published: false }, path, e));
+            }
+        }
+    }
+    let done = AtomicU64::new(0);
+    let visit = |frame: &mut FrameReader<'_, S>| -> Result<(), TreeError> {
+        let Some(data) = frame.index().checked_sub(1) else {
+            let (_, bytes) = read_manifest(frame)?;
+            return if bytes == manifest_bytes {
+                Ok(())
+            } else {
+                Err(TreeError::Layout { what: "the manifest frame changed while restoring" })
+            };
+        };
+        let pieces = usize::try_from(data)
+            .ok()
+            .and_then(|i| data_frames.get(i))
+            .ok_or(TreeError::Layout { what: "more data frames than the files need" })?;
+        thread_local! {
+            static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        }
+        BUF.with_borrow_mut(|buf| {
+            for p in pieces {
+                buf.resize(usize::try_from(p.len).unwrap_or(usize::MAX), 0);
+                frame.read_into(buf)?;
+                let tmp = temps.get(p.entry).and_then(Option::as_ref).ok_or(TreeError::Layout {
+                    what: "a data piece belongs to an entry that is not a file",
+                })?;
+                OpenOptions::new()
+                    .write(true)
+                    .open(tmp)
+                    .and_then(|f| f.write_all_at(buf, p.offset))
+                    .map_err(io_err(tmp, "cannot write"))?;
+                progress(done.fetch_add(p.len, Ordering::Relaxed) + p.len, total);
+            }
+            Ok(())
+        })
+    };
+    restore_with(open, Parallelism::threads(threads), visit).map_err(|e| match e {
+        ParallelError::Callback { error, .. } => error,
+        ParallelError::Frame { error, .. } | ParallelError::Open(error) => error.into(),
+        ParallelError::Pool(reason) => TreeError::Threads { reason },
+        _ => TreeError::Threads { reason: e.to_string() },
+    })?;
+    summary.data_bytes = done.into_inner();
+    for (pending, path, e) in &mut files {
+        publish_file(pending, path, e)?;
+        summary.files += 1;
+    }
+    summary.dirs = dirs.len() as u64;
     summary.symlinks = create_links(&links)?;
     set_dir_attributes(&dirs)?;
     Ok(summary)

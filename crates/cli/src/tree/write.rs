@@ -2,10 +2,13 @@
 
 use super::{Collected, TreeError, io_err};
 use crate::manifest::Piece;
-use ckpt_frame_core::{CheckpointId, Sink, Style, Writer};
-use ckpt_parallel::{FramePlan, ParallelError, Parallelism, write_frames};
+use ckpt_frame_core::{CheckpointId, IoError, IoErrorKind, Sink, Style, Writer};
+use ckpt_parallel::{LoadedFrame, ParallelError, Parallelism, write_loaded};
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
 /// What a write produced.
 #[derive(Debug, Clone, Copy)]
 pub struct WriteSummary {
@@ -19,14 +22,21 @@ pub struct WriteSummary {
     pub frames: u64,
 }
 
-/// Writes the checkpoint of `c` into `sink`. With `threads` > 1, that many data frames are
-/// read and then encoded at once (memory: `threads` frames of input and their encoded
-/// bytes); otherwise one frame at a time. The bytes are the same either way. `progress`
-/// gets the file bytes done so far.
+/// Writes the checkpoint of `c` into `sink`; `progress` gets the file bytes done so far.
+///
+/// - [`Style::Raw`]: one thread streams each file through the writer in 64 KiB pieces
+///   (read, hash, write while the piece is in cache); memory stays at a few hundred KiB.
+///   Hashing runs at many GiB/s, so more threads would only wait on the kernel's copies.
+/// - [`Style::Lz4`]: `threads` workers read and compress whole frames while this thread
+///   writes them in order, with at most `2 × threads` frames in flight, so memory is
+///   about `4 × threads` frames, whatever the input's size.
+///
+/// The bytes depend only on the inputs, the style, the frame size and `id`, never on
+/// `threads`.
 ///
 /// # Errors
 /// [`TreeError::Io`] reading inputs, [`TreeError::Changed`] if a file changed size,
-/// [`TreeError::Format`] from the sink.
+/// [`TreeError::Format`] from the sink, [`TreeError::Threads`] if no worker thread starts.
 pub fn write_checkpoint<S: Sink>(
     sink: S,
     c: &Collected,
@@ -41,36 +51,10 @@ pub fn write_checkpoint<S: Sink>(
     f.add(&manifest)?;
     f.close()?;
     let frames = c.manifest.data_frames();
-    let mut reader = PieceReader::default();
-    let mut done = 0u64;
-    let window = threads.max(1);
-    let mut bufs: Vec<Vec<u8>> = vec![Vec::new(); window];
-    for batch in frames.chunks(window) {
-        for (pieces, buf) in batch.iter().zip(bufs.iter_mut()) {
-            reader.fill(c, pieces, buf)?;
-        }
-        if window == 1 {
-            let (Some(pieces), Some(buf)) = (batch.first(), bufs.first()) else { continue };
-            let mut f = w.open_frame(style)?;
-            f.add_all(split(pieces, buf))?;
-            f.close()?;
-        } else {
-            let plan = batch
-                .iter()
-                .zip(&bufs)
-                .map(|(pieces, buf)| FramePlan { style, buffers: split(pieces, buf).collect() });
-            write_frames(&mut w, plan, Parallelism { threads: window, window }).map_err(
-                |e| match e {
-                    ParallelError::Frame { error, .. } | ParallelError::Open(error) => {
-                        TreeError::Format(error)
-                    }
-                    _ => TreeError::Layout { what: "the worker threads could not be started" },
-                },
-            )?;
-        }
-        done += batch.iter().flatten().map(|p| p.len).sum::<u64>();
-        progress(done);
-    }
+    let done = match style {
+        Style::Raw => write_streamed(&mut w, c, &frames, progress)?,
+        _ => write_pipelined(&mut w, c, &frames, style, threads, progress)?,
+    };
     let summary = w.finish()?;
     Ok((
         w.into_sink(),
@@ -78,60 +62,120 @@ pub fn write_checkpoint<S: Sink>(
     ))
 }
 
-/// Reads the files' bytes, piece by piece, keeping the current file open.
-#[derive(Default)]
-struct PieceReader {
-    open: Option<(usize, File)>,
+fn write_streamed<S: Sink>(
+    w: &mut Writer<S>,
+    c: &Collected,
+    frames: &[Vec<Piece>],
+    progress: &mut dyn FnMut(u64),
+) -> Result<u64, TreeError> {
+    let mut files = OpenFiles::default();
+    let mut done = 0u64;
+    for pieces in frames {
+        let mut f = w.open_frame(Style::Raw)?;
+        for p in pieces {
+            let (path, file) = files.get(c, p.entry)?;
+            let mut failure = None;
+            let len = usize::try_from(p.len).unwrap_or(usize::MAX);
+            let mut at = p.offset;
+            let added = f.add_streamed(len, |dst| {
+                read_piece(file, path, at, dst).map(|()| at += dst.len() as u64).map_err(|e| {
+                    failure = Some(e);
+                    IoError::new(IoErrorKind::Other, "reading the input failed")
+                })
+            });
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            added?;
+            check_end(c, p, file, path)?;
+            done += p.len;
+        }
+        f.close()?;
+        progress(done);
+    }
+    Ok(done)
 }
 
-impl PieceReader {
-    /// Fills `buf` with a data frame's pieces, checking each file still has its size.
-    fn fill(
-        &mut self,
-        c: &Collected,
-        pieces: &[Piece],
-        buf: &mut Vec<u8>,
-    ) -> Result<(), TreeError> {
-        let total: u64 = pieces.iter().map(|p| p.len).sum();
-        buf.resize(usize::try_from(total).unwrap_or(usize::MAX), 0);
-        let mut at = 0;
-        for p in pieces {
-            let path =
-                c.sources.get(p.entry).and_then(Option::as_ref).ok_or(TreeError::Layout {
-                    what: "a data piece belongs to an entry that is not a file",
-                })?;
-            if self.open.as_ref().is_none_or(|(i, _)| *i != p.entry) {
-                let file = File::open(path).map_err(io_err(path, "cannot open"))?;
-                self.open = Some((p.entry, file));
-            }
-            let Some((_, file)) = self.open.as_mut() else { continue };
-            let len = usize::try_from(p.len).unwrap_or(usize::MAX);
-            let dst = buf.get_mut(at..at + len).unwrap_or_default();
-            file.read_exact(dst).map_err(|e| match e.kind() {
-                io::ErrorKind::UnexpectedEof => {
-                    TreeError::Changed { path: path.clone(), how: "shrank" }
-                }
-                _ => TreeError::Io { path: path.clone(), op: "cannot read", source: e },
+fn write_pipelined<S: Sink>(
+    w: &mut Writer<S>,
+    c: &Collected,
+    frames: &[Vec<Piece>],
+    style: Style,
+    threads: usize,
+    progress: &mut dyn FnMut(u64),
+) -> Result<u64, TreeError> {
+    let load = |i: u64, frame: &mut LoadedFrame| -> Result<(), TreeError> {
+        let pieces =
+            usize::try_from(i).ok().and_then(|i| frames.get(i)).ok_or(TreeError::Layout {
+                what: "the pipeline asked for a frame the manifest lacks",
             })?;
-            let size = c.manifest.entries.get(p.entry).map_or(0, |e| e.size);
-            if p.offset + p.len == size
-                && file.read(&mut [0u8; 1]).map_err(io_err(path, "cannot read"))? > 0
-            {
-                return Err(TreeError::Changed { path: path.clone(), how: "grew" });
-            }
+        frame.style = style;
+        frame.lens.clear();
+        frame.lens.extend(pieces.iter().map(|p| usize::try_from(p.len).unwrap_or(usize::MAX)));
+        frame.bytes.resize(frame.lens.iter().sum(), 0);
+        let mut files = OpenFiles::default();
+        let mut at = 0;
+        for (p, &len) in pieces.iter().zip(&frame.lens) {
+            let (path, file) = files.get(c, p.entry)?;
+            let dst = frame.bytes.get_mut(at..at + len).unwrap_or_default();
+            read_piece(file, path, p.offset, dst)?;
+            check_end(c, p, file, path)?;
             at += len;
         }
         Ok(())
+    };
+    let mut done = 0u64;
+    let par = Parallelism::threads(threads);
+    write_loaded(w, frames.len() as u64, par, load, |frame| {
+        done += frame.user_bytes;
+        progress(done);
+    })
+    .map_err(|e| match e {
+        ParallelError::Callback { error, .. } => error,
+        ParallelError::Frame { error, .. } | ParallelError::Open(error) => error.into(),
+        ParallelError::Pool(reason) => TreeError::Threads { reason },
+        _ => TreeError::Threads { reason: e.to_string() },
+    })?;
+    Ok(done)
+}
+
+/// The input file last used, kept open while the next pieces come from it.
+#[derive(Default)]
+struct OpenFiles {
+    open: Option<(usize, PathBuf, File)>,
+}
+
+impl OpenFiles {
+    fn get(&mut self, c: &Collected, entry: usize) -> Result<(&Path, &File), TreeError> {
+        if self.open.as_ref().is_none_or(|(i, _, _)| *i != entry) {
+            let path = c.sources.get(entry).and_then(Option::as_ref).ok_or(TreeError::Layout {
+                what: "a data piece belongs to an entry that is not a file",
+            })?;
+            let file = File::open(path).map_err(io_err(path, "cannot open"))?;
+            self.open = Some((entry, path.clone(), file));
+        }
+        match &self.open {
+            Some((_, path, file)) => Ok((path, file)),
+            None => Err(TreeError::Layout { what: "no input file is open" }),
+        }
     }
 }
 
-/// A data frame's buffers: `buf` cut at its pieces' lengths.
-fn split<'b>(pieces: &[Piece], buf: &'b [u8]) -> impl Iterator<Item = &'b [u8]> {
-    let mut at = 0;
-    pieces.iter().map(move |p| {
-        let len = usize::try_from(p.len).unwrap_or(usize::MAX);
-        let piece = buf.get(at..at + len).unwrap_or_default();
-        at += len;
-        piece
+/// Fills `dst` from `file` at `offset`; a short read means the file shrank.
+fn read_piece(file: &File, path: &Path, offset: u64, dst: &mut [u8]) -> Result<(), TreeError> {
+    file.read_exact_at(dst, offset).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => TreeError::Changed { path: path.to_owned(), how: "shrank" },
+        _ => TreeError::Io { path: path.to_owned(), op: "cannot read", source: e },
     })
+}
+
+/// After a file's last piece: the file must not have grown since it was listed.
+fn check_end(c: &Collected, p: &Piece, file: &File, path: &Path) -> Result<(), TreeError> {
+    let size = c.manifest.entries.get(p.entry).map_or(0, |e| e.size);
+    if p.offset + p.len == size
+        && file.read_at(&mut [0u8; 1], size).map_err(io_err(path, "cannot read"))? > 0
+    {
+        return Err(TreeError::Changed { path: path.to_owned(), how: "grew" });
+    }
+    Ok(())
 }
