@@ -188,7 +188,7 @@ fn parallel_restore_of_a_damaged_frame_names_it_and_publishes_nothing_partial() 
     let chunks = chunks_of(&out);
     let frames: Vec<u64> = chunks.iter().map(|c| c.0).collect();
     let middle = frames[frames.len() / 2];
-    let victim = chunks.iter().filter(|c| c.0 == middle).last().unwrap();
+    let victim = chunks.iter().rfind(|c| c.0 == middle).unwrap();
     flip(&out, victim.1 + 40);
     for threads in ["1", "2", "8"] {
         let dest = tmp.path().join(format!("back-{threads}"));
