@@ -490,8 +490,9 @@ impl<'buf, S: Sink> FrameWriter<'_, 'buf, S> {
         let Encoder { staging, chunker, scratch, compressor } = enc;
         let frame = &mut self.frame;
         let (index, buffer) = (frame.index, frame.footer.buffer_count);
-        let mut fill =
-            |dst: &mut [u8]| fill(dst).map_err(|error| Error::Input { frame: index, buffer, error });
+        let mut fill = |dst: &mut [u8]| {
+            fill(dst).map_err(|error| Error::Input { frame: index, buffer, error })
+        };
         chunker.buffer(len, |s| match s {
             Step::Gather { len, .. } => {
                 let at = staging.len;
