@@ -42,6 +42,10 @@ impl Style {
     }
 }
 
+/// How far back an LZ4 match can reach: a linked chunk depends on at most this many bytes
+/// of the frame before it.
+pub(crate) const LZ4_HISTORY: usize = 64 * 1024;
+
 /// LZ4's worst case for one block of `n` bytes (the same as `LZ4_compressBound`).
 pub const fn lz4_bound(n: usize) -> usize {
     n + n / 255 + 16
@@ -91,6 +95,53 @@ pub trait ChunkDecompressor: Send {
 
     /// The bytes the last successful [`decompress_linked`](Self::decompress_linked) produced.
     fn output(&self) -> &[u8];
+
+    /// Decodes one stored chunk straight into `out[at..]`, which must expand to exactly
+    /// `out.len() - at` bytes (1 to 64 KiB), where `out[..at]` holds the frame's logical
+    /// bytes just before the chunk: at least the frame's last 64 KiB, or the whole frame
+    /// so far. The reader uses this to restore a large buffer without copying it out of
+    /// internal memory.
+    ///
+    /// Afterwards the decompressor's own history may lack this chunk: before its next
+    /// [`decompress_linked`](Self::decompress_linked) in the frame, the caller hands it the
+    /// frame's latest bytes with [`set_history`](Self::set_history). The reader does this
+    /// (once per restored buffer, not once per chunk) with a guard, so no path skips it.
+    /// On error the contents of `out[at..]` are unspecified.
+    ///
+    /// The default decodes with [`decompress_linked`](Self::decompress_linked) and copies
+    /// [`output`](Self::output) into place, which keeps the history current; an
+    /// implementation that overrides this to decode in place must also override
+    /// [`set_history`](Self::set_history).
+    ///
+    /// # Errors
+    /// When `at` is past the end of `out`, the chunk length is outside 1..=64 KiB, or the
+    /// stored bytes are not a valid block for this history or decode to another length.
+    fn decompress_into(
+        &mut self,
+        stored: &[u8],
+        out: &mut [u8],
+        at: usize,
+    ) -> Result<(), CodecError> {
+        let dst = out.get_mut(at..).ok_or(CodecError { message: "chunk position out of range" })?;
+        self.decompress_linked(stored, dst.len())?;
+        let src = self.output();
+        if src.len() != dst.len() {
+            return Err(CodecError { message: "decoded chunk has the wrong length" });
+        }
+        dst.copy_from_slice(src);
+        Ok(())
+    }
+
+    /// Makes `history` the frame's output so far, as far as later chunks can see: it is
+    /// the frame's last 64 KiB of logical bytes, or all of them when the frame is shorter.
+    /// Called after [`decompress_into`](Self::decompress_into) decoded chunks elsewhere;
+    /// the decompressor must copy what it needs, as `history` is only borrowed.
+    ///
+    /// The default does nothing, which is right for the default
+    /// [`decompress_into`](Self::decompress_into).
+    fn set_history(&mut self, history: &[u8]) {
+        let _ = history;
+    }
 }
 
 /// The compressor the default writer uses for [`Style::Lz4`], if this build has one.

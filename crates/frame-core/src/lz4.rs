@@ -2,7 +2,7 @@
 //!
 //! All unsafe code for LZ4 lives in this module.
 
-use crate::codec::{ChunkCompressor, ChunkDecompressor, lz4_bound};
+use crate::codec::{ChunkCompressor, ChunkDecompressor, LZ4_HISTORY, lz4_bound};
 use crate::error::CodecError;
 use crate::wire::CHUNK_MAX;
 use alloc::boxed::Box;
@@ -27,6 +27,14 @@ mod ffi {
             src_size: c_int,
             dst_capacity: c_int,
             acceleration: c_int,
+        ) -> c_int;
+        pub fn LZ4_decompress_safe_usingDict(
+            src: *const c_char,
+            dst: *mut c_char,
+            src_size: c_int,
+            dst_capacity: c_int,
+            dict_start: *const c_char,
+            dict_size: c_int,
         ) -> c_int;
     }
 }
@@ -110,6 +118,11 @@ impl ChunkCompressor for Lz4Compressor {
 const RING_LEN: usize = 65536 + 14 + CHUNK_MAX;
 
 /// LZ4 streaming decompressor decoding into a ring that keeps the last 64 KiB.
+///
+/// [`decompress_into`](ChunkDecompressor::decompress_into) decodes straight into the
+/// caller's memory with `LZ4_decompress_safe_usingDict`, which keeps no state: the stream
+/// only ever points into the ring, and [`set_history`](ChunkDecompressor::set_history)
+/// copies the caller's latest bytes into the ring and points the stream there.
 #[derive(Debug)]
 pub struct Lz4Decompressor {
     stream: *mut ffi::LZ4StreamDecode,
@@ -190,5 +203,72 @@ impl ChunkDecompressor for Lz4Decompressor {
 
     fn output(&self) -> &[u8] {
         self.ring.get(self.last.clone()).unwrap_or_default()
+    }
+
+    fn decompress_into(
+        &mut self,
+        stored: &[u8],
+        out: &mut [u8],
+        at: usize,
+    ) -> Result<(), CodecError> {
+        self.last = 0..0;
+        let logical_len = out.len().saturating_sub(at);
+        if logical_len == 0 || logical_len > CHUNK_MAX {
+            return Err(CodecError { message: "chunk length outside 1..=64 KiB" });
+        }
+        let src_len = c_int::try_from(stored.len())
+            .map_err(|_| CodecError { message: "stored chunk too large" })?;
+        let dict_len = at.min(LZ4_HISTORY);
+        // Both fit in c_int: each is at most 64 KiB.
+        let want = c_int::try_from(logical_len).unwrap_or(0);
+        let dict_size = c_int::try_from(dict_len).unwrap_or(0);
+        // One pointer for the dictionary and the destination, so that both (and liblz4's
+        // prefix mode, which reaches back from the destination) stay inside `out`.
+        let base = out.as_mut_ptr();
+        // SAFETY: `at < out.len()` (logical_len > 0), so `base + at` is inside `out`, and
+        // `at - dict_len` is at most `at`.
+        let (dst, dict) = unsafe { (base.add(at), base.add(at - dict_len)) };
+        // SAFETY: `stored` is readable for src_len bytes; `dst` is writable for `want` bytes
+        // (out[at..], exactly logical_len long); `dict` is readable for `dict_size` bytes
+        // (out[at - dict_len..at]), all derived from the one exclusive borrow of `out`, which
+        // nothing else touches during the call. LZ4_decompress_safe_usingDict never writes
+        // past `want` bytes of `dst` nor reads past `src_len` bytes of `stored`, whatever the
+        // input, and its matches read only the dictionary and the bytes of `dst` already
+        // written: when the dictionary ends at `dst` and holds 64 KiB - 1 or more bytes it
+        // uses prefix mode, whose matches reach back at most 65,535 bytes from `dst`, still
+        // inside the dictionary. It keeps no pointer once it returns, and the stream is
+        // not touched, so it still points only into `self.ring`.
+        let n = unsafe {
+            ffi::LZ4_decompress_safe_usingDict(
+                stored.as_ptr().cast::<c_char>(),
+                dst.cast::<c_char>(),
+                src_len,
+                want,
+                dict.cast_const().cast::<c_char>(),
+                dict_size,
+            )
+        };
+        if n != want {
+            return Err(CodecError { message: "LZ4 block is invalid or has the wrong length" });
+        }
+        Ok(())
+    }
+
+    fn set_history(&mut self, history: &[u8]) {
+        let keep = history.get(history.len().saturating_sub(LZ4_HISTORY)..).unwrap_or_default();
+        // The ring always has room for 64 KiB; should it not, the old history stays.
+        let Some(dst) = self.ring.get_mut(..keep.len()) else { return };
+        dst.copy_from_slice(keep);
+        self.last = 0..0;
+        // keep.len() <= 64 KiB fits in c_int.
+        let len = c_int::try_from(keep.len()).unwrap_or(0);
+        let dict = if keep.is_empty() { core::ptr::null() } else { dst.as_ptr() };
+        // SAFETY: valid stream; `dict` is null with size 0 (the documented reset) or points
+        // at the first `len` bytes of `self.ring`, which the stream may read as history for
+        // as long as the ring lives, and the ring lives as long as the stream. The next
+        // decode goes to ring[len..], right after this prefix, and the ring-buffer rule in
+        // decompress_linked keeps the prefix intact while it is history.
+        unsafe { ffi::LZ4_setStreamDecode(self.stream, dict, len) };
+        self.pos = keep.len();
     }
 }

@@ -1,7 +1,7 @@
 //! Restoring a checkpoint: [`Reader`] (streaming or indexed) and [`FrameReader`].
 
 use crate::checksum::{chain_digest, checksum};
-use crate::codec::{ChunkDecompressor, Style, default_decompressor, lz4_bound};
+use crate::codec::{ChunkDecompressor, LZ4_HISTORY, Style, default_decompressor, lz4_bound};
 use crate::error::{Error, ErrorKind, IoErrorKind, Misuse, PlanMismatch};
 use crate::id::CheckpointId;
 use crate::io::Source;
@@ -48,14 +48,81 @@ struct Decoder {
     stored: Vec<u8>,
     /// The current chunk's length table.
     table: Vec<u8>,
+    /// Bytes copied through internal memory: out of it into callers' buffers, and from
+    /// callers' buffers into the LZ4 history (see [`Reader::internal_copy_bytes`]).
+    copied: u64,
+}
+
+impl Decoder {
+    /// The current chunk's bytes when it was loaded into internal memory.
+    fn staged(&self, style: Style) -> &[u8] {
+        match style {
+            Style::Raw => self.raw.as_slice(),
+            Style::Lz4 => self.decompressor.as_ref().map_or(&[][..], |d| d.output()),
+        }
+    }
+}
+
+/// The decoder while chunks are loaded, with the caller's buffer when
+/// [`FrameReader::read_into`] is filling one (an empty one otherwise).
+///
+/// A chunk holding only bytes of that buffer is read or decoded straight into it. An LZ4
+/// chunk decoded there is missing from the decompressor's own history; the guard then
+/// re-homes the history (hands the decompressor the buffer's last 64 KiB) before any
+/// decode through the decompressor's memory and when it is dropped, so no path out of
+/// `read_into`, error or not, leaves the decompressor behind the frame. Nothing stateful
+/// ever points into the caller's buffer: [`ChunkDecompressor::decompress_into`] borrows it
+/// for one call, and [`ChunkDecompressor::set_history`] copies from it.
+struct Fill<'d, 'b> {
+    dec: &'d mut Decoder,
+    buf: &'b mut [u8],
+    /// Bytes of `buf` restored so far.
+    done: usize,
+    /// End of LZ4 output decoded straight into `buf` that the decompressor has not seen.
+    /// The frame's output then ends there, and `buf` holds at least its last 64 KiB or all
+    /// of it (the condition for decoding into `buf` at all).
+    stale: Option<usize>,
+}
+
+impl<'d, 'b> Fill<'d, 'b> {
+    fn new(dec: &'d mut Decoder, buf: &'b mut [u8]) -> Self {
+        Self { dec, buf, done: 0, stale: None }
+    }
+
+    /// Brings the decompressor's history up to date after decodes into `buf`.
+    fn rehome(&mut self) {
+        let Some(end) = self.stale.take() else { return };
+        let history = self.buf.get(end.saturating_sub(LZ4_HISTORY)..end).unwrap_or_default();
+        if let Some(d) = self.dec.decompressor.as_mut() {
+            d.set_history(history);
+            self.dec.copied += history.len() as u64;
+        }
+    }
+}
+
+impl Drop for Fill<'_, '_> {
+    fn drop(&mut self) {
+        self.rehome();
+    }
+}
+
+/// What [`load_chunk`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Loaded {
+    /// The frame footer: the frame has no more chunks.
+    Footer,
+    /// A chunk, in internal memory ([`Decoder::staged`]).
+    Staged,
+    /// A chunk read or decoded straight into the caller's buffer, which it fills further.
+    Direct,
 }
 
 /// Reads a checkpoint, either as a stream from its start ([`Reader::new`]) or by random
 /// access through the index at its end ([`Reader::open`]).
 ///
-/// Every chunk is checked against its checksum before any of its bytes reach the caller;
-/// headers, footers, the index and the tail are checked too, so damaged or truncated input
-/// is an error naming the frame and offset, never wrong data.
+/// Every chunk is checked against its checksum before a restore that includes any of its
+/// bytes succeeds; headers, footers, the index and the tail are checked too, so damaged or
+/// truncated input is an error naming the frame and offset, never wrong data.
 ///
 /// # Examples
 /// Random access to the last frame:
@@ -160,6 +227,7 @@ impl<S: Source> Reader<S> {
                 raw: vec![0u8; CHUNK_MAX],
                 stored: vec![0u8; lz4_bound(CHUNK_MAX)],
                 table: Vec::with_capacity(TABLE_MAX),
+                copied: 0,
             },
         }
     }
@@ -340,6 +408,15 @@ impl<S: Source> Reader<S> {
         })
     }
 
+    /// Bytes this reader copied through its internal memory so far: out of it into
+    /// callers' buffers, and from callers' buffers into the LZ4 history. Chunks that
+    /// [`FrameReader::read_into`] reads or decodes straight into the caller's buffer do not
+    /// count. A statistic for tests, not part of the stable API.
+    #[doc(hidden)]
+    pub fn internal_copy_bytes(&self) -> u64 {
+        self.dec.copied
+    }
+
     /// Gives back the source.
     pub fn into_source(self) -> S {
         self.source
@@ -479,6 +556,7 @@ impl<S: Source> Reader<S> {
             chunk_at: 0,
             table: TableCursor::new(0),
             pending_len: None,
+            produced: 0,
         })
     }
 
@@ -598,6 +676,14 @@ struct FrameCursor {
     table: TableCursor,
     /// A length already read whose buffer has not been restored yet.
     pending_len: Option<u64>,
+    /// Logical bytes in the chunks loaded so far.
+    produced: u64,
+}
+
+impl FrameCursor {
+    fn corrupt(&self, what: &'static str) -> Error {
+        Error::Corrupt { frame: Some(self.index), offset: self.chunk_offset, what }
+    }
 }
 
 /// An open frame of a [`Reader`]: restore its buffers in the order they were written, then
@@ -646,11 +732,16 @@ impl<S: Source> FrameReader<'_, S> {
     /// Restores the next buffer into `buf`, whose length must be the written length (see
     /// [`next_len`](Self::next_len) when the caller does not know it).
     ///
+    /// Chunks holding only bytes of `buf` are read (RAW) or decoded (LZ4) straight into it,
+    /// so a large buffer is not copied through internal memory; every chunk's checks still
+    /// pass before this returns `Ok`.
+    ///
     /// # Errors
     /// [`Error::PlanMismatch`] if `buf` has another length (nothing is written to it) or the
-    /// frame has no more buffers; corruption, truncation or I/O errors. Like every error,
-    /// these leave the reader failed: a restore that departs from the written plan is not
-    /// resumed.
+    /// frame has no more buffers (nothing is written either); corruption, truncation or I/O
+    /// errors, after which the contents of `buf` are unspecified (they may hold decoded
+    /// bytes of a chunk that then failed its checksum). Like every error, these leave the
+    /// reader failed: a restore that departs from the written plan is not resumed.
     pub fn read_into(&mut self, buf: &mut [u8]) -> Result<(), Error> {
         self.guard(|s| {
             let Some(len) = s.next_len_inner()? else {
@@ -666,19 +757,48 @@ impl<S: Source> FrameReader<'_, S> {
                     requested: buf.len() as u64,
                 }));
             }
-            let mut done = 0;
-            while done < buf.len() {
-                let chunk = s.chunk_rest("frame ends inside a buffer")?;
-                let n = chunk.len().min(buf.len() - done);
-                if let (Some(dst), Some(src)) = (buf.get_mut(done..done + n), chunk.get(..n)) {
-                    dst.copy_from_slice(src);
-                }
-                s.frame.chunk_at += n;
-                done += n;
-            }
+            s.fill(buf)?;
             s.buffer_done(len);
             Ok(())
         })
+    }
+
+    /// Fills `buf` with the pending buffer's bytes: the rest of the current chunk, then the
+    /// following chunks, straight into `buf` when they hold only its bytes.
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), Error> {
+        let frame_end = self.frame_end();
+        let Reader { source, pos, dec, .. } = &mut *self.reader;
+        let f = &mut self.frame;
+        let mut fill = Fill::new(dec, buf);
+        while fill.done < fill.buf.len() {
+            if f.chunk_at == f.chunk_len {
+                if f.table.starts_left() > 0 {
+                    return Err(f.corrupt("a buffer starts in a chunk whose data ran out"));
+                }
+                match load_chunk(source, pos, f, frame_end, &mut fill)? {
+                    Loaded::Footer => {
+                        return Err(Error::Corrupt {
+                            frame: Some(f.index),
+                            offset: f.footer_offset,
+                            what: "frame ends inside a buffer",
+                        });
+                    }
+                    Loaded::Direct => continue,
+                    Loaded::Staged => {}
+                }
+            }
+            let src = fill.dec.staged(f.style).get(f.chunk_at..f.chunk_len).unwrap_or_default();
+            let n = src.len().min(fill.buf.len() - fill.done);
+            if let (Some(dst), Some(src)) =
+                (fill.buf.get_mut(fill.done..fill.done + n), src.get(..n))
+            {
+                dst.copy_from_slice(src);
+            }
+            fill.dec.copied += n as u64;
+            f.chunk_at += n;
+            fill.done += n;
+        }
+        Ok(())
     }
 
     /// Restores the next buffer into a new vector, or returns `None` at the end of the
@@ -696,6 +816,7 @@ impl<S: Source> FrameReader<'_, S> {
                 let chunk = s.chunk_rest("frame ends inside a buffer")?;
                 let n = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
                 out.extend_from_slice(chunk.get(..n).unwrap_or_default());
+                s.reader.dec.copied += n as u64;
                 s.frame.chunk_at += n;
                 left -= n as u64;
             }
@@ -803,7 +924,12 @@ impl<S: Source> FrameReader<'_, S> {
     }
 
     fn corrupt(&self, what: &'static str) -> Error {
-        Error::Corrupt { frame: Some(self.frame.index), offset: self.frame.chunk_offset, what }
+        self.frame.corrupt(what)
+    }
+
+    /// Where the frame ends, for indexed readers.
+    fn frame_end(&self) -> Option<u64> {
+        self.expected.map(|e| e.offset.saturating_add(e.frame_len))
     }
 
     /// The unread bytes of the current chunk, loading the next chunk if it is used up.
@@ -820,133 +946,192 @@ impl<S: Source> FrameReader<'_, S> {
                 });
             }
         }
-        let data = match self.frame.style {
-            Style::Raw => self.reader.dec.raw.as_slice(),
-            Style::Lz4 => self.reader.dec.decompressor.as_ref().map_or(&[][..], |d| d.output()),
-        };
+        let data = self.reader.dec.staged(self.frame.style);
         Ok(data.get(self.frame.chunk_at..self.frame.chunk_len).unwrap_or_default())
     }
 
-    /// Reads the next chunk (checked against its checks) or the footer. Returns `false`
-    /// when the footer was reached. The chunk being left must be used up, table included.
+    /// Reads the next chunk (checked against its checks) into internal memory, or the
+    /// footer. Returns `false` when the footer was reached. The chunk being left must be
+    /// used up, table included.
     fn load_chunk(&mut self) -> Result<bool, Error> {
-        if !self.frame.table.is_exhausted(&self.reader.dec.table) {
-            return Err(self.corrupt("length table holds more than the chunk's buffers"));
-        }
-        let frame_end = self.expected.map(|e| e.offset.saturating_add(e.frame_len));
+        let frame_end = self.frame_end();
         let Reader { source, pos, dec, .. } = &mut *self.reader;
-        let f = &mut self.frame;
-        let frame = Some(f.index);
-        let at = *pos;
-        let mut fb = [0u8; FRAME_FOOTER_LEN];
-        let (head, rest) = fb.split_at_mut(CHUNK_HEADER_LEN);
-        read(source, pos, head, "chunk header or frame footer")?;
-        if head.starts_with(&FOOTER_MAGIC) {
-            read(source, pos, rest, "frame footer")?;
-            let footer = FrameFooter::decode(&fb, f.header_check)
-                .map_err(|e| wire_error(e, frame, at, "frame footer"))?;
-            f.footer = Some(footer);
-            f.footer_offset = at;
-            f.chunk_len = 0;
-            f.chunk_at = 0;
-            return Ok(false);
-        }
-        let mut hb = [0u8; CHUNK_HEADER_LEN];
-        hb.copy_from_slice(head);
-        let h = ChunkHeader::decode(&hb).map_err(|e| wire_error(e, frame, at, "chunk header"))?;
-        let (logical, stored, table_len) =
-            (h.logical_len as usize, h.stored_len as usize, h.table_len as usize);
-        let stored_ok = match f.style {
-            Style::Raw => stored == logical,
-            Style::Lz4 if logical == 0 => stored == 0,
-            Style::Lz4 => stored > 0 && stored <= lz4_bound(logical),
-        };
-        // An indexed reader knows where the frame ends: a damaged length is caught here
-        // rather than after reading into the next frame.
-        let chunk_end = (at + (CHUNK_HEADER_LEN + stored + table_len) as u64)
-            .saturating_add(FRAME_FOOTER_LEN as u64);
-        if frame_end.is_some_and(|end| chunk_end > end) {
-            return Err(Error::Corrupt {
-                frame,
-                offset: at,
-                what: "chunk runs past the frame end given by the index",
-            });
-        }
-        if !stored_ok {
-            return Err(Error::Corrupt {
-                frame,
-                offset: at,
-                what: "stored length is impossible for the frame's style",
-            });
-        }
-        let mut check = h.stored_check_start();
-        let decoded = match f.style {
-            Style::Raw => {
-                let buf = dec.raw.get_mut(..logical).unwrap_or_default();
-                read(source, pos, buf, "chunk data")?;
-                Ok(())
-            }
-            Style::Lz4 => decode_lz4(source, pos, dec, &h, frame, &mut check)?,
-        };
-        dec.table.resize(table_len, 0);
-        read(source, pos, &mut dec.table, "chunk length table")?;
-        check.update(&dec.table);
-        let found = check.digest();
-        if found != h.stored_check {
-            let what = "chunk header, stored data or length table";
-            return Err(Error::ChecksumMismatch {
-                frame,
-                offset: at,
-                what,
-                expected: h.stored_check,
-                found,
-            });
-        }
-        decoded?;
-        let data = match f.style {
-            Style::Raw => dec.raw.get(..logical).unwrap_or_default(),
-            Style::Lz4 if logical == 0 => &[],
-            Style::Lz4 => dec.decompressor.as_ref().map_or(&[][..], |d| d.output()),
-        };
-        let found = checksum(data);
-        if found != h.checksum {
-            return Err(Error::ChecksumMismatch {
-                frame,
-                offset: at,
-                what: "chunk",
-                expected: h.checksum,
-                found,
-            });
-        }
-        f.counted.chunk_count += 1;
-        f.counted.chunk_bytes += (CHUNK_HEADER_LEN + stored + table_len) as u64;
-        f.counted.chunks_digest = chain_digest(f.counted.chunks_digest, h.checksum);
-        f.chunk_offset = at;
-        f.chunk_len = logical;
-        f.chunk_at = 0;
-        f.table = TableCursor::new(h.starts);
-        Ok(true)
+        let mut fill = Fill::new(dec, &mut []);
+        let loaded = load_chunk(source, pos, &mut self.frame, frame_end, &mut fill)?;
+        Ok(loaded != Loaded::Footer)
     }
 }
 
+/// Reads the next chunk of frame `f`, checked against its checks, or the footer. The chunk
+/// being left must be used up, table included. A chunk that holds only bytes of the buffer
+/// `fill` is filling goes straight into it (for LZ4 only when the frame's history is there
+/// too: 64 KiB of the buffer before the chunk, or the whole frame so far), which the
+/// cursor shows as a chunk read to its end; any other chunk goes to internal memory.
+fn load_chunk<S: Source>(
+    source: &mut S,
+    pos: &mut u64,
+    f: &mut FrameCursor,
+    frame_end: Option<u64>,
+    fill: &mut Fill<'_, '_>,
+) -> Result<Loaded, Error> {
+    if !f.table.is_exhausted(&fill.dec.table) {
+        return Err(f.corrupt("length table holds more than the chunk's buffers"));
+    }
+    let frame = Some(f.index);
+    let at = *pos;
+    let mut fb = [0u8; FRAME_FOOTER_LEN];
+    let (head, rest) = fb.split_at_mut(CHUNK_HEADER_LEN);
+    read(source, pos, head, "chunk header or frame footer")?;
+    if head.starts_with(&FOOTER_MAGIC) {
+        read(source, pos, rest, "frame footer")?;
+        let footer = FrameFooter::decode(&fb, f.header_check)
+            .map_err(|e| wire_error(e, frame, at, "frame footer"))?;
+        f.footer = Some(footer);
+        f.footer_offset = at;
+        f.chunk_len = 0;
+        f.chunk_at = 0;
+        return Ok(Loaded::Footer);
+    }
+    let mut hb = [0u8; CHUNK_HEADER_LEN];
+    hb.copy_from_slice(head);
+    let h = chunk_header(&hb, f, at, frame_end)?;
+    let (logical, stored, table_len) =
+        (h.logical_len as usize, h.stored_len as usize, h.table_len as usize);
+    // Straight into the caller's buffer when the chunk holds only its bytes and, for LZ4,
+    // the history the chunk may reference is in the buffer too.
+    let done = fill.done;
+    let direct = logical > 0
+        && logical <= fill.buf.len() - done
+        && match f.style {
+            Style::Raw => true,
+            Style::Lz4 => done >= LZ4_HISTORY || f.produced == done as u64,
+        };
+    let mut check = h.stored_check_start();
+    let decoded = match f.style {
+        Style::Raw => {
+            let dst = if direct {
+                fill.buf.get_mut(done..done + logical)
+            } else {
+                fill.dec.raw.get_mut(..logical)
+            };
+            read(source, pos, dst.unwrap_or_default(), "chunk data")?;
+            Ok(())
+        }
+        Style::Lz4 => decode_lz4(source, pos, fill, &h, frame, &mut check, direct)?,
+    };
+    let dec = &mut *fill.dec;
+    dec.table.resize(table_len, 0);
+    read(source, pos, &mut dec.table, "chunk length table")?;
+    check.update(&dec.table);
+    let found = check.digest();
+    if found != h.stored_check {
+        let what = "chunk header, stored data or length table";
+        return Err(Error::ChecksumMismatch {
+            frame,
+            offset: at,
+            what,
+            expected: h.stored_check,
+            found,
+        });
+    }
+    decoded?;
+    let data = if direct {
+        fill.buf.get(done..done + logical).unwrap_or_default()
+    } else if logical == 0 {
+        &[]
+    } else {
+        fill.dec.staged(f.style).get(..logical).unwrap_or_default()
+    };
+    let found = checksum(data);
+    if found != h.checksum {
+        return Err(Error::ChecksumMismatch {
+            frame,
+            offset: at,
+            what: "chunk",
+            expected: h.checksum,
+            found,
+        });
+    }
+    f.counted.chunk_count += 1;
+    f.counted.chunk_bytes += (CHUNK_HEADER_LEN + stored + table_len) as u64;
+    f.counted.chunks_digest = chain_digest(f.counted.chunks_digest, h.checksum);
+    f.produced += logical as u64;
+    f.chunk_offset = at;
+    f.chunk_len = logical;
+    f.table = TableCursor::new(h.starts);
+    if direct {
+        f.chunk_at = logical;
+        fill.done += logical;
+        Ok(Loaded::Direct)
+    } else {
+        f.chunk_at = 0;
+        Ok(Loaded::Staged)
+    }
+}
+
+/// Decodes the header of the chunk at `at` in frame `f` and checks its lengths against the
+/// frame's style and, for indexed readers, the frame's end.
+fn chunk_header(
+    hb: &[u8; CHUNK_HEADER_LEN],
+    f: &FrameCursor,
+    at: u64,
+    frame_end: Option<u64>,
+) -> Result<ChunkHeader, Error> {
+    let frame = Some(f.index);
+    let h = ChunkHeader::decode(hb).map_err(|e| wire_error(e, frame, at, "chunk header"))?;
+    let (logical, stored, table_len) =
+        (h.logical_len as usize, h.stored_len as usize, h.table_len as usize);
+    let stored_ok = match f.style {
+        Style::Raw => stored == logical,
+        Style::Lz4 if logical == 0 => stored == 0,
+        Style::Lz4 => stored > 0 && stored <= lz4_bound(logical),
+    };
+    // An indexed reader knows where the frame ends: a damaged length is caught here
+    // rather than after reading into the next frame.
+    let chunk_end = (at + (CHUNK_HEADER_LEN + stored + table_len) as u64)
+        .saturating_add(FRAME_FOOTER_LEN as u64);
+    if frame_end.is_some_and(|end| chunk_end > end) {
+        return Err(Error::Corrupt {
+            frame,
+            offset: at,
+            what: "chunk runs past the frame end given by the index",
+        });
+    }
+    if !stored_ok {
+        return Err(Error::Corrupt {
+            frame,
+            offset: at,
+            what: "stored length is impossible for the frame's style",
+        });
+    }
+    Ok(h)
+}
+
 /// Reads an LZ4 chunk's stored bytes (borrowed when the source is memory), feeds them to
-/// the stored check, and decodes them with the frame's history. The outer `Result` is for
-/// reading; the inner one says whether the block decoded, which the caller reports only
-/// after the stored check, the more precise verdict, has passed.
+/// the stored check, and decodes them with the frame's history: into the decompressor's
+/// memory, or when `direct` into `fill`'s buffer at its position, with the buffer's bytes
+/// before it as history. The outer `Result` is for reading; the inner one says whether the
+/// block decoded, which the caller reports only after the stored check, the more precise
+/// verdict, has passed.
 fn decode_lz4<S: Source>(
     source: &mut S,
     pos: &mut u64,
-    dec: &mut Decoder,
+    fill: &mut Fill<'_, '_>,
     h: &ChunkHeader,
     frame: Option<u64>,
     check: &mut Xxh3,
+    direct: bool,
 ) -> Result<Result<(), Error>, Error> {
     let stored = h.stored_len as usize;
     if stored == 0 {
         return Ok(Ok(()));
     }
-    let d = dec
-        .decompressor
+    if !direct {
+        // A decode through the decompressor's memory needs its history current.
+        fill.rehome();
+    }
+    let Decoder { decompressor, stored: scratch, .. } = &mut *fill.dec;
+    let d = decompressor
         .as_mut()
         .ok_or(Error::UnsupportedStyle { style: Style::Lz4.to_byte(), frame })?;
     let bytes = match source.read_borrowed(stored) {
@@ -959,14 +1144,22 @@ fn decode_lz4<S: Source>(
         }
         Some(Err(error)) => return Err(Error::Io { offset: *pos, error }),
         None => {
-            let buf = dec.stored.get_mut(..stored).unwrap_or_default();
+            let buf = scratch.get_mut(..stored).unwrap_or_default();
             read(source, pos, buf, "chunk data")?;
             buf
         }
     };
     check.update(bytes);
     let at = *pos - (stored + CHUNK_HEADER_LEN) as u64;
-    Ok(d.decompress_linked(bytes, h.logical_len as usize).map_err(|_| Error::Corrupt {
+    let logical = h.logical_len as usize;
+    let result = if direct {
+        let (start, end) = (fill.done, fill.done + logical);
+        let out = fill.buf.get_mut(..end).unwrap_or_default();
+        d.decompress_into(bytes, out, start).map(|()| fill.stale = Some(end))
+    } else {
+        d.decompress_linked(bytes, logical)
+    };
+    Ok(result.map_err(|_| Error::Corrupt {
         frame,
         offset: at,
         what: "LZ4 chunk does not decode to its logical length",

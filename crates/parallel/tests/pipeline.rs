@@ -20,7 +20,11 @@ fn content(seed: u64, len: usize) -> Vec<u8> {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            if seed.is_multiple_of(2) { b"pipeline "[(x % 9) as usize] } else { x.to_le_bytes()[i % 8] }
+            if seed.is_multiple_of(2) {
+                b"pipeline "[(x % 9) as usize]
+            } else {
+                x.to_le_bytes()[i % 8]
+            }
         })
         .collect()
 }
