@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side comparison on the same inputs, in the same run: ckpt (LZ4 on 1 thread and on
-# all cores, RAW) against `lz4 -1`, `zstd -1 -T0` and `cp`, writing and restoring.
+# all cores, RAW; restore on 1 thread and all cores) against `lz4 -1`, `zstd -1 -T0` and
+# `cp`, writing and restoring, with the ratios the parallel issue asks for and peak memory.
 # Best of RUNS wall-clock times; writes docs/performance.md.
 #   SIZE=1G RUNS=3 WORK=/tmp/ckpt-compare bash benches/compare.sh
 set -euo pipefail
@@ -37,6 +38,15 @@ best_of() {
     echo "$best"
 }
 
+ratio() { # a b: a / b with two decimals
+    awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'
+}
+
+peak() { # CMD...: peak resident set of one run in MiB
+    rm -rf "$WORK/out" && mkdir -p "$WORK/out"
+    /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1 | awk '{ printf "%.0f", $1 / 1024 }'
+}
+
 row() { # name seconds input_bytes output_bytes
     local mbs ratio
     mbs=$(awk -v n="$3" -v s="$2" 'BEGIN { printf "%.0f", n / s / 1e6 }')
@@ -58,19 +68,44 @@ for kind in random logs; do
     lz4 -1 -f -q "$input" "$WORK/$kind.lz4"
     zstd -1 -T0 -f -q "$input" -o "$WORK/$kind.zst"
     ck=$(stat -c %s "$WORK/$kind.ckpt"); l4=$(stat -c %s "$WORK/$kind.lz4"); zs=$(stat -c %s "$WORK/$kind.zst")
-    t+=$(row "ckpt write, LZ4, 1 thread" "$(best_of "$CKPT" write -o "$WORK/out/x.ckpt" --threads 1 "$in_dir")" "$n" "$ck")$'\n'
-    t+=$(row "ckpt write, LZ4, $CORES threads" "$(best_of "$CKPT" write -o "$WORK/out/x.ckpt" --threads "$CORES" "$in_dir")" "$n" "$ck")$'\n'
-    t+=$(row "lz4 -1 (file to file)" "$(best_of lz4 -1 -f -q "$input" "$WORK/out/x.lz4")" "$n" "$l4")$'\n'
-    t+=$(row "zstd -1 -T0" "$(best_of zstd -1 -T0 -f -q "$input" -o "$WORK/out/x.zst")" "$n" "$zs")$'\n'
-    t+=$(row "ckpt write, RAW, $CORES threads" "$(best_of "$CKPT" write -o "$WORK/out/x.ckpt" --style raw --threads "$CORES" "$in_dir")" "$n" "$n")$'\n'
-    t+=$(row "cp" "$(best_of cp "$input" "$WORK/out/x.copy")" "$n" "$n")$'\n'
+    w1=$(best_of "$CKPT" write -o "$WORK/out/x.ckpt" --threads 1 "$in_dir")
+    wn=$(best_of "$CKPT" write -o "$WORK/out/x.ckpt" --threads "$CORES" "$in_dir")
+    l1=$(best_of lz4 -1 -f -q "$input" "$WORK/out/x.lz4")
+    z1=$(best_of zstd -1 -T0 -f -q "$input" -o "$WORK/out/x.zst")
+    raw=$(best_of "$CKPT" write -o "$WORK/out/x.ckpt" --style raw "$in_dir")
+    cpp=$(best_of cp "$input" "$WORK/out/x.copy")
     # The same peers made durable, as ckpt write is: the output file is fsynced before exit.
-    t+=$(row "lz4 -1, then sync FILE" "$(best_of sh -c "lz4 -1 -f -q '$input' '$WORK/out/x.lz4' && sync '$WORK/out/x.lz4'")" "$n" "$l4")$'\n'
-    t+=$(row "zstd -1 -T0, then sync FILE" "$(best_of sh -c "zstd -1 -T0 -f -q '$input' -o '$WORK/out/x.zst' && sync '$WORK/out/x.zst'")" "$n" "$zs")$'\n'
-    t+=$(row "cp, then sync FILE" "$(best_of sh -c "cp '$input' '$WORK/out/x.copy' && sync '$WORK/out/x.copy'")" "$n" "$n")$'\n'
-    t+=$(row "ckpt restore (LZ4, 1 thread)" "$(best_of "$CKPT" restore "$WORK/$kind.ckpt" -C "$WORK/out/r")" "$n" "$ck")$'\n'
-    t+=$(row "lz4 -d" "$(best_of lz4 -d -f -q "$WORK/$kind.lz4" "$WORK/out/x.dec")" "$n" "$l4")$'\n'
-    t+=$(row "zstd -d" "$(best_of zstd -d -f -q "$WORK/$kind.zst" -o "$WORK/out/x.dec")" "$n" "$zs")$'\n'
+    l1s=$(best_of sh -c "lz4 -1 -f -q '$input' '$WORK/out/x.lz4' && sync '$WORK/out/x.lz4'")
+    z1s=$(best_of sh -c "zstd -1 -T0 -f -q '$input' -o '$WORK/out/x.zst' && sync '$WORK/out/x.zst'")
+    cps=$(best_of sh -c "cp '$input' '$WORK/out/x.copy' && sync '$WORK/out/x.copy'")
+    r1=$(best_of "$CKPT" restore "$WORK/$kind.ckpt" --threads 1 -C "$WORK/out/r")
+    rn=$(best_of "$CKPT" restore "$WORK/$kind.ckpt" --threads "$CORES" -C "$WORK/out/r")
+    ld=$(best_of lz4 -d -f -q "$WORK/$kind.lz4" "$WORK/out/x.dec")
+    zd=$(best_of zstd -d -f -q "$WORK/$kind.zst" -o "$WORK/out/x.dec")
+    t+=$(row "ckpt write, LZ4, 1 thread" "$w1" "$n" "$ck")$'\n'
+    t+=$(row "ckpt write, LZ4, $CORES threads" "$wn" "$n" "$ck")$'\n'
+    t+=$(row "lz4 -1 (file to file)" "$l1" "$n" "$l4")$'\n'
+    t+=$(row "zstd -1 -T0" "$z1" "$n" "$zs")$'\n'
+    t+=$(row "ckpt write, RAW (streamed, 1 thread)" "$raw" "$n" "$n")$'\n'
+    t+=$(row "cp" "$cpp" "$n" "$n")$'\n'
+    t+=$(row "lz4 -1, then sync FILE" "$l1s" "$n" "$l4")$'\n'
+    t+=$(row "zstd -1 -T0, then sync FILE" "$z1s" "$n" "$zs")$'\n'
+    t+=$(row "cp, then sync FILE" "$cps" "$n" "$n")$'\n'
+    t+=$(row "ckpt restore, LZ4, 1 thread" "$r1" "$n" "$ck")$'\n'
+    t+=$(row "ckpt restore, LZ4, $CORES threads" "$rn" "$n" "$ck")$'\n'
+    t+=$(row "lz4 -d" "$ld" "$n" "$l4")$'\n'
+    t+=$(row "zstd -d" "$zd" "$n" "$zs")$'\n'
+    # Speed ratios (time of the other over time of ckpt: above 1 means ckpt is faster).
+    t+=$'\n'"Ratios: LZ4 write $CORES threads over 1 thread $(ratio "$w1" "$wn")x; against lz4 -1"
+    t+=" $(ratio "$l1" "$wn")x (durable $(ratio "$l1s" "$wn")x), zstd -1 -T0 $(ratio "$z1" "$wn")x"
+    t+=" (durable $(ratio "$z1s" "$wn")x); RAW against cp then sync $(ratio "$cps" "$raw")x"
+    t+=" (plain cp $(ratio "$cpp" "$raw")x); restore $CORES threads against lz4 -d"
+    t+=" $(ratio "$ld" "$rn")x, 1 thread $(ratio "$ld" "$r1")x."$'\n'
+    if [ -x /usr/bin/time ]; then
+        t+=$'\n'"Peak resident memory (GNU time): LZ4 write $CORES threads $(peak "$CKPT" write -o "$WORK/out/x.ckpt" --threads "$CORES" "$in_dir") MiB,"
+        t+=" RAW write $(peak "$CKPT" write -o "$WORK/out/x.ckpt" --style raw "$in_dir") MiB,"
+        t+=" restore $CORES threads $(peak "$CKPT" restore "$WORK/$kind.ckpt" -C "$WORK/out/r") MiB."$'\n'
+    fi
     TABLES+=$'\n'"### $kind data ($n bytes)"$'\n\n'"| command | best seconds | MB/s of input | ratio |"$'\n'"|---|---|---|---|"$'\n'"$t"
 done
 

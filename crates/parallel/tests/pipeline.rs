@@ -4,8 +4,8 @@
 //! panicking loader) reported with its frame, without deadlock.
 
 use ckpt_frame_core::{
-    CheckpointId, Error, IoError, IoErrorKind, PlanMismatch, Sink, SliceSource, Style, VecSink,
-    Writer,
+    CheckpointId, Error, IoError, IoErrorKind, PlanMismatch, Sink, SliceSource, Source, Style,
+    VecSink, Writer,
 };
 use ckpt_parallel::{LoadedFrame, ParallelError, Parallelism, restore_with, write_loaded};
 use std::sync::Mutex;
@@ -292,4 +292,53 @@ fn restore_with_reports_corruption_visitor_errors_and_unread_buffers_by_frame() 
         ),
         Err(ParallelError::Open(_))
     ));
+}
+
+/// A seekable source whose reads of the 1000 bytes from `bad_from` fail (a bad sector).
+struct FailingSource<'b> {
+    inner: SliceSource<'b>,
+    pos: u64,
+    bad_from: u64,
+}
+
+impl Source for FailingSource<'_> {
+    fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), IoError> {
+        let end = self.pos + buf.len() as u64;
+        if end > self.bad_from && self.pos < self.bad_from + 1000 {
+            return Err(IoError::new(IoErrorKind::Other, "injected read failure"));
+        }
+        self.inner.read_exact(buf)?;
+        self.pos += buf.len() as u64;
+        Ok(())
+    }
+    fn total_len(&mut self) -> Result<Option<u64>, IoError> {
+        self.inner.total_len()
+    }
+    fn seek(&mut self, offset: u64) -> Result<(), IoError> {
+        self.pos = offset;
+        self.inner.seek(offset)
+    }
+}
+
+#[test]
+fn a_failing_source_is_reported_with_its_frame() {
+    let frames = frames();
+    let bytes = written(&frames);
+    let index = ckpt_frame_core::Reader::open(SliceSource::new(&bytes)).unwrap();
+    let victim = index.frame_info(14).unwrap();
+    let bad_from = victim.offset + 100;
+    for threads in [1, 2, 8] {
+        let open = || Ok(FailingSource { inner: SliceSource::new(&bytes), pos: 0, bad_from });
+        let result = restore_with(open, Parallelism::threads(threads), |frame| {
+            while frame.read_to_vec()?.is_some() {}
+            Ok::<(), Error>(())
+        });
+        match result {
+            Err(ParallelError::Callback { frame: 14, error: Error::Io { error, .. } })
+            | Err(ParallelError::Frame { frame: 14, error: Error::Io { error, .. } }) => {
+                assert!(error.to_string().contains("injected read failure"), "{error}");
+            }
+            other => panic!("threads {threads}: {other:?}"),
+        }
+    }
 }
