@@ -334,8 +334,10 @@ fn a_failing_source_is_reported_with_its_frame() {
             Ok::<(), Error>(())
         });
         match result {
-            Err(ParallelError::Callback { frame: 14, error: Error::Io { error, .. } })
-            | Err(ParallelError::Frame { frame: 14, error: Error::Io { error, .. } }) => {
+            Err(
+                ParallelError::Callback { frame: 14, error: Error::Io { error, .. } }
+                | ParallelError::Frame { frame: 14, error: Error::Io { error, .. } },
+            ) => {
                 assert!(error.to_string().contains("injected read failure"), "{error}");
             }
             other => panic!("threads {threads}: {other:?}"),
