@@ -1,8 +1,8 @@
 //! Checkpoints of files and directories: a manifest frame, then the files' bytes in data
 //! frames of a fixed size, in manifest order.
 //!
-//! This module collects the inputs and holds what writing ([`write`]) and restoring
-//! ([`restore`]) share.
+//! This module collects the inputs and holds what writing (`write.rs`) and restoring
+//! (`restore.rs`) share.
 
 mod restore;
 mod write;
