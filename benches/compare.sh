@@ -17,7 +17,9 @@ for tool in lz4 zstd; do
         apt-get update -qq && apt-get install -y -qq "$tool"
     fi
 done
-cargo build --release -q -p ckpt-cli -p ckpt-benches --bin gen-data
+# Two commands: `--bin` would otherwise limit the build to that one binary.
+cargo build --release -q -p ckpt-cli --bin ckpt
+cargo build --release -q -p ckpt-benches --bin gen-data
 CKPT=$ROOT/target/release/ckpt
 CORES=$(nproc)
 mkdir -p "$WORK"
