@@ -33,6 +33,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+mod aligned;
 mod checksum;
 mod chunker;
 mod codec;

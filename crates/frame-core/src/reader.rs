@@ -1,5 +1,6 @@
 //! Restoring a checkpoint: [`Reader`] (streaming or indexed) and [`FrameReader`].
 
+use crate::aligned::AlignedBytes;
 use crate::checksum::{chain_digest, checksum};
 use crate::codec::{ChunkDecompressor, LZ4_HISTORY, Style, default_decompressor, lz4_bound};
 use crate::error::{Error, ErrorKind, IoErrorKind, Misuse, PlanMismatch};
@@ -13,7 +14,6 @@ use crate::wire::{
 };
 use crate::writer::CheckpointSummary;
 use alloc::boxed::Box;
-use alloc::vec;
 use alloc::vec::Vec;
 use xxhash_rust::xxh3::Xxh3;
 
@@ -44,8 +44,8 @@ enum State {
 
 struct Decoder {
     decompressor: Option<Box<dyn ChunkDecompressor>>,
-    raw: Vec<u8>,
-    stored: Vec<u8>,
+    raw: AlignedBytes,
+    stored: AlignedBytes,
     /// The current chunk's length table.
     table: Vec<u8>,
     /// Bytes copied through internal memory: out of it into callers' buffers, and from
@@ -224,8 +224,8 @@ impl<S: Source> Reader<S> {
             next: 0,
             dec: Decoder {
                 decompressor,
-                raw: vec![0u8; CHUNK_MAX],
-                stored: vec![0u8; lz4_bound(CHUNK_MAX)],
+                raw: AlignedBytes::zeroed(CHUNK_MAX),
+                stored: AlignedBytes::zeroed(lz4_bound(CHUNK_MAX)),
                 table: Vec::with_capacity(TABLE_MAX),
                 copied: 0,
             },
@@ -1012,7 +1012,7 @@ fn load_chunk<S: Source>(
             let dst = if direct {
                 fill.buf.get_mut(done..done + logical)
             } else {
-                fill.dec.raw.get_mut(..logical)
+                fill.dec.raw.as_mut_slice().get_mut(..logical)
             };
             read(source, pos, dst.unwrap_or_default(), "chunk data")?;
             Ok(())
@@ -1144,7 +1144,7 @@ fn decode_lz4<S: Source>(
         }
         Some(Err(error)) => return Err(Error::Io { offset: *pos, error }),
         None => {
-            let buf = scratch.get_mut(..stored).unwrap_or_default();
+            let buf = scratch.as_mut_slice().get_mut(..stored).unwrap_or_default();
             read(source, pos, buf, "chunk data")?;
             buf
         }

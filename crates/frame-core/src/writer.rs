@@ -1,5 +1,6 @@
 //! Writing a checkpoint: [`Writer`] and the per-frame [`FrameWriter`].
 
+use crate::aligned::AlignedBytes;
 use crate::checksum::{chain_digest, checksum};
 use crate::chunker::{Chunker, Step, Table};
 use crate::codec::{ChunkCompressor, Style, default_compressor, lz4_bound};
@@ -12,7 +13,6 @@ use crate::wire::{
     IndexEntry, Tail, encode_index_header,
 };
 use alloc::boxed::Box;
-use alloc::vec;
 use alloc::vec::Vec;
 use core::marker::PhantomData;
 
@@ -38,24 +38,25 @@ enum State {
 /// Two 64 KiB halves, each followed by a gap byte so that they are never contiguous with
 /// each other (liblz4 would otherwise treat them as one prefix; see `ChunkCompressor`).
 struct Staging {
-    mem: Box<[u8]>,
+    mem: AlignedBytes,
     half: usize,
     len: usize,
 }
 
-const HALF_STRIDE: usize = CHUNK_MAX + 1;
+/// A half and its gap; the gap is a cache line so that both halves stay 64-byte aligned.
+const HALF_STRIDE: usize = CHUNK_MAX + 64;
 
 impl Staging {
     fn new() -> Self {
-        Self { mem: vec![0u8; 2 * HALF_STRIDE].into_boxed_slice(), half: 0, len: 0 }
+        Self { mem: AlignedBytes::zeroed(2 * HALF_STRIDE), half: 0, len: 0 }
     }
     fn current(&self) -> &[u8] {
         let start = self.half * HALF_STRIDE;
-        self.mem.get(start..start + self.len).unwrap_or_default()
+        self.mem.as_slice().get(start..start + self.len).unwrap_or_default()
     }
     fn push(&mut self, bytes: &[u8]) {
         let start = self.half * HALF_STRIDE + self.len;
-        if let Some(dst) = self.mem.get_mut(start..start + bytes.len()) {
+        if let Some(dst) = self.mem.as_mut_slice().get_mut(start..start + bytes.len()) {
             dst.copy_from_slice(bytes);
             self.len += bytes.len();
         }
@@ -71,7 +72,7 @@ impl Staging {
 struct Encoder {
     staging: Staging,
     chunker: Chunker,
-    scratch: Vec<u8>,
+    scratch: AlignedBytes,
     compressor: Option<Box<dyn ChunkCompressor>>,
 }
 
@@ -171,7 +172,7 @@ impl<S: Sink> Writer<S> {
             enc: Encoder {
                 staging: Staging::new(),
                 chunker: Chunker::new(true),
-                scratch: vec![0u8; CHUNK_HEADER_LEN + lz4_bound(CHUNK_MAX) + TABLE_MAX],
+                scratch: AlignedBytes::zeroed(CHUNK_HEADER_LEN + lz4_bound(CHUNK_MAX) + TABLE_MAX),
                 compressor,
             },
         }
@@ -413,7 +414,15 @@ impl<'buf, S: Sink> FrameWriter<'_, 'buf, S> {
             Step::EmitStaged { table, .. } => {
                 // (Compressor contract) this half is not written again until the other
                 // half or a direct chunk has been compressed after it.
-                emit_chunk(sink, pos, scratch, compressor, frame, staging.current(), table)?;
+                emit_chunk(
+                    sink,
+                    pos,
+                    scratch.as_mut_slice(),
+                    compressor,
+                    frame,
+                    staging.current(),
+                    table,
+                )?;
                 staging.flip();
                 Ok(())
             }
@@ -421,7 +430,7 @@ impl<'buf, S: Sink> FrameWriter<'_, 'buf, S> {
                 // (Compressor contract) `buf` is borrowed for 'buf, which outlives this
                 // frame, and is immutable.
                 let piece = buf.get(from..from + len).unwrap_or_default();
-                emit_chunk(sink, pos, scratch, compressor, frame, piece, table)
+                emit_chunk(sink, pos, scratch.as_mut_slice(), compressor, frame, piece, table)
             }
         })?;
         frame.footer.buffer_count += 1;
@@ -498,10 +507,19 @@ impl<'buf, S: Sink> FrameWriter<'_, 'buf, S> {
                 let at = staging.len;
                 staging.len += len;
                 let start = staging.half * HALF_STRIDE;
-                fill(staging.mem.get_mut(start + at..start + at + len).unwrap_or_default())
+                let dst = staging.mem.as_mut_slice().get_mut(start + at..start + at + len);
+                fill(dst.unwrap_or_default())
             }
             Step::EmitStaged { table, .. } => {
-                emit_chunk(sink, pos, scratch, compressor, frame, staging.current(), table)?;
+                emit_chunk(
+                    sink,
+                    pos,
+                    scratch.as_mut_slice(),
+                    compressor,
+                    frame,
+                    staging.current(),
+                    table,
+                )?;
                 staging.flip();
                 Ok(())
             }
@@ -509,9 +527,9 @@ impl<'buf, S: Sink> FrameWriter<'_, 'buf, S> {
                 // The scratch area outlives the call and a RAW chunk is written at once,
                 // so one piece at a time is enough.
                 let mut piece = core::mem::take(scratch);
-                let filled = fill(piece.get_mut(..len).unwrap_or_default());
+                let filled = fill(piece.as_mut_slice().get_mut(..len).unwrap_or_default());
                 let emitted = filled.and_then(|()| {
-                    let data = piece.get(..len).unwrap_or_default();
+                    let data = piece.as_slice().get(..len).unwrap_or_default();
                     emit_chunk(sink, pos, &mut [], compressor, frame, data, table)
                 });
                 *scratch = piece;
@@ -550,7 +568,15 @@ impl<'buf, S: Sink> FrameWriter<'_, 'buf, S> {
         let frame = &mut self.frame;
         chunker.flush(|s| {
             if let Step::EmitStaged { table, .. } = s {
-                emit_chunk(sink, pos, scratch, compressor, frame, staging.current(), table)?;
+                emit_chunk(
+                    sink,
+                    pos,
+                    scratch.as_mut_slice(),
+                    compressor,
+                    frame,
+                    staging.current(),
+                    table,
+                )?;
                 staging.flip();
             }
             Ok::<(), Error>(())

@@ -15,6 +15,10 @@ use std::path::PathBuf;
 /// the write size sets the page-cache folio size and large folios are slow to allocate.
 const BUFFERED_WRITE_PIECE: usize = 128 * 1024;
 
+/// Writeback is started every this many bytes. Measured on ext4 here: a 1 GiB RAW
+/// checkpoint's final `fsync` waited about 0.5 s without this.
+const WRITEBACK_STEP: u64 = 8 << 20;
+
 /// Buffered writes at least this long skip the copy into the buffer and go to the kernel
 /// straight from the caller's memory (with whatever the buffer held, in one `pwritev`).
 const PASS_THROUGH_MIN: usize = 16 * 1024;
@@ -44,6 +48,8 @@ pub(crate) struct BlockWriter {
     auto: bool,
     /// Why `auto` fell back, once it has.
     fallback: Option<String>,
+    /// Bytes before this offset have had their writeback started.
+    kicked: u64,
 }
 
 impl BlockWriter {
@@ -60,7 +66,9 @@ impl BlockWriter {
             file,
             path,
             final_path,
-            buf: AlignedBuf::new(crate::IO_BUF_LEN, align),
+            // At least a cache line: the kernel copies out of 16-byte-offset memory (where
+            // large `malloc` blocks start) about four times slower.
+            buf: AlignedBuf::new(crate::IO_BUF_LEN, align.max(64)),
             len: 0,
             file_off: 0,
             align,
@@ -69,6 +77,7 @@ impl BlockWriter {
             direct_proven: false,
             auto,
             fallback: None,
+            kicked: 0,
         }
     }
 
@@ -130,7 +139,18 @@ impl BlockWriter {
             }
         }
         self.len = 0;
+        self.kick_writeback();
         Ok(())
+    }
+
+    /// Starts writeback of every whole [`WRITEBACK_STEP`] written since the last call, so
+    /// the disk works while the checkpoint is produced (buffered I/O only).
+    fn kick_writeback(&mut self) {
+        let written = self.file_off - self.file_off % WRITEBACK_STEP;
+        if !self.direct && written > self.kicked {
+            crate::writeback::start_writeback(&self.file, self.kicked, written - self.kicked);
+            self.kicked = written;
+        }
     }
 
     /// Lends `len` bytes of the buffer, writing out whole blocks first if needed.
@@ -173,6 +193,7 @@ impl BlockWriter {
         self.buf.as_mut_slice().copy_within(full..self.len, 0);
         self.len -= full;
         self.file_off += full as u64;
+        self.kick_writeback();
         Ok(())
     }
 

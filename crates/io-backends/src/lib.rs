@@ -58,13 +58,16 @@ mod align;
 mod block;
 mod error;
 mod input;
-// The only module allowed `unsafe`: the two memmap2 map calls.
+// The only modules allowed `unsafe`: the two memmap2 map calls, and one
+// `sync_file_range` call.
 #[allow(unsafe_code)]
 mod map;
 mod mode;
 mod publish;
 mod rewrite;
 mod stream;
+#[allow(unsafe_code)]
+mod writeback;
 
 pub use align::{AlignmentSource, DirectAlignment, direct_alignment};
 pub use error::BackendError;

@@ -61,12 +61,11 @@ fn serial(head: &Frames, frames: &Frames) -> Vec<u8> {
 fn load_from(frames: &Frames) -> impl Fn(u64, &mut LoadedFrame) -> Result<(), String> + Sync {
     |i, f| {
         let (style, bufs) = &frames[usize::try_from(i).unwrap()];
-        f.style = *style;
-        f.bytes.clear();
-        f.lens.clear();
+        let dst = f.reset(*style, bufs.iter().map(Vec::len));
+        let mut at = 0;
         for b in bufs {
-            f.bytes.extend_from_slice(b);
-            f.lens.push(b.len());
+            dst[at..at + b.len()].copy_from_slice(b);
+            at += b.len();
         }
         Ok(())
     }

@@ -7,7 +7,7 @@ use ckpt_parallel::{ParallelError, Parallelism, restore_with};
 use std::cell::RefCell;
 use std::fs::OpenOptions;
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::os::unix::fs::{PermissionsExt, symlink};
@@ -121,6 +121,31 @@ fn set_dir_attributes(dirs: &[(PathBuf, &Entry)]) -> Result<(), TreeError> {
     Ok(())
 }
 
+/// `len` bytes of `buf` starting on a cache line: the kernel copies out of memory 16 bytes
+/// past one (where large `malloc` blocks start) about four times slower.
+fn aligned(buf: &mut Vec<u8>, len: usize) -> &mut [u8] {
+    const LINE: usize = 64;
+    if buf.len() < len.saturating_add(LINE) {
+        *buf = vec![0u8; len.saturating_add(LINE)];
+    }
+    let start = buf.as_ptr().align_offset(LINE);
+    let start = if start < LINE { start } else { 0 };
+    buf.get_mut(start..start + len).unwrap_or_default()
+}
+
+/// Writes `bytes` at `offset` in 128 KiB pieces: on this project's Linux 6.18 / ext4
+/// machines, larger writes into the page cache are up to five times slower (the write size
+/// sets the folio size; see `ckpt-io-backends`' block writer).
+fn write_in_pieces(file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
+    const PIECE: usize = 128 * 1024;
+    let mut at = offset;
+    for piece in bytes.chunks(PIECE) {
+        file.write_all_at(piece, at)?;
+        at += piece.len() as u64;
+    }
+    Ok(())
+}
+
 /// Reads and decodes the manifest: frame 0, holding exactly one buffer.
 fn read_manifest<S: Source>(f: &mut FrameReader<'_, S>) -> Result<(Manifest, Vec<u8>), TreeError> {
     let bytes = f.read_to_vec()?.ok_or(TreeError::Layout { what: "empty manifest frame" })?;
@@ -202,7 +227,7 @@ pub fn restore_checkpoint<S: Source>(
             }
             Kind::File => {
                 let tmp = temp_path(&path);
-                let mut file = File::create(&tmp).map_err(io_err(&tmp, "cannot create"))?;
+                let file = File::create(&tmp).map_err(io_err(&tmp, "cannot create"))?;
                 let mut pending = PendingFile { tmp, published: false };
                 let mut offset = 0;
                 while offset < e.size {
@@ -221,12 +246,13 @@ pub fn restore_checkpoint<S: Source>(
                         continue;
                     };
                     let len = usize::try_from(piece.len).unwrap_or(usize::MAX);
-                    buf.resize(len, 0);
+                    let piece_buf = aligned(&mut buf, len);
                     let f = frame
                         .as_mut()
                         .ok_or(TreeError::Layout { what: "data piece outside a frame" })?;
-                    f.read_into(&mut buf)?;
-                    file.write_all(&buf).map_err(io_err(&pending.tmp, "cannot write"))?;
+                    f.read_into(piece_buf)?;
+                    write_in_pieces(&file, piece_buf, offset)
+                        .map_err(io_err(&pending.tmp, "cannot write"))?;
                     offset += piece.len;
                     summary.data_bytes += piece.len;
                     progress(summary.data_bytes, manifest.data_bytes());
@@ -333,7 +359,7 @@ where
         }
         BUF.with_borrow_mut(|buf| {
             for p in pieces {
-                buf.resize(usize::try_from(p.len).unwrap_or(usize::MAX), 0);
+                let buf = aligned(buf, usize::try_from(p.len).unwrap_or(usize::MAX));
                 frame.read_into(buf)?;
                 let tmp = temps.get(p.entry).and_then(Option::as_ref).ok_or(TreeError::Layout {
                     what: "a data piece belongs to an entry that is not a file",
@@ -341,7 +367,7 @@ where
                 OpenOptions::new()
                     .write(true)
                     .open(tmp)
-                    .and_then(|f| f.write_all_at(buf, p.offset))
+                    .and_then(|f| write_in_pieces(&f, buf, p.offset))
                     .map_err(io_err(tmp, "cannot write"))?;
                 progress(done.fetch_add(p.len, Ordering::Relaxed) + p.len, total);
             }

@@ -109,15 +109,14 @@ fn write_pipelined<S: Sink>(
             usize::try_from(i).ok().and_then(|i| frames.get(i)).ok_or(TreeError::Layout {
                 what: "the pipeline asked for a frame the manifest lacks",
             })?;
-        frame.style = style;
-        frame.lens.clear();
-        frame.lens.extend(pieces.iter().map(|p| usize::try_from(p.len).unwrap_or(usize::MAX)));
-        frame.bytes.resize(frame.lens.iter().sum(), 0);
+        let lens = pieces.iter().map(|p| usize::try_from(p.len).unwrap_or(usize::MAX));
+        let mem = frame.reset(style, lens);
         let mut files = OpenFiles::default();
         let mut at = 0;
-        for (p, &len) in pieces.iter().zip(&frame.lens) {
+        for p in pieces {
+            let len = usize::try_from(p.len).unwrap_or(usize::MAX);
             let (path, file) = files.get(c, p.entry)?;
-            let dst = frame.bytes.get_mut(at..at + len).unwrap_or_default();
+            let dst = mem.get_mut(at..at + len).unwrap_or_default();
             read_piece(file, path, p.offset, dst)?;
             check_end(c, p, file, path)?;
             at += len;
