@@ -12,6 +12,8 @@
 //!   (from files, say) into reused buffers and encode them, while the calling thread appends
 //!   finished frames in order. At most `window` frames are in flight, so memory is bounded
 //!   by the window and the frame size, never by the input.
+//! - [`split_into_frames`] and [`split_dests`] cut large regions into frames of a chosen
+//!   size (and the restore destinations the same way).
 //! - [`restore_with`] hands each worker's frames to a caller's visitor (which may, for
 //!   example, write them into files at their offsets).
 #![forbid(unsafe_code)]
@@ -97,6 +99,98 @@ impl<E: std::error::Error + 'static> std::error::Error for ParallelError<E> {
             Self::Callback { error, .. } => Some(error),
             Self::Pool(_) => None,
         }
+    }
+}
+
+/// Cuts `regions` into frames of at most `frame_size` bytes of data each, in order: a
+/// region larger than a frame spans several frames, small regions share one, and an empty
+/// region stays an empty buffer. [`split_dests`] makes the same cut of the restore
+/// destinations, so a checkpoint written from this plan restores with it.
+///
+/// # Examples
+/// ```
+/// use ckpt_frame_core::Style;
+/// use ckpt_parallel::split_into_frames;
+/// let (big, small) = (vec![1u8; 10_000], vec![2u8; 300]);
+/// let plan = split_into_frames(Style::Lz4, [&big[..], &small[..]], 4096);
+/// let sizes: Vec<Vec<usize>> =
+///     plan.iter().map(|f| f.buffers.iter().map(|b| b.len()).collect()).collect();
+/// assert_eq!(sizes, [vec![4096], vec![4096], vec![1808, 300]]);
+/// ```
+pub fn split_into_frames<'a>(
+    style: Style,
+    regions: impl IntoIterator<Item = &'a [u8]>,
+    frame_size: usize,
+) -> Vec<FramePlan<'a>> {
+    cut(regions, frame_size, <[u8]>::split_at)
+        .into_iter()
+        .map(|buffers| FramePlan { style, buffers })
+        .collect()
+}
+
+/// The cut [`split_into_frames`] makes, applied to restore destinations of the same
+/// lengths: the `dests` argument of [`restore_frames`].
+///
+/// # Examples
+/// ```
+/// use ckpt_parallel::split_dests;
+/// let (mut big, mut small) = (vec![0u8; 10_000], vec![0u8; 300]);
+/// let dests = split_dests([&mut big[..], &mut small[..]], 4096);
+/// assert_eq!(dests.len(), 3);
+/// ```
+pub fn split_dests<'a>(
+    regions: impl IntoIterator<Item = &'a mut [u8]>,
+    frame_size: usize,
+) -> Vec<Vec<&'a mut [u8]>> {
+    cut(regions, frame_size, <[u8]>::split_at_mut)
+}
+
+/// Packs pieces of `regions` into frames of `frame_size` bytes; `split(r, n)` cuts a region
+/// after `n` bytes.
+fn cut<R: SliceLen>(
+    regions: impl IntoIterator<Item = R>,
+    frame_size: usize,
+    split: impl Fn(R, usize) -> (R, R),
+) -> Vec<Vec<R>> {
+    let size = frame_size.max(1);
+    let (mut frames, mut current, mut room) = (Vec::new(), Vec::new(), size);
+    for mut region in regions {
+        if region.len() == 0 {
+            current.push(region);
+            continue;
+        }
+        while region.len() > 0 {
+            let n = region.len().min(room);
+            let (piece, rest) = split(region, n);
+            current.push(piece);
+            region = rest;
+            room -= n;
+            if room == 0 {
+                frames.push(std::mem::take(&mut current));
+                room = size;
+            }
+        }
+    }
+    if !current.is_empty() {
+        frames.push(current);
+    }
+    frames
+}
+
+/// Shared and exclusive byte slices alike.
+trait SliceLen {
+    fn len(&self) -> usize;
+}
+
+impl SliceLen for &[u8] {
+    fn len(&self) -> usize {
+        <[u8]>::len(self)
+    }
+}
+
+impl SliceLen for &mut [u8] {
+    fn len(&self) -> usize {
+        <[u8]>::len(self)
     }
 }
 

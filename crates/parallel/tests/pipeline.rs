@@ -343,3 +343,38 @@ fn a_failing_source_is_reported_with_its_frame() {
         }
     }
 }
+
+#[test]
+fn large_regions_are_split_into_frames_and_restore_with_the_same_cut() {
+    let regions: Vec<Vec<u8>> = [0usize, 1, 70_000, 5, 0, 300_000, 4096, 4095]
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| content(i as u64, len))
+        .collect();
+    let total: usize = regions.iter().map(Vec::len).sum();
+    for frame_size in [1000usize, 4096, 65_536, 100_000, 1 << 20] {
+        let plan = ckpt_parallel::split_into_frames(
+            Style::Lz4,
+            regions.iter().map(Vec::as_slice),
+            frame_size,
+        );
+        assert_eq!(plan.len(), total.div_ceil(frame_size), "frame size {frame_size}");
+        for f in &plan {
+            assert!(f.buffers.iter().map(|b| b.len()).sum::<usize>() <= frame_size);
+        }
+        let mut w = Writer::new(VecSink::new(), ID);
+        ckpt_parallel::write_frames(&mut w, plan, Parallelism::threads(3)).unwrap();
+        w.finish().unwrap();
+        let bytes = w.into_sink().into_inner();
+        let mut back: Vec<Vec<u8>> = regions.iter().map(|r| vec![0xAA; r.len()]).collect();
+        let mut dests =
+            ckpt_parallel::split_dests(back.iter_mut().map(Vec::as_mut_slice), frame_size);
+        ckpt_parallel::restore_frames(
+            || Ok(SliceSource::new(&bytes)),
+            &mut dests,
+            Parallelism::threads(2),
+        )
+        .unwrap();
+        assert!(back == regions, "frame size {frame_size}");
+    }
+}
