@@ -432,13 +432,14 @@ fn killed_writer_leaves_old_checkpoint_or_new_complete_one() {
             .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         let _ = child.kill(); // SIGKILL
-        let status = child.wait().unwrap();
+        child.wait().unwrap();
         let now = fs::read(&out).unwrap();
         if now == old {
             outcomes.0 += 1;
         } else {
+            // Replaced: it must be the complete new checkpoint. The writer may still have
+            // been killed, after its rename but before it exited.
             ok(&["verify", s(&out)]);
-            assert!(status.success(), "a killed writer replaced the checkpoint");
             outcomes.1 += 1;
             fs::write(&out, &old).unwrap();
         }
