@@ -22,6 +22,7 @@
 //! The only unsafe code is the FIEMAP ioctl, in a module of its own.
 #![deny(unsafe_code)]
 
+mod copy;
 mod error;
 #[allow(unsafe_code)]
 mod fiemap_sys;
@@ -29,6 +30,7 @@ mod interval;
 mod layout;
 mod punch;
 
+pub use copy::{CopyOptions, CopyStats, sparse_copy};
 pub use error::SparseError;
 pub use interval::{Interval, IntervalSet};
 pub use layout::{FiemapExtent, Layout, data_layout, fiemap};
