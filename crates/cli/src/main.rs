@@ -5,6 +5,7 @@
 //! `ckpt-io-backends`.
 
 mod demo;
+mod sparse_cmd;
 
 use ckpt_cli::manifest::Kind;
 use ckpt_cli::size::parse_size;
@@ -118,6 +119,11 @@ enum Command {
         /// Print a JSON report on stdout.
         #[arg(long)]
         json: bool,
+    },
+    /// Sparse files: layout maps and sparse copies.
+    Sparse {
+        #[command(subcommand)]
+        command: sparse_cmd::SparseCommand,
     },
     /// A tour: generate data, checkpoint, restore, verify, damage a copy and heal it.
     Demo {
@@ -235,6 +241,7 @@ fn run(command: Command) -> Result<u8, Failure> {
         Command::Verify { input, json } => verify(&input, json),
         Command::Info { input, json } => info(&input, json).map(|()| 0),
         Command::Heal { damaged, good, dry_run, json } => heal(&damaged, &good, dry_run, json),
+        Command::Sparse { command } => sparse_cmd::run(command),
         Command::Demo { dir, size } => demo::run(dir.as_deref(), size),
     }
 }

@@ -1,0 +1,139 @@
+//! `ckpt sparse ...`: layout maps and sparse copies of large, mostly-empty files.
+
+use crate::{Failure, human};
+use ckpt_sparse::{CopyOptions, SparseError, data_layout, fiemap, sparse_copy};
+use clap::Subcommand;
+use serde_json::json;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The `sparse` subcommands.
+#[derive(Subcommand)]
+pub(crate) enum SparseCommand {
+    /// Print a file's data and hole extents (`SEEK_DATA`/`SEEK_HOLE`: preallocated extents
+    /// are holes), or with --fiemap the file system's extent map (unwritten and shared flags).
+    Map {
+        /// The file.
+        file: PathBuf,
+        /// Ask the file system for its extent map (FIEMAP, after syncing the file).
+        #[arg(long)]
+        fiemap: bool,
+        /// Print JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy a file reading only its data, with all-zero 4 KiB blocks left as holes; the copy
+    /// replaces DST only once complete and durable.
+    Copy {
+        /// Source file.
+        src: PathBuf,
+        /// Destination file (replaced).
+        dst: PathBuf,
+        /// Print JSON statistics on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn failure(e: &SparseError) -> Failure {
+    Failure::usage(e.to_string())
+}
+
+pub(crate) fn run(cmd: SparseCommand) -> Result<u8, Failure> {
+    match cmd {
+        SparseCommand::Map { file, fiemap: detailed, json } => map(&file, detailed, json),
+        SparseCommand::Copy { src, dst, json } => copy(&src, &dst, json),
+    }
+}
+
+fn map(path: &Path, detailed: bool, json: bool) -> Result<u8, Failure> {
+    let file = File::open(path)
+        .map_err(|e| Failure::usage(format!("cannot open {}: {e}", path.display())))?;
+    let layout = data_layout(&file, path).map_err(|e| failure(&e))?;
+    let extents = if detailed { fiemap(&file, path, true).map_err(|e| failure(&e))? } else { None };
+    if detailed && extents.is_none() {
+        eprintln!(
+            "ckpt: {}: the file system has no FIEMAP; showing SEEK_DATA/SEEK_HOLE",
+            path.display()
+        );
+    }
+    if json {
+        let mut v = json!({
+            "file": path.display().to_string(),
+            "size": layout.size,
+            "data_bytes": layout.data.total_len(),
+            "data": layout.data.iter().map(|i| json!({"offset": i.start, "len": i.len()})).collect::<Vec<_>>(),
+            "holes": layout.holes().iter().map(|i| json!({"offset": i.start, "len": i.len()})).collect::<Vec<_>>(),
+        });
+        if let Some(ext) = &extents {
+            v["fiemap"] = ext
+                .iter()
+                .map(|e| {
+                    json!({"logical": e.logical, "physical": e.physical, "len": e.len,
+                           "unwritten": e.unwritten, "shared": e.shared, "flags": e.flags})
+                })
+                .collect();
+        }
+        println!("{v:#}");
+        return Ok(0);
+    }
+    println!(
+        "{}: {} ({} bytes), {} of data in {} extents, {} in holes",
+        path.display(),
+        human(layout.size),
+        layout.size,
+        human(layout.data.total_len()),
+        layout.data.len(),
+        human(layout.size - layout.data.total_len().min(layout.size))
+    );
+    if let Some(ext) = &extents {
+        println!("{:>16} {:>16} {:>14}  flags", "logical", "physical", "length");
+        for e in ext {
+            let flags: Vec<&str> = [(e.unwritten, "unwritten"), (e.shared, "shared")]
+                .into_iter()
+                .filter_map(|(on, name)| on.then_some(name))
+                .collect();
+            println!("{:>16} {:>16} {:>14}  {}", e.logical, e.physical, e.len, flags.join(","));
+        }
+    } else {
+        let mut all: Vec<(u64, u64, &str)> = layout
+            .data
+            .iter()
+            .map(|i| (i.start, i.end, "data"))
+            .chain(layout.holes().iter().map(|i| (i.start, i.end, "hole")))
+            .collect();
+        all.sort_unstable();
+        println!("{:>16} {:>16}  kind", "start", "end");
+        for (start, end, kind) in all {
+            println!("{start:>16} {end:>16}  {kind}");
+        }
+    }
+    Ok(0)
+}
+
+fn copy(src: &Path, dst: &Path, json: bool) -> Result<u8, Failure> {
+    let started = Instant::now();
+    let stats = sparse_copy(src, dst, &CopyOptions::default()).map_err(|e| failure(&e))?;
+    let secs = started.elapsed().as_secs_f64();
+    if json {
+        let v = json!({
+            "src": src.display().to_string(), "dst": dst.display().to_string(),
+            "size": stats.size, "data_read": stats.data_read, "data_written": stats.data_written,
+            "zero_blocks": stats.zero_blocks, "extents": stats.extents, "seconds": secs,
+        });
+        println!("{v:#}");
+    } else {
+        eprintln!(
+            "ckpt: copied {} ({}) to {}: read {} of data in {} extents, wrote {} ({} zero blocks left as holes) in {secs:.2} s",
+            src.display(),
+            human(stats.size),
+            dst.display(),
+            human(stats.data_read),
+            stats.extents,
+            human(stats.data_written),
+            stats.zero_blocks
+        );
+    }
+    Ok(0)
+}
