@@ -28,6 +28,7 @@ mod error;
 mod fiemap_sys;
 mod interval;
 mod layout;
+pub mod proto;
 mod punch;
 
 pub use copy::{CopyOptions, CopyStats, sparse_copy};
