@@ -1,6 +1,7 @@
 //! Sparse copy: only the source's data extents are read, all-zero blocks inside them
 //! become holes, and the copy appears under its name only once complete and durable.
 
+use crate::buf::AlignedBuf;
 use crate::{Interval, SparseError, data_layout, is_all_zero};
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
@@ -213,23 +214,4 @@ fn write_run(
     }
     stats.data_written += bytes.len() as u64;
     Ok(())
-}
-
-/// A reusable read buffer starting on a cache line: the kernel copies into memory 16 bytes
-/// past one (where large `malloc` blocks start) about four times slower.
-struct AlignedBuf {
-    mem: Vec<u8>,
-    start: usize,
-}
-
-impl AlignedBuf {
-    fn new(cap: usize) -> Self {
-        let mem = vec![0u8; cap + 64];
-        let start = mem.as_ptr().align_offset(64);
-        Self { start: if start < 64 { start } else { 0 }, mem }
-    }
-
-    fn get_mut(&mut self, len: usize) -> &mut [u8] {
-        self.mem.get_mut(self.start..self.start + len).unwrap_or_default()
-    }
 }

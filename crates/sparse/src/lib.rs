@@ -22,7 +22,9 @@
 //! The only unsafe code is the FIEMAP ioctl, in a module of its own.
 #![deny(unsafe_code)]
 
+mod buf;
 mod copy;
+pub mod digest;
 mod error;
 #[allow(unsafe_code)]
 mod fiemap_sys;
@@ -30,6 +32,7 @@ mod interval;
 mod layout;
 pub mod proto;
 mod punch;
+pub mod sync;
 
 pub use copy::{CopyOptions, CopyStats, sparse_copy};
 pub use error::SparseError;

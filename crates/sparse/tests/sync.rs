@@ -1,0 +1,167 @@
+//! Sync of changed blocks on real ext4 files: targets absent, shorter, longer and equal;
+//! content AND data/hole layout equal afterwards; only changed sub-blocks sent; an
+//! interrupted sync leaves its dirty marker, is never reported as a success, and the next
+//! run redoes it.
+
+use ckpt_sparse::sync::{SyncError, SyncOptions, marker_path, receive, send, sync_local};
+use ckpt_sparse::{IntervalSet, data_layout};
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+const B: u64 = 4096;
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn bytes(&mut self, len: u64) -> Vec<u8> {
+        (0..len).map(|_| u8::try_from(self.next() % 255 + 1).unwrap()).collect()
+    }
+}
+
+fn make(path: &Path, pattern: &[bool], size: u64, rng: &mut Rng) {
+    let _ = fs::remove_file(path);
+    let f = File::create(path).unwrap();
+    f.set_len(size).unwrap();
+    for (i, &data) in pattern.iter().enumerate() {
+        let start = i as u64 * B;
+        if data && start < size {
+            f.write_all_at(&rng.bytes((start + B).min(size) - start), start).unwrap();
+        }
+    }
+}
+
+fn layout(path: &Path) -> IntervalSet {
+    data_layout(&File::open(path).unwrap(), path).unwrap().data
+}
+
+fn assert_synced(src: &Path, dst: &Path, what: &str) {
+    assert!(fs::read(src).unwrap() == fs::read(dst).unwrap(), "{what}: contents differ");
+    assert_eq!(layout(src), layout(dst), "{what}: layouts differ");
+    assert!(!marker_path(dst).exists(), "{what}: dirty marker left after success");
+}
+
+fn opts() -> SyncOptions {
+    SyncOptions { block_size: 64 * 1024, sub_block_size: 4096 }
+}
+
+#[test]
+fn patterns_and_targets_absent_shorter_longer_equal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
+    let mut rng = Rng(3);
+    for bits in 0..8u8 {
+        let pattern: Vec<bool> = (0..3).map(|i| bits & (1 << i) != 0).collect();
+        for size in [3 * B, 3 * B - 100] {
+            for target in ["absent", "shorter", "longer", "equal", "other-layout"] {
+                make(&src, &pattern, size, &mut rng);
+                let _ = fs::remove_file(&dst);
+                match target {
+                    "shorter" => make(&dst, &[true], 100, &mut rng),
+                    "longer" => make(&dst, &[true, false, true, true, true], 5 * B, &mut rng),
+                    "equal" => fs::copy(&src, &dst).map(|_| ()).unwrap(),
+                    "other-layout" => {
+                        let inverse: Vec<bool> = pattern.iter().map(|d| !d).collect();
+                        make(&dst, &inverse, size, &mut rng);
+                    }
+                    _ => {}
+                }
+                let what = format!("{pattern:?} size {size} target {target}");
+                let stats = sync_local(&src, &dst, &opts()).unwrap();
+                assert_synced(&src, &dst, &what);
+                if target == "equal" {
+                    assert_eq!(stats.bytes_sent, 0, "{what}: {stats:?}");
+                }
+                let again = sync_local(&src, &dst, &opts()).unwrap();
+                assert_eq!((again.bytes_sent, again.blocks_changed), (0, 0), "{what}: re-sync");
+            }
+        }
+    }
+}
+
+#[test]
+fn only_changed_sub_blocks_are_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
+    let mut rng = Rng(9);
+    let pattern: Vec<bool> = (0..2048).map(|i| i % 7 != 0).collect(); // 8 MiB
+    make(&src, &pattern, 2048 * B, &mut rng);
+    sync_local(&src, &dst, &opts()).unwrap();
+    assert_synced(&src, &dst, "first");
+    // Change 20 scattered 4 KiB pieces and punch one data block.
+    let f = fs::OpenOptions::new().write(true).open(&src).unwrap();
+    for k in 0..20u64 {
+        f.write_all_at(&rng.bytes(B), (k * 97 + 5) * B).unwrap();
+    }
+    ckpt_sparse::punch_hole(&f, &src, ckpt_sparse::Interval::new(B, 2 * B).unwrap()).unwrap();
+    let stats = sync_local(&src, &dst, &opts()).unwrap();
+    assert_synced(&src, &dst, "after change");
+    assert_eq!(stats.blocks_changed, 21, "{stats:?}");
+    assert_eq!(stats.bytes_sent, 20 * B, "{stats:?}");
+}
+
+/// A writer that fails after `left` bytes, as a broken connection does.
+struct Cut<W> {
+    inner: W,
+    left: usize,
+}
+
+impl<W: Write> Write for Cut<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "connection cut"));
+        }
+        let n = buf.len().min(self.left);
+        self.left -= n;
+        self.inner.write(&buf[..n])
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[test]
+fn an_interrupted_sync_leaves_its_marker_fails_and_is_redone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
+    let mut rng = Rng(17);
+    make(&src, &vec![true; 512], 512 * B, &mut rng);
+    make(&dst, &vec![true; 512], 512 * B, &mut rng); // all different
+    // Cut the sender's stream in the middle of its data.
+    let (to_recv_r, to_recv_w) = std::io::pipe().unwrap();
+    let (to_send_r, to_send_w) = std::io::pipe().unwrap();
+    let dst2 = dst.clone();
+    let receiver = std::thread::spawn(move || receive(&dst2, to_recv_r, to_send_w));
+    let sent = send(&src, to_send_r, Cut { inner: to_recv_w, left: 600_000 }, &opts());
+    let receiver_result = receiver.join().unwrap();
+    assert!(sent.is_err(), "an interrupted sync was reported as a success");
+    assert!(receiver_result.is_err(), "the receiver committed an interrupted sync");
+    assert!(marker_path(&dst).exists(), "the dirty marker is gone after an interrupted sync");
+    let redo = sync_local(&src, &dst, &opts()).unwrap();
+    assert!(redo.redone, "the next run saw the marker: {redo:?}");
+    assert_synced(&src, &dst, "after redo");
+}
+
+#[test]
+fn a_refused_or_failing_receiver_is_never_a_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    let mut rng = Rng(1);
+    make(&src, &[true, false, true], 3 * B, &mut rng);
+    let nowhere = dir.path().join("no/such/dir/dst");
+    match sync_local(&src, &nowhere, &opts()) {
+        Err(e) => assert!(e.to_string().contains("no/such/dir"), "{e}"),
+        Ok(s) => panic!("a sync into a missing directory succeeded: {s:?}"),
+    }
+    let bad = SyncOptions { block_size: 4096, sub_block_size: 8192 };
+    assert!(matches!(sync_local(&src, &dir.path().join("d"), &bad), Err(SyncError::Protocol(_))));
+    let missing = dir.path().join("missing");
+    assert!(sync_local(&missing, &dir.path().join("d"), &opts()).is_err());
+}
