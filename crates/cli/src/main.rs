@@ -163,9 +163,9 @@ fn parse_frame_size(s: &str) -> Result<u64, String> {
 }
 
 /// A failure with its exit status.
-struct Failure {
-    code: u8,
-    message: String,
+pub(crate) struct Failure {
+    pub(crate) code: u8,
+    pub(crate) message: String,
 }
 
 impl Failure {

@@ -81,3 +81,99 @@ fn bad_inputs_are_clear_errors_and_leave_the_target() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("directory"));
     assert_eq!(fs::read(&dst).unwrap(), b"old");
 }
+
+#[test]
+fn sync_locally_and_through_a_remote_command_sends_only_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, local, remote) =
+        (dir.path().join("disk.img"), dir.path().join("local.img"), dir.path().join("remote.img"));
+    image(&src);
+    let (s, l, r) = (src.to_str().unwrap(), local.to_str().unwrap(), remote.to_str().unwrap());
+    let first = json(&["sparse", "sync", s, l, "--json"]);
+    assert_eq!(first["bytes_sent"], 65_536 + 4096, "{first:#}");
+    let receiver = format!("{} sparse receive {r}", env!("CARGO_BIN_EXE_ckpt"));
+    json(&["sparse", "sync", s, r, "--remote-cmd", &receiver, "--json"]);
+    for t in [&local, &remote] {
+        assert!(fs::read(&src).unwrap() == fs::read(t).unwrap(), "{}", t.display());
+    }
+    let again = json(&["sparse", "sync", s, r, "--remote-cmd", &receiver, "--json"]);
+    assert_eq!(
+        (again["bytes_sent"].as_u64(), again["blocks_changed"].as_u64()),
+        (Some(0), Some(0))
+    );
+    File::options().write(true).open(&src).unwrap().write_all_at(b"changed", 3 << 20).unwrap();
+    let changed = json(&["sparse", "sync", s, r, "--remote-cmd", &receiver, "--json"]);
+    assert_eq!(
+        (changed["bytes_sent"].as_u64(), changed["blocks_changed"].as_u64()),
+        (Some(4096), Some(1))
+    );
+    assert!(fs::read(&src).unwrap() == fs::read(&remote).unwrap());
+}
+
+#[test]
+fn a_receiver_killed_mid_sync_fails_the_sync_and_the_next_run_redoes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = (dir.path().join("big.img"), dir.path().join("copy.img"));
+    // 256 MiB of data in the source, different data in the target: a long phase 5.
+    let mut x = 0x1234_5678_9abc_def0u64;
+    let mut fill = |f: &File| {
+        let mut block = vec![0u8; 1 << 20];
+        for i in 0..256u64 {
+            for b in block.chunks_exact_mut(8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                b.copy_from_slice(&(x | 1).to_le_bytes());
+            }
+            f.write_all_at(&block, i << 20).unwrap();
+        }
+    };
+    fill(&File::create(&src).unwrap());
+    let marker = dir.path().join("copy.img.ckpt-sync");
+    let pid_file = dir.path().join("receiver.pid");
+    let mut interrupted = 0;
+    for _attempt in 0..3 {
+        fill(&File::create(&dst).unwrap());
+        let cmd = format!(
+            "echo $$ > {}; exec {} sparse receive {}",
+            pid_file.display(),
+            env!("CARGO_BIN_EXE_ckpt"),
+            dst.display()
+        );
+        let sync = Command::new(env!("CARGO_BIN_EXE_ckpt"))
+            .args([
+                "sparse",
+                "sync",
+                src.to_str().unwrap(),
+                dst.to_str().unwrap(),
+                "--remote-cmd",
+                &cmd,
+            ])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Kill the receiver (SIGKILL) as soon as it has started changing the target.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !marker.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        if let Ok(pid) = fs::read_to_string(&pid_file) {
+            let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+        }
+        let out = sync.wait_with_output().unwrap();
+        if out.status.success() {
+            continue; // the receiver finished first: try again
+        }
+        interrupted += 1;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("sync of") && err.contains("failed"), "{err}");
+        assert!(marker.exists(), "an interrupted sync left no dirty marker");
+        let redo =
+            json(&["sparse", "sync", src.to_str().unwrap(), dst.to_str().unwrap(), "--json"]);
+        assert_eq!(redo["redone"], true, "{redo:#}");
+        assert!(!marker.exists());
+        assert!(fs::read(&src).unwrap() == fs::read(&dst).unwrap(), "redo did not finish the job");
+        break;
+    }
+    assert!(interrupted > 0, "no kill landed during the sync in 3 attempts");
+}
