@@ -28,6 +28,7 @@ pub mod digest;
 mod error;
 #[allow(unsafe_code)]
 mod fiemap_sys;
+pub mod fold;
 mod interval;
 mod layout;
 pub mod proto;
