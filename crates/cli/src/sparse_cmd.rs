@@ -51,6 +51,27 @@ pub(crate) enum SparseCommand {
         /// Target file (created if missing).
         dst: PathBuf,
     },
+    /// Copy a child snapshot's data extents into its parent (growing it if needed); safe to
+    /// re-run after a crash.
+    Fold {
+        /// The child (newer) image.
+        child: PathBuf,
+        /// The parent (older) image, changed in place.
+        parent: PathBuf,
+        /// Print JSON statistics on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Punch holes in the parent wherever the child has data; safe to re-run.
+    Prune {
+        /// The parent image, changed in place.
+        parent: PathBuf,
+        /// The child image.
+        child: PathBuf,
+        /// Print JSON statistics on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Copy a file reading only its data, with all-zero 4 KiB blocks left as holes; the copy
     /// replaces DST only once complete and durable.
     Copy {
@@ -74,6 +95,16 @@ pub(crate) fn run(cmd: SparseCommand) -> Result<u8, Failure> {
         SparseCommand::Copy { src, dst, json } => copy(&src, &dst, json),
         SparseCommand::Sync { src, dst, remote_cmd, block_size, json } => {
             sync(&src, &dst, remote_cmd.as_deref(), block_size, json)
+        }
+        SparseCommand::Fold { child, parent, json } => {
+            let stats = ckpt_sparse::fold::fold(&child, &parent).map_err(|e| failure(&e))?;
+            report_fold("folded", &child, &parent, &stats, json);
+            Ok(0)
+        }
+        SparseCommand::Prune { parent, child, json } => {
+            let stats = ckpt_sparse::fold::prune(&parent, &child).map_err(|e| failure(&e))?;
+            report_fold("pruned", &child, &parent, &stats, json);
+            Ok(0)
         }
         SparseCommand::Receive { dst } => {
             receive(&dst, std::io::stdin().lock(), std::io::stdout().lock())
@@ -221,4 +252,30 @@ fn sync(
         );
     }
     Ok(0)
+}
+
+fn report_fold(
+    what: &str,
+    child: &Path,
+    parent: &Path,
+    s: &ckpt_sparse::fold::FoldStats,
+    json: bool,
+) {
+    if json {
+        let v = json!({
+            "child": child.display().to_string(), "parent": parent.display().to_string(),
+            "bytes_written": s.bytes_written, "bytes_punched": s.bytes_punched,
+            "parent_size": s.parent_size,
+        });
+        println!("{v:#}");
+    } else {
+        eprintln!(
+            "ckpt: {what} {} / {}: wrote {}, punched {}, parent now {}",
+            child.display(),
+            parent.display(),
+            human(s.bytes_written),
+            human(s.bytes_punched),
+            human(s.parent_size)
+        );
+    }
 }

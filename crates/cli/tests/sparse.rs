@@ -177,3 +177,27 @@ fn a_receiver_killed_mid_sync_fails_the_sync_and_the_next_run_redoes_it() {
     }
     assert!(interrupted > 0, "no kill landed during the sync in 3 attempts");
 }
+
+#[test]
+fn fold_and_prune_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (parent, child) = (dir.path().join("base.img"), dir.path().join("delta.img"));
+    fs::write(&parent, vec![1u8; 8192]).unwrap();
+    let c = File::create(&child).unwrap();
+    c.set_len(16384).unwrap();
+    c.write_all_at(&[2u8; 4096], 4096).unwrap();
+    let (p, ch) = (parent.to_str().unwrap(), child.to_str().unwrap());
+    let folded = json(&["sparse", "fold", ch, p, "--json"]);
+    assert_eq!(
+        (folded["bytes_written"].as_u64(), folded["parent_size"].as_u64()),
+        (Some(4096), Some(16384))
+    );
+    let bytes = fs::read(&parent).unwrap();
+    assert_eq!((bytes[0], bytes[4096], bytes[8192]), (1, 2, 0));
+    let pruned = json(&["sparse", "prune", p, ch, "--json"]);
+    assert_eq!(pruned["bytes_punched"], 4096);
+    assert!(fs::read(&parent).unwrap()[4096..8192].iter().all(|&b| b == 0));
+    let out = ckpt(&["sparse", "fold", dir.path().join("nope").to_str().unwrap(), p]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
+}
