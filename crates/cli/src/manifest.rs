@@ -1,15 +1,20 @@
 //! The manifest: what a tree checkpoint holds (frame 0, one buffer).
 //!
-//! Layout (all integers little-endian), version 1:
+//! Layout (all integers little-endian), version 2:
 //!
 //! ```text
-//! header (24 bytes): magic "CKMF" | version u16 = 1 | reserved u16 = 0
+//! header (24 bytes): magic "CKMF" | version u16 = 2 | reserved u16 = 0
 //!                    | frame_size u64 | entry_count u64
-//! entry (40 bytes + path + target):
-//!     kind u8 (0 directory, 1 file, 2 symlink) | reserved [u8; 3] = 0 | mode u32
-//!     | mtime_sec i64 | mtime_nsec u32 | path_len u32 | size u64 | target_len u32
-//!     | reserved u32 = 0 | path bytes | target bytes
+//! entry (40 bytes + path + target + extents):
+//!     kind u8 (0 directory, 1 file, 2 symlink) | flags u8 (bit 0: sparse file)
+//!     | reserved [u8; 2] = 0 | mode u32 | mtime_sec i64 | mtime_nsec u32 | path_len u32
+//!     | size u64 | target_len u32 | extent_count u32 | path bytes | target bytes
+//!     | extent_count x (offset u64 | len u64)
 //! ```
+//! A sparse file stores only its data extents (ascending, non-empty, not touching, inside
+//! `size`; none for an all-hole file): its data in the frames is those extents' bytes, and
+//! restore recreates the holes. Other entries have flags 0 and no extents (a file's data is
+//! then `0..size`). Version 1, the same without flags and extents, is still read.
 //! Paths are relative, `/`-separated, without empty, `.` or `..` components or NUL bytes,
 //! at most 4096 bytes; a symlink's target is stored verbatim (it is data, never followed by
 //! restore). `size` is a file's length (0 for the other kinds). The data of all files
@@ -19,7 +24,10 @@
 use std::fmt;
 
 const MAGIC: [u8; 4] = *b"CKMF";
-const VERSION: u16 = 1;
+const VERSION: u16 = 2;
+/// The older version still read: no sparse files.
+const VERSION_DENSE: u16 = 1;
+const FLAG_SPARSE: u8 = 1;
 const HEADER_LEN: usize = 24;
 const ENTRY_FIXED_LEN: usize = 40;
 /// Longest path or symlink target accepted (Linux's `PATH_MAX`).
@@ -53,6 +61,25 @@ pub struct Entry {
     pub size: u64,
     /// A symlink's target; empty otherwise.
     pub target: Vec<u8>,
+    /// A sparse file's data extents as (offset, length); `None` when all of `0..size` is
+    /// stored.
+    pub extents: Option<Vec<(u64, u64)>>,
+}
+
+impl Entry {
+    /// The ranges of the file stored in the checkpoint, as (offset, length).
+    pub fn data_ranges(&self) -> Vec<(u64, u64)> {
+        match (&self.extents, self.kind) {
+            (Some(x), _) => x.clone(),
+            (None, Kind::File) if self.size > 0 => vec![(0, self.size)],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Bytes of the file stored in the checkpoint.
+    pub fn data_len(&self) -> u64 {
+        self.data_ranges().iter().map(|r| r.1).sum()
+    }
 }
 
 /// A decoded manifest.
@@ -108,7 +135,7 @@ impl fmt::Display for ManifestError {
             Self::Truncated { offset } => write!(f, "manifest ends early at byte {offset}"),
             Self::BadMagic => f.write_str("frame 0 does not hold a ckpt manifest"),
             Self::Version(v) => {
-                write!(f, "manifest version {v} is not supported (this build reads 1)")
+                write!(f, "manifest version {v} is not supported (this build reads 1 and 2)")
             }
             Self::BadField { entry, field } => write!(f, "manifest entry {entry}: invalid {field}"),
             Self::UnsafePath { entry, path, reason } => {
@@ -164,16 +191,22 @@ impl Manifest {
                 Kind::File => 1,
                 Kind::Symlink => 2,
             };
-            out.extend_from_slice(&[kind, 0, 0, 0]);
+            let flags = if e.extents.is_some() { FLAG_SPARSE } else { 0 };
+            out.extend_from_slice(&[kind, flags, 0, 0]);
             out.extend_from_slice(&e.mode.to_le_bytes());
             out.extend_from_slice(&e.mtime_sec.to_le_bytes());
             out.extend_from_slice(&e.mtime_nsec.to_le_bytes());
             out.extend_from_slice(&u32::try_from(e.path.len()).unwrap_or(u32::MAX).to_le_bytes());
             out.extend_from_slice(&e.size.to_le_bytes());
             out.extend_from_slice(&u32::try_from(e.target.len()).unwrap_or(u32::MAX).to_le_bytes());
-            out.extend_from_slice(&0u32.to_le_bytes());
+            let extents = e.extents.as_deref().unwrap_or_default();
+            out.extend_from_slice(&u32::try_from(extents.len()).unwrap_or(u32::MAX).to_le_bytes());
             out.extend_from_slice(&e.path);
             out.extend_from_slice(&e.target);
+            for (offset, len) in extents {
+                out.extend_from_slice(&offset.to_le_bytes());
+                out.extend_from_slice(&len.to_le_bytes());
+            }
         }
         out
     }
@@ -188,7 +221,7 @@ impl Manifest {
             return Err(ManifestError::BadMagic);
         }
         let version = u16::from_le_bytes(r.take()?);
-        if version != VERSION {
+        if version != VERSION && version != VERSION_DENSE {
             return Err(ManifestError::Version(version));
         }
         if r.take::<2>()? != [0, 0] {
@@ -206,15 +239,16 @@ impl Manifest {
         }
         let mut entries = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
         for i in 0..count {
-            let [kind, r0, r1, r2] = r.take()?;
+            let [kind, flags, r1, r2] = r.take()?;
             let kind = match kind {
                 0 => Kind::Dir,
                 1 => Kind::File,
                 2 => Kind::Symlink,
                 _ => return Err(ManifestError::BadField { entry: i, field: "kind" }),
             };
-            if [r0, r1, r2] != [0; 3] {
-                return Err(ManifestError::BadField { entry: i, field: "reserved bytes" });
+            let sparse = flags == FLAG_SPARSE && version == VERSION;
+            if [r1, r2] != [0; 2] || (flags != 0 && !sparse) {
+                return Err(ManifestError::BadField { entry: i, field: "flags or reserved bytes" });
             }
             let mode = u32::from_le_bytes(r.take()?);
             let secs = i64::from_le_bytes(r.take()?);
@@ -222,8 +256,9 @@ impl Manifest {
             let path_len = u32::from_le_bytes(r.take()?) as usize;
             let file_size = u64::from_le_bytes(r.take()?);
             let target_len = u32::from_le_bytes(r.take()?) as usize;
-            if u32::from_le_bytes(r.take()?) != 0 {
-                return Err(ManifestError::BadField { entry: i, field: "reserved bytes" });
+            let extent_count = u32::from_le_bytes(r.take()?) as usize;
+            if extent_count != 0 && !(sparse && kind == Kind::File) {
+                return Err(ManifestError::BadField { entry: i, field: "extent count" });
             }
             if mode > 0o7777 || nanos >= 1_000_000_000 {
                 return Err(ManifestError::BadField { entry: i, field: "mode or mtime" });
@@ -238,6 +273,7 @@ impl Manifest {
             }
             let path = r.slice(path_len)?.to_vec();
             let target = r.slice(target_len)?.to_vec();
+            let extents = if sparse { Some(r.extents(extent_count, file_size, i)?) } else { None };
             if let Some(reason) = path_problem(&path) {
                 let path = String::from_utf8_lossy(&path).into_owned();
                 return Err(ManifestError::UnsafePath { entry: i, path, reason });
@@ -261,6 +297,7 @@ impl Manifest {
                 mtime_nsec: nanos,
                 size: file_size,
                 target,
+                extents,
             });
         }
         if r.at != bytes.len() {
@@ -269,9 +306,9 @@ impl Manifest {
         Ok(Self { frame_size, entries })
     }
 
-    /// Total bytes of file data.
+    /// Total bytes of file data stored (sparse files count their data extents only).
     pub fn data_bytes(&self) -> u64 {
-        self.entries.iter().map(|e| e.size).sum()
+        self.entries.iter().map(Entry::data_len).sum()
     }
 
     /// How the files' bytes are laid out over data frames: for each data frame, its pieces.
@@ -280,15 +317,17 @@ impl Manifest {
         let mut current: Vec<Piece> = Vec::new();
         let mut room = self.frame_size;
         for (i, e) in self.entries.iter().enumerate() {
-            let mut offset = 0;
-            while offset < e.size {
-                let len = (e.size - offset).min(room);
-                current.push(Piece { entry: i, offset, len });
-                offset += len;
-                room -= len;
-                if room == 0 {
-                    frames.push(std::mem::take(&mut current));
-                    room = self.frame_size;
+            for (start, len) in e.data_ranges() {
+                let (mut offset, end) = (start, start + len);
+                while offset < end {
+                    let len = (end - offset).min(room);
+                    current.push(Piece { entry: i, offset, len });
+                    offset += len;
+                    room -= len;
+                    if room == 0 {
+                        frames.push(std::mem::take(&mut current));
+                        room = self.frame_size;
+                    }
                 }
             }
         }
@@ -322,6 +361,30 @@ impl<'a> Cursor<'a> {
         self.at = end;
         Ok(s)
     }
+    /// A sparse file's extents: ascending, non-empty, not touching, inside `size`.
+    fn extents(
+        &mut self,
+        count: usize,
+        size: u64,
+        entry: u64,
+    ) -> Result<Vec<(u64, u64)>, ManifestError> {
+        // Each extent takes 16 bytes, which bounds the allocation.
+        if count > self.bytes.len().saturating_sub(self.at) / 16 {
+            return Err(ManifestError::Truncated { offset: self.bytes.len() });
+        }
+        let mut out: Vec<(u64, u64)> = Vec::with_capacity(count);
+        for _ in 0..count {
+            let offset = u64::from_le_bytes(self.take()?);
+            let len = u64::from_le_bytes(self.take()?);
+            let after_previous = out.last().is_none_or(|&(o, l)| o + l < offset);
+            if len == 0 || offset.checked_add(len).is_none_or(|end| end > size) || !after_previous {
+                return Err(ManifestError::BadField { entry, field: "data extents" });
+            }
+            out.push((offset, len));
+        }
+        Ok(out)
+    }
+
     fn take<const N: usize>(&mut self) -> Result<[u8; N], ManifestError> {
         let mut out = [0u8; N];
         out.copy_from_slice(self.slice(N)?);
@@ -343,6 +406,7 @@ mod tests {
             mtime_nsec: 7,
             size,
             target: target.into(),
+            extents: None,
         }
     }
 
@@ -406,5 +470,82 @@ mod tests {
         let mut bytes = sample().encode();
         bytes[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
         assert!(matches!(Manifest::decode(&bytes), Err(ManifestError::Truncated { .. })));
+    }
+
+    fn sparse_sample() -> Manifest {
+        let mut m = sample();
+        let mut e = entry(Kind::File, "disk.img", 1 << 30, "");
+        e.extents = Some(vec![(4096, 8192), (1 << 20, 100), ((1 << 30) - 10, 10)]);
+        m.entries.push(e);
+        let mut empty = entry(Kind::File, "holes.img", 1 << 20, "");
+        empty.extents = Some(Vec::new());
+        m.entries.push(empty);
+        m
+    }
+
+    #[test]
+    fn sparse_files_round_trip_and_store_only_their_extents() {
+        let m = sparse_sample();
+        let back = Manifest::decode(&m.encode()).unwrap();
+        assert_eq!(back, m);
+        let disk = back.entries.iter().find(|e| e.path == b"disk.img").unwrap();
+        assert_eq!(disk.data_len(), 8192 + 100 + 10);
+        let pieces: Vec<Piece> = back.data_frames().into_iter().flatten().collect();
+        let disk_index = back.entries.iter().position(|e| e.path == b"disk.img").unwrap();
+        let disk_pieces: Vec<(u64, u64)> =
+            pieces.iter().filter(|p| p.entry == disk_index).map(|p| (p.offset, p.len)).collect();
+        assert_eq!(disk_pieces.iter().map(|p| p.1).sum::<u64>(), 8302);
+        assert!(disk_pieces.iter().all(|&(o, l)| {
+            disk.extents.as_ref().unwrap().iter().any(|&(eo, el)| o >= eo && o + l <= eo + el)
+        }));
+    }
+
+    #[test]
+    fn version_1_manifests_still_decode() {
+        let m = sample();
+        let mut bytes = m.encode();
+        bytes[4..6].copy_from_slice(&1u16.to_le_bytes());
+        assert_eq!(Manifest::decode(&bytes).unwrap(), m);
+        // ... but a version 1 manifest has no sparse files.
+        let mut sparse = sparse_sample().encode();
+        sparse[4..6].copy_from_slice(&1u16.to_le_bytes());
+        assert!(matches!(Manifest::decode(&sparse), Err(ManifestError::BadField { .. })));
+    }
+
+    #[test]
+    fn bad_extents_are_refused() {
+        for extents in [
+            vec![(0, 0)],             // empty
+            vec![(10, 10), (20, 5)],  // touching
+            vec![(10, 10), (15, 10)], // overlapping
+            vec![(30, 10), (0, 5)],   // descending
+            vec![(1 << 30, 1)],       // past the size
+            vec![(u64::MAX, 2)],      // overflow
+        ] {
+            let mut m = sample();
+            let mut e = entry(Kind::File, "x", 1 << 30, "");
+            e.extents = Some(extents.clone());
+            m.entries.push(e);
+            let err = Manifest::decode(&m.encode()).unwrap_err();
+            assert!(
+                matches!(err, ManifestError::BadField { field: "data extents", .. }),
+                "{extents:?}: {err:?}"
+            );
+        }
+        // A count far beyond the bytes present is a truncation, found before allocating.
+        let mut m = sample();
+        let mut e = entry(Kind::File, "x", 1 << 30, "");
+        e.extents = Some(vec![(0, 1)]);
+        m.entries.push(e);
+        let mut bytes = m.encode();
+        let at = bytes.len() - 16 - 1 - 4; // the extent count, before the path "x"
+        bytes[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(Manifest::decode(&bytes), Err(ManifestError::Truncated { .. })));
+        // Extents on a directory are refused.
+        let mut m = sample();
+        let mut d = entry(Kind::Dir, "d", 0, "");
+        d.extents = Some(vec![(0, 1)]);
+        m.entries.push(d);
+        assert!(Manifest::decode(&m.encode()).is_err());
     }
 }

@@ -312,6 +312,7 @@ fn file_entry(path: &str, size: u64) -> Entry {
         mtime_nsec: 0,
         size,
         target: vec![],
+        extents: None,
     }
 }
 
@@ -348,6 +349,7 @@ fn hostile_paths_are_refused_and_nothing_is_written_outside() {
         mtime_nsec: 0,
         size: 0,
         target: s(&outside).into(),
+        extents: None,
     };
     crafted(&c, vec![link, file_entry("l/pwned", 4)], b"evil");
     let dest2 = tmp.path().join("dest2");

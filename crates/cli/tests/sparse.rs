@@ -201,3 +201,46 @@ fn fold_and_prune_from_the_command_line() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
 }
+
+#[test]
+fn checkpoints_store_only_the_data_of_sparse_files_and_restore_their_holes() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("vm");
+    fs::create_dir(&tree).unwrap();
+    let disk = tree.join("disk.img");
+    let f = File::create(&disk).unwrap();
+    f.set_len(256 << 20).unwrap();
+    f.write_all_at(&vec![9u8; 3 << 20], 16 << 20).unwrap();
+    f.write_all_at(b"superblock", 4096 * 3).unwrap();
+    f.write_all_at(b"end", (256 << 20) - 3).unwrap();
+    drop(f);
+    fs::write(tree.join("dense.txt"), "x".repeat(10_000)).unwrap();
+    let want_layout = json(&["sparse", "map", disk.to_str().unwrap(), "--json"]);
+    for style in ["raw", "lz4"] {
+        let ckpt_file = dir.path().join(format!("{style}.ckpt"));
+        let c = ckpt_file.to_str().unwrap();
+        let out = ckpt(&["write", "-o", c, "--style", style, tree.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let stored = fs::metadata(&ckpt_file).unwrap().len();
+        assert!(stored < (4 << 20), "{style}: {stored} bytes stored for 3 MiB of data");
+        for (how, threads) in [("parallel", "2"), ("serial", "1")] {
+            let dest = dir.path().join(format!("back-{style}-{how}"));
+            let out = if how == "serial" {
+                // From stdin: the streaming restore.
+                Command::new(env!("CARGO_BIN_EXE_ckpt"))
+                    .args(["restore", "-", "-C", dest.to_str().unwrap()])
+                    .stdin(File::open(&ckpt_file).unwrap())
+                    .output()
+                    .unwrap()
+            } else {
+                ckpt(&["restore", c, "--threads", threads, "-C", dest.to_str().unwrap()])
+            };
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let back = dest.join("vm/disk.img");
+            assert!(fs::read(&disk).unwrap() == fs::read(&back).unwrap(), "{style} {how}");
+            let got = json(&["sparse", "map", back.to_str().unwrap(), "--json"]);
+            assert_eq!(got["data"], want_layout["data"], "{style} {how}: holes not restored");
+            assert_eq!(fs::read(dest.join("vm/dense.txt")).unwrap().len(), 10_000);
+        }
+    }
+}

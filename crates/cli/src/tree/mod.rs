@@ -183,6 +183,7 @@ fn add(c: &mut Collected, path: &Path, rel: &[u8]) -> Result<(), TreeError> {
             reason: "not a file, directory or symlink",
         });
     };
+    let extents = if kind == Kind::File { sparse_extents(path, size, &info)? } else { None };
     c.manifest.entries.push(Entry {
         kind,
         path: rel.to_vec(),
@@ -191,6 +192,7 @@ fn add(c: &mut Collected, path: &Path, rel: &[u8]) -> Result<(), TreeError> {
         mtime_nsec: nanos,
         size,
         target,
+        extents,
     });
     c.sources.push(source);
     if kind == Kind::Dir {
@@ -208,6 +210,28 @@ fn add(c: &mut Collected, path: &Path, rel: &[u8]) -> Result<(), TreeError> {
         }
     }
     Ok(())
+}
+
+/// A sparse file's data extents (`SEEK_DATA`/`SEEK_HOLE`), or `None` for a file whose
+/// blocks are all allocated (the common case, told by `st_blocks` without opening it).
+fn sparse_extents(
+    path: &Path,
+    size: u64,
+    info: &fs::Metadata,
+) -> Result<Option<Vec<(u64, u64)>>, TreeError> {
+    if info.blocks() * 512 >= size {
+        return Ok(None);
+    }
+    let file = fs::File::open(path).map_err(io_err(path, "cannot open"))?;
+    let layout = ckpt_sparse::data_layout(&file, path).map_err(|e| TreeError::Io {
+        path: path.to_path_buf(),
+        op: "cannot map the holes of",
+        source: e.into(),
+    })?;
+    if layout.data.total_len() >= size {
+        return Ok(None);
+    }
+    Ok(Some(layout.data.iter().map(|i| (i.start, i.len())).collect()))
 }
 
 /// Buffer lengths of every frame (manifest frame first), for size bounds.

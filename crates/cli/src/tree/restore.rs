@@ -146,6 +146,14 @@ fn write_in_pieces(file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Creates a file to restore into at its final size: the ranges no data piece fills stay
+/// holes, which is how a sparse file's holes come back.
+fn create_sized(tmp: &Path, size: u64) -> Result<File, TreeError> {
+    let file = File::create(tmp).map_err(io_err(tmp, "cannot create"))?;
+    file.set_len(size).map_err(io_err(tmp, "cannot size"))?;
+    Ok(file)
+}
+
 /// Reads and decodes the manifest: frame 0, holding exactly one buffer.
 fn read_manifest<S: Source>(f: &mut FrameReader<'_, S>) -> Result<(Manifest, Vec<u8>), TreeError> {
     let bytes = f.read_to_vec()?.ok_or(TreeError::Layout { what: "empty manifest frame" })?;
@@ -214,7 +222,7 @@ pub fn restore_checkpoint<S: Source>(
     let mut summary = RestoreSummary::default();
     let mut dirs = Vec::new();
     let mut links = Vec::new();
-    for e in &manifest.entries {
+    for (i, e) in manifest.entries.iter().enumerate() {
         let path = safe_join(dest, &e.path)?;
         match e.kind {
             Kind::Dir => {
@@ -227,10 +235,10 @@ pub fn restore_checkpoint<S: Source>(
             }
             Kind::File => {
                 let tmp = temp_path(&path);
-                let file = File::create(&tmp).map_err(io_err(&tmp, "cannot create"))?;
+                let file = create_sized(&tmp, e.size)?;
                 let mut pending = PendingFile { tmp, published: false };
-                let mut offset = 0;
-                while offset < e.size {
+                let mut restored = 0;
+                while restored < e.data_len() {
                     let Some(piece) = pieces.next() else {
                         if let Some(f) = frame.take() {
                             ckpt_frame_core::FrameReader::close(f)?;
@@ -251,9 +259,12 @@ pub fn restore_checkpoint<S: Source>(
                         .as_mut()
                         .ok_or(TreeError::Layout { what: "data piece outside a frame" })?;
                     f.read_into(piece_buf)?;
-                    write_in_pieces(&file, piece_buf, offset)
+                    if piece.entry != i {
+                        return Err(TreeError::Layout { what: "a data piece of another file" });
+                    }
+                    write_in_pieces(&file, piece_buf, piece.offset)
                         .map_err(io_err(&pending.tmp, "cannot write"))?;
-                    offset += piece.len;
+                    restored += piece.len;
                     summary.data_bytes += piece.len;
                     progress(summary.data_bytes, manifest.data_bytes());
                 }
@@ -332,7 +343,7 @@ where
             Kind::Symlink => links.push((path, e)),
             Kind::File => {
                 let tmp = temp_path(&path);
-                File::create(&tmp).map_err(io_err(&tmp, "cannot create"))?;
+                drop(create_sized(&tmp, e.size)?);
                 if let Some(slot) = temps.get_mut(i) {
                     *slot = Some(tmp.clone());
                 }

@@ -171,7 +171,8 @@ fn read_piece(file: &File, path: &Path, offset: u64, dst: &mut [u8]) -> Result<(
 /// After a file's last piece: the file must not have grown since it was listed.
 fn check_end(c: &Collected, p: &Piece, file: &File, path: &Path) -> Result<(), TreeError> {
     let size = c.manifest.entries.get(p.entry).map_or(0, |e| e.size);
-    if p.offset + p.len == size
+    let data_end = c.manifest.entries.get(p.entry).and_then(|e| e.data_ranges().last().copied());
+    if data_end.is_some_and(|(o, l)| p.offset + p.len == o + l)
         && file.read_at(&mut [0u8; 1], size).map_err(io_err(path, "cannot read"))? > 0
     {
         return Err(TreeError::Changed { path: path.to_owned(), how: "grew" });
