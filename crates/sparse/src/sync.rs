@@ -214,7 +214,7 @@ fn send_hashes<W: Write>(
 fn read_wants<R: Read>(
     rx: &mut R,
     level: u8,
-    allowed: impl Fn(u64) -> bool,
+    mut allowed: impl FnMut(u64) -> bool,
 ) -> Result<Vec<u64>, SyncError> {
     let mut wanted: Vec<u64> = Vec::new();
     loop {
@@ -345,7 +345,14 @@ fn send_inner<R: Read, W: Write>(
     let ranges: Vec<(u64, u64)> =
         wanted.iter().map(|&i| (i * per64, ((i + 1) * per64).min(nsub))).collect();
     send_hashes(tx, LEVEL_SUB_BLOCK, sub, &subs, &ranges)?;
-    let offered = |j: u64| ranges.iter().any(|&(s, e)| (s..e).contains(&j));
+    // Wants ascend, and so do the ranges offered: one pass over both.
+    let mut range_at = 0;
+    let offered = |j: u64| {
+        while ranges.get(range_at).is_some_and(|&(_, end)| end <= j) {
+            range_at += 1;
+        }
+        ranges.get(range_at).is_some_and(|&(start, end)| (start..end).contains(&j))
+    };
     let changed = read_wants(rx, LEVEL_SUB_BLOCK, offered)?;
     proto::write_message(tx, &Message::Truncate { size: n })?;
     let mut bytes_sent = 0u64;
