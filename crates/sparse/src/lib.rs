@@ -1,6 +1,7 @@
-//! Sparse files: data/hole layout, hole punching, and the interval algebra under them.
+//! Sparse files: data/hole layout, hole punching, sparse copy, sync of changed blocks, and
+//! fold/prune of snapshot chains.
 //!
-//! What this crate holds so far:
+//! What this crate holds:
 //!
 //! - [`Interval`] and [`IntervalSet`]: half-open byte ranges and normalised sets of them
 //!   (union, intersection, difference, complement, clipping, alignment to a block grid and
@@ -16,8 +17,14 @@
 //! Errors are [`SparseError`]s naming the file, the operation and, where one applies, the
 //! offset.
 //!
-//! Sparse copy, the block-sync protocol and fold/prune of snapshot chains are being built on
-//! top of these; see the modules.
+//! - [`sparse_copy`]: reads only data extents, leaves all-zero blocks as holes, publishes
+//!   by fsync and rename.
+//! - [`sync`]: brings a target up to date sending only changed blocks (coarse blocks, then
+//!   4 KiB sub-blocks of the differing ones) over any byte stream, under a durable dirty
+//!   marker; [`proto`] is its wire format (`docs/sparse-protocol.md`) and [`digest`] its
+//!   block digests.
+//! - [`fold`]: fold a child snapshot into its parent, prune the parent where the child has
+//!   data; idempotent.
 //!
 //! The only unsafe code is the FIEMAP ioctl, in a module of its own.
 #![deny(unsafe_code)]
