@@ -111,6 +111,11 @@ for kind in random logs; do
     TABLES+=$'\n'"### $kind data ($n bytes)"$'\n\n'"| command | best seconds | MB/s of input | ratio |"$'\n'"|---|---|---|---|"$'\n'"$t"
 done
 
+# Sections other runners wrote (benches/sparse_compare.sh) are kept after these tables.
+KEPT=""
+if [ -f "$ROOT/docs/performance.md" ]; then
+    KEPT=$(sed -n '/^## Sparse files/,$p' "$ROOT/docs/performance.md")
+fi
 {
     cat <<HEAD
 # Performance
@@ -149,6 +154,7 @@ HEAD
   with threads, about 4 x threads x `--frame-size` (4 MiB): with 8 or more threads, lower
   `--frame-size` to stay under 64 MiB.
 NOTES
+    if [ -n "$KEPT" ]; then printf '\n%s\n' "$KEPT"; fi
 } > "$ROOT/docs/performance.md"
 echo "compare: wrote docs/performance.md"
 cat "$ROOT/docs/performance.md"

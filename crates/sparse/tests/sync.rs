@@ -165,3 +165,37 @@ fn a_refused_or_failing_receiver_is_never_a_success() {
     let missing = dir.path().join("missing");
     assert!(sync_local(&missing, &dir.path().join("d"), &opts()).is_err());
 }
+
+#[test]
+fn shifted_holes_and_random_layouts_at_4_kib_and_4_mib_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
+    let mut rng = Rng(29);
+    // 100-block files whose holes shift by one block each time, synced onto the previous.
+    for shift in 0..10 {
+        let pattern: Vec<bool> = (0..100).map(|i| (i + shift) % 10 >= 3).collect();
+        make(&src, &pattern, 100 * B, &mut rng);
+        sync_local(&src, &dst, &opts()).unwrap();
+        assert_synced(&src, &dst, &format!("shift {shift}"));
+    }
+    // Random layouts of 1-256 blocks at 4 KiB, and a few at 4 MiB, each onto the last.
+    for (block, rounds, max) in [(B, 12, 256), (4 << 20, 2, 6)] {
+        for round in 0..rounds {
+            let n = 1 + rng.next() % max;
+            let pattern: Vec<bool> = (0..n).map(|_| rng.next().is_multiple_of(3)).collect();
+            let size = n * block - rng.next() % block;
+            let _ = fs::remove_file(&src);
+            let f = File::create(&src).unwrap();
+            f.set_len(size).unwrap();
+            for (i, &data) in pattern.iter().enumerate() {
+                let start = i as u64 * block;
+                if data {
+                    f.write_all_at(&rng.bytes((start + block).min(size) - start), start).unwrap();
+                }
+            }
+            drop(f);
+            sync_local(&src, &dst, &opts()).unwrap();
+            assert_synced(&src, &dst, &format!("block {block} round {round}"));
+        }
+    }
+}
