@@ -74,6 +74,14 @@ pub enum SyncError {
         /// The target's.
         found: (u64, u64),
     },
+    /// Block sizes that are not powers of two from 4 KiB to 64 MiB with the sub-block no
+    /// larger than the block.
+    BlockSizes {
+        /// The coarse block size.
+        block: u32,
+        /// The sub-block size.
+        sub: u32,
+    },
     /// The remote command could not be run or failed.
     Remote(String),
 }
@@ -89,6 +97,10 @@ impl fmt::Display for SyncError {
                 f,
                 "the target committed {} bytes with digest {:#018x}, but the source has {} bytes with digest {:#018x} (did the source change during the sync?)",
                 found.0, found.1, expected.0, expected.1
+            ),
+            Self::BlockSizes { block, sub } => write!(
+                f,
+                "block size {block} and sub-block size {sub} refused: both must be powers of two from 4096 to 64 MiB, the sub-block no larger"
             ),
             Self::Remote(what) => write!(f, "remote receiver: {what}"),
         }
@@ -122,6 +134,7 @@ impl SyncError {
         match self {
             Self::File(_) => error_code::IO,
             Self::Mismatch { .. } => error_code::MISMATCH,
+            Self::BlockSizes { .. } => error_code::BLOCK_SIZE,
             _ => error_code::PROTOCOL,
         }
     }
@@ -167,7 +180,7 @@ fn check_sizes(block: u32, sub: u32) -> Result<(), SyncError> {
     if ok(block) && ok(sub) && sub <= block {
         Ok(())
     } else {
-        Err(violation(format!("block size {block} / sub-block size {sub} refused")))
+        Err(SyncError::BlockSizes { block, sub })
     }
 }
 
@@ -447,11 +460,8 @@ fn receive_inner<R: Read, W: Write>(
             return Err(violation(format!("expected the sender's Hello, got {:?}", other.kind())));
         }
     };
-    if let Err(e) = check_sizes(block, sub) {
-        let message = e.to_string();
-        let _ = proto::write_message(tx, &Message::Error { code: error_code::BLOCK_SIZE, message });
-        return Err(e);
-    }
+    // A refusal goes back as `Error` BLOCK_SIZE (see `fail`), the only message sent.
+    check_sizes(block, sub)?;
     let marker = marker_path(dst);
     let redone = marker.exists();
     let existing = match File::open(dst) {

@@ -161,7 +161,10 @@ fn a_refused_or_failing_receiver_is_never_a_success() {
         Ok(s) => panic!("a sync into a missing directory succeeded: {s:?}"),
     }
     let bad = SyncOptions { block_size: 4096, sub_block_size: 8192 };
-    assert!(matches!(sync_local(&src, &dir.path().join("d"), &bad), Err(SyncError::Protocol(_))));
+    assert!(matches!(
+        sync_local(&src, &dir.path().join("d"), &bad),
+        Err(SyncError::BlockSizes { block: 4096, sub: 8192 })
+    ));
     let missing = dir.path().join("missing");
     assert!(sync_local(&missing, &dir.path().join("d"), &opts()).is_err());
 }
