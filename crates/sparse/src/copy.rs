@@ -60,15 +60,6 @@ impl Drop for Temp {
     }
 }
 
-fn io(
-    path: &Path,
-    op: &'static str,
-    offset: Option<u64>,
-) -> impl FnOnce(std::io::Error) -> SparseError {
-    let path = path.to_path_buf();
-    move |source| SparseError::Io { path, op, offset, source }
-}
-
 /// Copies `src` to `dst` sparsely: the copy has the source's size, bytes and mode; only
 /// the source's data extents are read ([`data_layout`]: preallocated extents count as
 /// holes), all-zero blocks of `opts.block_size` inside them are left as holes, so the
@@ -97,8 +88,8 @@ fn io(
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn sparse_copy(src: &Path, dst: &Path, opts: &CopyOptions) -> Result<CopyStats, SparseError> {
-    let source = File::open(src).map_err(io(src, "open", None))?;
-    let meta = source.metadata().map_err(io(src, "stat", None))?;
+    let source = File::open(src).map_err(SparseError::io(src, "open", None))?;
+    let meta = source.metadata().map_err(SparseError::io(src, "stat", None))?;
     if !meta.is_file() {
         return Err(SparseError::Unsupported {
             path: src.to_path_buf(),
@@ -127,8 +118,8 @@ pub fn sparse_copy(src: &Path, dst: &Path, opts: &CopyOptions) -> Result<CopySta
         .create_new(true)
         .mode(meta.permissions().mode() & 0o7777)
         .open(&temp.path)
-        .map_err(io(&temp.path, "create", None))?;
-    out.set_len(layout.size).map_err(io(&temp.path, "set the length of", None))?;
+        .map_err(SparseError::io(&temp.path, "create", None))?;
+    out.set_len(layout.size).map_err(SparseError::io(&temp.path, "set the length of", None))?;
 
     let mut stats = CopyStats { size: layout.size, ..CopyStats::default() };
     let block = opts.block_size.max(1);
@@ -137,14 +128,26 @@ pub fn sparse_copy(src: &Path, dst: &Path, opts: &CopyOptions) -> Result<CopySta
         stats.extents += 1;
         copy_extent(&source, src, &out, &temp.path, extent, block, &mut buf, &mut stats)?;
     }
-    out.set_permissions(meta.permissions()).map_err(io(&temp.path, "set the mode of", None))?;
+    out.set_permissions(meta.permissions()).map_err(SparseError::io(
+        &temp.path,
+        "set the mode of",
+        None,
+    ))?;
     if opts.durable {
-        out.sync_all().map_err(io(&temp.path, "fsync", None))?;
+        out.sync_all().map_err(SparseError::io(&temp.path, "fsync", None))?;
     }
-    fs::rename(&temp.path, dst).map_err(io(dst, "rename the finished copy to", None))?;
+    fs::rename(&temp.path, dst).map_err(SparseError::io(
+        dst,
+        "rename the finished copy to",
+        None,
+    ))?;
     temp.done = true;
     if opts.durable {
-        File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir, "fsync the directory", None))?;
+        File::open(dir).and_then(|d| d.sync_all()).map_err(SparseError::io(
+            dir,
+            "fsync the directory",
+            None,
+        ))?;
     }
     Ok(stats)
 }
@@ -165,7 +168,7 @@ fn copy_extent(
     while at < extent.end {
         let n = usize::try_from(extent.end - at).unwrap_or(usize::MAX).min(READ_PIECE);
         let piece = buf.get_mut(n);
-        source.read_exact_at(piece, at).map_err(io(src, "read", Some(at)))?;
+        source.read_exact_at(piece, at).map_err(SparseError::io(src, "read", Some(at)))?;
         stats.data_read += n as u64;
         // Walk the piece on the block grid of the file (from offset 0), writing runs of
         // blocks that hold any non-zero byte.
@@ -209,7 +212,7 @@ fn write_run(
 ) -> Result<(), SparseError> {
     let mut at = offset;
     for piece in bytes.chunks(WRITE_PIECE) {
-        out.write_all_at(piece, at).map_err(io(path, "write", Some(at)))?;
+        out.write_all_at(piece, at).map_err(SparseError::io(path, "write", Some(at)))?;
         at += piece.len() as u64;
     }
     stats.data_written += bytes.len() as u64;

@@ -21,15 +21,6 @@ pub struct FoldStats {
     pub parent_size: u64,
 }
 
-fn io(
-    path: &Path,
-    op: &'static str,
-    offset: Option<u64>,
-) -> impl FnOnce(std::io::Error) -> SparseError {
-    let path = path.to_path_buf();
-    move |source| SparseError::Io { path, op, offset, source }
-}
-
 /// The marker a fold or prune of `parent` keeps while it runs.
 pub fn marker_path(parent: &Path, what: &str) -> PathBuf {
     let mut name = parent.as_os_str().to_owned();
@@ -42,7 +33,11 @@ fn fsync_dir_of(path: &Path) -> Result<(), SparseError> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir, "fsync the directory", None))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(SparseError::io(
+        dir,
+        "fsync the directory",
+        None,
+    ))
 }
 
 /// Runs `change` on `parent` (opened for writing) between a durable marker and an fsync.
@@ -52,14 +47,17 @@ fn under_marker(
     change: impl FnOnce(&File) -> Result<FoldStats, SparseError>,
 ) -> Result<FoldStats, SparseError> {
     // Opened first: a parent that cannot be opened leaves no marker behind.
-    let file = OpenOptions::new().write(true).open(parent).map_err(io(parent, "open", None))?;
+    let file = OpenOptions::new()
+        .write(true)
+        .open(parent)
+        .map_err(SparseError::io(parent, "open", None))?;
     let marker = marker_path(parent, what);
     let created = File::create(&marker).and_then(|m| m.sync_all());
-    created.map_err(io(&marker, "create the marker", None))?;
+    created.map_err(SparseError::io(&marker, "create the marker", None))?;
     fsync_dir_of(&marker)?;
     let stats = change(&file)?;
-    file.sync_all().map_err(io(parent, "fsync", None))?;
-    fs::remove_file(&marker).map_err(io(&marker, "remove the marker", None))?;
+    file.sync_all().map_err(SparseError::io(parent, "fsync", None))?;
+    fs::remove_file(&marker).map_err(SparseError::io(&marker, "remove the marker", None))?;
     fsync_dir_of(&marker)?;
     Ok(stats)
 }
@@ -88,12 +86,12 @@ fn under_marker(
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn fold(child: &Path, parent: &Path) -> Result<FoldStats, SparseError> {
-    let source = File::open(child).map_err(io(child, "open", None))?;
+    let source = File::open(child).map_err(SparseError::io(child, "open", None))?;
     let layout = data_layout(&source, child)?;
     under_marker(parent, "fold", |target| {
-        let size = target.metadata().map_err(io(parent, "stat", None))?.len();
+        let size = target.metadata().map_err(SparseError::io(parent, "stat", None))?.len();
         if layout.size > size {
-            target.set_len(layout.size).map_err(io(parent, "grow", None))?;
+            target.set_len(layout.size).map_err(SparseError::io(parent, "grow", None))?;
         }
         let mut stats = FoldStats { parent_size: size.max(layout.size), ..FoldStats::default() };
         let mut buf = AlignedBuf::new(1 << 20);
@@ -102,14 +100,22 @@ pub fn fold(child: &Path, parent: &Path) -> Result<FoldStats, SparseError> {
             while at < extent.end {
                 let n = usize::try_from(extent.end - at).unwrap_or(usize::MAX).min(1 << 20);
                 let bytes = buf.get_mut(n);
-                source.read_exact_at(bytes, at).map_err(io(child, "read", Some(at)))?;
+                source.read_exact_at(bytes, at).map_err(SparseError::io(
+                    child,
+                    "read",
+                    Some(at),
+                ))?;
                 for (k, block) in bytes.chunks(4096).enumerate() {
                     let off = at + (k * 4096) as u64;
                     if is_all_zero(block) && off.is_multiple_of(4096) && block.len() == 4096 {
                         punch_hole(target, parent, Interval { start: off, end: off + 4096 })?;
                         stats.bytes_punched += 4096;
                     } else {
-                        target.write_all_at(block, off).map_err(io(parent, "write", Some(off)))?;
+                        target.write_all_at(block, off).map_err(SparseError::io(
+                            parent,
+                            "write",
+                            Some(off),
+                        ))?;
                         stats.bytes_written += block.len() as u64;
                     }
                 }
@@ -126,7 +132,7 @@ pub fn fold(child: &Path, parent: &Path) -> Result<FoldStats, SparseError> {
 /// # Errors
 /// [`SparseError::Io`] naming the file and operation; the marker then stays.
 pub fn prune(parent: &Path, child: &Path) -> Result<FoldStats, SparseError> {
-    let source = File::open(child).map_err(io(child, "open", None))?;
+    let source = File::open(child).map_err(SparseError::io(child, "open", None))?;
     let child_data = data_layout(&source, child)?.data;
     under_marker(parent, "prune", |target| {
         let layout = data_layout(target, parent)?;

@@ -149,8 +149,8 @@ fn io_err(
     op: &'static str,
     offset: Option<u64>,
 ) -> impl FnOnce(std::io::Error) -> SyncError {
-    let path = path.to_path_buf();
-    move |source| SyncError::File(SparseError::Io { path, op, offset, source })
+    let to_sparse = SparseError::io(path, op, offset);
+    move |source| SyncError::File(to_sparse(source))
 }
 
 /// Reads the next message; the end of the stream is an error here.
