@@ -1,25 +1,17 @@
 //! Parallel write is byte for byte the serial writer's output for any thread count and
 //! window; parallel restore equals serial restore; failures name their frame.
 
+mod common;
 use ckpt_frame_core::{
-    CheckpointId, Error, ErrorKind, IoError, IoErrorKind, Reader, Sink, SliceSource, Style,
-    VecSink, Writer,
+    CheckpointId, Error, ErrorKind, Reader, SliceSource, Style, VecSink, Writer,
 };
 use ckpt_parallel::{FramePlan, ParallelError, Parallelism, restore_frames, write_frames};
+use common::FailingSink;
 
 const ID: CheckpointId = CheckpointId::from_bytes(*b"parallel-test-id");
 
 fn content(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let text = seed.is_multiple_of(2);
-    (0..len)
-        .map(|i| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            if text { b"abcdefgh "[(x % 9) as usize] } else { x.to_le_bytes()[i % 8] }
-        })
-        .collect()
+    common::content(seed, len, b"abcdefgh ")
 }
 
 /// 40 frames: both styles, empty frames, empty buffers, tiny and large buffers.
@@ -155,28 +147,11 @@ fn a_wrong_destination_length_is_a_plan_mismatch_of_that_frame() {
     }
 }
 
-/// Fails its Nth write.
-struct FailingSink {
-    inner: VecSink,
-    calls: usize,
-    fail_at: usize,
-}
-
-impl Sink for FailingSink {
-    fn write_all(&mut self, bytes: &[u8]) -> Result<(), IoError> {
-        self.calls += 1;
-        if self.calls == self.fail_at {
-            return Err(IoError::new(IoErrorKind::Other, "injected write failure"));
-        }
-        self.inner.write_all(bytes)
-    }
-}
-
 #[test]
 fn a_failing_sink_stops_the_write_at_that_frame() {
     let data = data();
     for fail_at in [1, 2, 10, 39] {
-        let sink = FailingSink { inner: VecSink::new(), calls: 0, fail_at };
+        let sink = FailingSink::failing_at(fail_at);
         let mut w = Writer::new(sink, ID);
         match write_frames(&mut w, plan(&data), Parallelism::threads(4)) {
             Err(ParallelError::Frame { frame, error: Error::Io { .. } }) => {

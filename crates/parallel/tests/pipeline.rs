@@ -3,30 +3,20 @@
 //! frames in flight, and every failure (loader, encoder, sink, visitor, corrupt frame,
 //! panicking loader) reported with its frame, without deadlock.
 
+mod common;
 use ckpt_frame_core::{
-    CheckpointId, Error, IoError, IoErrorKind, PlanMismatch, Sink, SliceSource, Source, Style,
-    VecSink, Writer,
+    CheckpointId, Error, IoError, IoErrorKind, PlanMismatch, SliceSource, Source, Style, VecSink,
+    Writer,
 };
 use ckpt_parallel::{LoadedFrame, ParallelError, Parallelism, restore_with, write_loaded};
+use common::FailingSink;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 const ID: CheckpointId = CheckpointId::from_bytes(*b"pipeline-test-id");
 
 fn content(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|i| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            if seed.is_multiple_of(2) {
-                b"pipeline "[(x % 9) as usize]
-            } else {
-                x.to_le_bytes()[i % 8]
-            }
-        })
-        .collect()
+    common::content(seed, len, b"pipeline ")
 }
 
 type Frames = Vec<(Style, Vec<Vec<u8>>)>;
@@ -159,28 +149,11 @@ fn a_failing_loader_stops_at_its_frame_and_earlier_frames_are_written() {
     }
 }
 
-/// Fails its Nth write.
-struct FailingSink {
-    inner: VecSink,
-    calls: usize,
-    fail_at: usize,
-}
-
-impl Sink for FailingSink {
-    fn write_all(&mut self, bytes: &[u8]) -> Result<(), IoError> {
-        self.calls += 1;
-        if self.calls == self.fail_at {
-            return Err(IoError::new(IoErrorKind::Other, "injected write failure"));
-        }
-        self.inner.write_all(bytes)
-    }
-}
-
 #[test]
 fn a_failing_sink_is_reported_with_its_frame() {
     let frames = frames();
     for fail_at in [1usize, 2, 17, 30] {
-        let sink = FailingSink { inner: VecSink::new(), calls: 0, fail_at };
+        let sink = FailingSink::failing_at(fail_at);
         let mut w = Writer::new(sink, ID);
         let par = Parallelism { threads: 3, window: 3 };
         match write_loaded(&mut w, frames.len() as u64, par, load_from(&frames), |_| {}) {

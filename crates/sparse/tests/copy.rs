@@ -3,28 +3,15 @@
 //! off the block grid; content equal AND the target's data/hole layout equal to the
 //! source's data (minus all-zero blocks). Plus the errors.
 
+mod common;
 use ckpt_sparse::Interval;
 use ckpt_sparse::{CopyOptions, IntervalSet, SparseError, data_layout, preallocate, sparse_copy};
+use common::Rng;
 use std::fs::{self, File};
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::Path;
 
 const B: u64 = 4096;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        // Never a zero byte, so data blocks are never mistaken for holes.
-        (0..len).map(|_| u8::try_from(self.next() % 255 + 1).unwrap()).collect()
-    }
-}
 
 /// Writes a file of `size` bytes whose blocks of `block` bytes are data where `pattern`
 /// says so (the last block may be partial); returns the data set it must have.
@@ -37,7 +24,7 @@ fn make(path: &Path, pattern: &[bool], block: u64, size: u64, rng: &mut Rng) -> 
         let start = i as u64 * block;
         let end = (start + block).min(size);
         if is_data && start < end {
-            f.write_all_at(&rng.bytes(usize::try_from(end - start).unwrap()), start).unwrap();
+            f.write_all_at(&rng.bytes(end - start), start).unwrap();
             // The layout is clipped to the file's size.
             data.push(Interval::new(start, end).unwrap());
         }
@@ -89,7 +76,7 @@ fn all_three_block_patterns_and_targets_absent_shorter_longer_equal() {
                     _ => None,
                 };
                 if let Some(len) = old_len {
-                    fs::write(&dst, rng.bytes(usize::try_from(len).unwrap())).unwrap();
+                    fs::write(&dst, rng.bytes(len)).unwrap();
                 }
                 copy_and_check(&src, &dst, &want, &format!("{pattern:?} size {size} {target}"));
             }
@@ -149,7 +136,7 @@ fn zero_blocks_and_preallocated_extents_become_holes() {
     let mut rng = Rng(3);
     // Data blocks 0-7, of which 2 and 5 are written zeros; preallocated blocks 20-29;
     // data in the partial last block.
-    f.write_all_at(&rng.bytes(usize::try_from(8 * B).unwrap()), 0).unwrap();
+    f.write_all_at(&rng.bytes(8 * B), 0).unwrap();
     f.write_all_at(&vec![0u8; usize::try_from(B).unwrap()], 2 * B).unwrap();
     f.write_all_at(&vec![0u8; usize::try_from(B).unwrap()], 5 * B).unwrap();
     preallocate(&f, &src, Interval::new(20 * B, 30 * B).unwrap()).unwrap();

@@ -3,28 +3,16 @@
 //! interrupted sync leaves its dirty marker, is never reported as a success, and the next
 //! run redoes it.
 
+mod common;
 use ckpt_sparse::sync::{SyncError, SyncOptions, marker_path, receive, send, sync_local};
 use ckpt_sparse::{IntervalSet, data_layout};
+use common::Rng;
 use std::fs::{self, File};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 const B: u64 = 4096;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn bytes(&mut self, len: u64) -> Vec<u8> {
-        (0..len).map(|_| u8::try_from(self.next() % 255 + 1).unwrap()).collect()
-    }
-}
 
 fn make(path: &Path, pattern: &[bool], size: u64, rng: &mut Rng) {
     let _ = fs::remove_file(path);
