@@ -82,6 +82,11 @@ pub enum SyncError {
         /// The sub-block size.
         sub: u32,
     },
+    /// Another sync holds the target.
+    Busy {
+        /// The target.
+        target: PathBuf,
+    },
     /// The remote command could not be run or failed.
     Remote(String),
 }
@@ -102,6 +107,9 @@ impl fmt::Display for SyncError {
                 f,
                 "block size {block} and sub-block size {sub} refused: both must be powers of two from 4096 to 64 MiB, the sub-block no larger"
             ),
+            Self::Busy { target } => {
+                write!(f, "another sync is updating {} (it holds its lock)", target.display())
+            }
             Self::Remote(what) => write!(f, "remote receiver: {what}"),
         }
     }
@@ -135,6 +143,7 @@ impl SyncError {
             Self::File(_) => error_code::IO,
             Self::Mismatch { .. } => error_code::MISMATCH,
             Self::BlockSizes { .. } => error_code::BLOCK_SIZE,
+            Self::Busy { .. } => error_code::BUSY,
             _ => error_code::PROTOCOL,
         }
     }
@@ -469,6 +478,18 @@ fn receive_inner<R: Read, W: Write>(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(io_err(dst, "open", None)(e)),
     };
+    // One sync at a time per target: an exclusive advisory lock on the target, held (with
+    // `existing`) until this function returns. A target that does not exist yet is written
+    // under a private temporary name, so concurrent first syncs cannot mix.
+    if let Some(f) = &existing {
+        match rustix::fs::flock(f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                return Err(SyncError::Busy { target: dst.to_path_buf() });
+            }
+            Err(e) => return Err(io_err(dst, "lock", None)(e.into())),
+        }
+    }
     let (m, subs) = match &existing {
         Some(f) => {
             let layout = data_layout(f, dst)?;

@@ -190,3 +190,25 @@ fn shifted_holes_and_random_layouts_at_4_kib_and_4_mib_blocks() {
         }
     }
 }
+
+#[test]
+fn a_second_sync_of_a_locked_target_is_refused_as_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
+    let mut rng = Rng(41);
+    make(&src, &[true, true], 2 * B, &mut rng);
+    make(&dst, &[true], 2 * B, &mut rng);
+    let before = fs::read(&dst).unwrap();
+    // Another sync in progress holds the target's lock.
+    let holder = File::open(&dst).unwrap();
+    rustix::fs::flock(&holder, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    match sync_local(&src, &dst, &opts()) {
+        Err(e @ SyncError::Busy { .. }) => assert!(e.to_string().contains("another sync"), "{e}"),
+        other => panic!("a locked target was synced: {other:?}"),
+    }
+    assert_eq!(fs::read(&dst).unwrap(), before, "the busy target was not touched");
+    assert!(!marker_path(&dst).exists());
+    drop(holder);
+    sync_local(&src, &dst, &opts()).unwrap();
+    assert_synced(&src, &dst, "after the lock was released");
+}
