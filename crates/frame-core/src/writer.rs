@@ -54,11 +54,16 @@ impl Staging {
         let start = self.half * HALF_STRIDE;
         self.mem.as_slice().get(start..start + self.len).unwrap_or_default()
     }
-    fn push(&mut self, bytes: &[u8]) {
+    /// Lengthens the current half by `len` bytes and lends them to be filled.
+    fn extend(&mut self, len: usize) -> Option<&mut [u8]> {
         let start = self.half * HALF_STRIDE + self.len;
-        if let Some(dst) = self.mem.as_mut_slice().get_mut(start..start + bytes.len()) {
+        let dst = self.mem.as_mut_slice().get_mut(start..start + len)?;
+        self.len += len;
+        Some(dst)
+    }
+    fn push(&mut self, bytes: &[u8]) {
+        if let Some(dst) = self.extend(bytes.len()) {
             dst.copy_from_slice(bytes);
-            self.len += bytes.len();
         }
     }
     fn flip(&mut self) {
@@ -412,19 +417,7 @@ impl<'buf, S: Sink> FrameWriter<'_, 'buf, S> {
                 Ok(())
             }
             Step::EmitStaged { table, .. } => {
-                // (Compressor contract) this half is not written again until the other
-                // half or a direct chunk has been compressed after it.
-                emit_chunk(
-                    sink,
-                    pos,
-                    scratch.as_mut_slice(),
-                    compressor,
-                    frame,
-                    staging.current(),
-                    table,
-                )?;
-                staging.flip();
-                Ok(())
+                emit_staged(sink, pos, scratch, compressor, frame, staging, table)
             }
             Step::EmitDirect { from, len, table } => {
                 // (Compressor contract) `buf` is borrowed for 'buf, which outlives this
@@ -503,25 +496,9 @@ impl<'buf, S: Sink> FrameWriter<'_, 'buf, S> {
             fill(dst).map_err(|error| Error::Input { frame: index, buffer, error })
         };
         chunker.buffer(len, |s| match s {
-            Step::Gather { len, .. } => {
-                let at = staging.len;
-                staging.len += len;
-                let start = staging.half * HALF_STRIDE;
-                let dst = staging.mem.as_mut_slice().get_mut(start + at..start + at + len);
-                fill(dst.unwrap_or_default())
-            }
+            Step::Gather { len, .. } => fill(staging.extend(len).unwrap_or_default()),
             Step::EmitStaged { table, .. } => {
-                emit_chunk(
-                    sink,
-                    pos,
-                    scratch.as_mut_slice(),
-                    compressor,
-                    frame,
-                    staging.current(),
-                    table,
-                )?;
-                staging.flip();
-                Ok(())
+                emit_staged(sink, pos, scratch, compressor, frame, staging, table)
             }
             Step::EmitDirect { len, table, .. } => {
                 // The scratch area outlives the call and a RAW chunk is written at once,
@@ -568,16 +545,7 @@ impl<'buf, S: Sink> FrameWriter<'_, 'buf, S> {
         let frame = &mut self.frame;
         chunker.flush(|s| {
             if let Step::EmitStaged { table, .. } = s {
-                emit_chunk(
-                    sink,
-                    pos,
-                    scratch.as_mut_slice(),
-                    compressor,
-                    frame,
-                    staging.current(),
-                    table,
-                )?;
-                staging.flip();
+                emit_staged(sink, pos, scratch, compressor, frame, staging, table)?;
             }
             Ok::<(), Error>(())
         })?;
@@ -592,6 +560,23 @@ impl<'buf, S: Sink> FrameWriter<'_, 'buf, S> {
         *state = State::Ready;
         Ok(*pos)
     }
+}
+
+/// Emits the staging half being gathered as a chunk and starts the other half.
+fn emit_staged<S: Sink>(
+    sink: &mut S,
+    pos: &mut u64,
+    scratch: &mut AlignedBytes,
+    compressor: &mut Option<Box<dyn ChunkCompressor>>,
+    frame: &mut OpenFrame,
+    staging: &mut Staging,
+    table: Table<'_>,
+) -> Result<(), Error> {
+    // (Compressor contract) this half is not written again until the other half or a
+    // direct chunk has been compressed after it.
+    emit_chunk(sink, pos, scratch.as_mut_slice(), compressor, frame, staging.current(), table)?;
+    staging.flip();
+    Ok(())
 }
 
 fn emit_chunk<S: Sink>(
