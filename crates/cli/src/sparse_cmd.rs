@@ -1,9 +1,10 @@
 //! `ckpt sparse ...`: layout maps and sparse copies of large, mostly-empty files.
 
+use crate::progress_bar;
 use crate::{Failure, human};
 use ckpt_cli::size::parse_size;
 use ckpt_sparse::sync::{SyncError, SyncOptions, receive, sync_local, sync_remote};
-use ckpt_sparse::{CopyOptions, SparseError, data_layout, fiemap, sparse_copy};
+use ckpt_sparse::{CopyOptions, SparseError, data_layout, fiemap, sparse_copy_with_progress};
 use clap::Subcommand;
 use serde_json::json;
 use std::fs::File;
@@ -79,6 +80,10 @@ pub(crate) enum SparseCommand {
         src: PathBuf,
         /// Destination file (replaced).
         dst: PathBuf,
+        /// Copy data extents whole with copy_file_range (in the kernel; reflinked where the
+        /// file system shares extents), keeping written zeros as data.
+        #[arg(long)]
+        keep_zeros: bool,
         /// Print JSON statistics on stdout.
         #[arg(long)]
         json: bool,
@@ -92,7 +97,7 @@ fn failure(e: &SparseError) -> Failure {
 pub(crate) fn run(cmd: SparseCommand) -> Result<u8, Failure> {
     match cmd {
         SparseCommand::Map { file, fiemap: detailed, json } => map(&file, detailed, json),
-        SparseCommand::Copy { src, dst, json } => copy(&src, &dst, json),
+        SparseCommand::Copy { src, dst, keep_zeros, json } => copy(&src, &dst, keep_zeros, json),
         SparseCommand::Sync { src, dst, remote_cmd, block_size, json } => {
             sync(&src, &dst, remote_cmd.as_deref(), block_size, json)
         }
@@ -179,15 +184,23 @@ fn map(path: &Path, detailed: bool, json: bool) -> Result<u8, Failure> {
     Ok(0)
 }
 
-fn copy(src: &Path, dst: &Path, json: bool) -> Result<u8, Failure> {
+fn copy(src: &Path, dst: &Path, keep_zeros: bool, json: bool) -> Result<u8, Failure> {
     let started = Instant::now();
-    let stats = sparse_copy(src, dst, &CopyOptions::default()).map_err(|e| failure(&e))?;
+    let opts = CopyOptions { detect_zeros: !keep_zeros, ..CopyOptions::default() };
+    let bar = progress_bar(0, "copy");
+    let result = sparse_copy_with_progress(src, dst, &opts, &mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
+    let stats = result.map_err(|e| failure(&e))?;
     let secs = started.elapsed().as_secs_f64();
     if json {
         let v = json!({
             "src": src.display().to_string(), "dst": dst.display().to_string(),
             "size": stats.size, "data_read": stats.data_read, "data_written": stats.data_written,
-            "zero_blocks": stats.zero_blocks, "extents": stats.extents, "seconds": secs,
+            "zero_blocks": stats.zero_blocks, "extents": stats.extents,
+            "kernel_copied": stats.kernel_copied, "seconds": secs,
         });
         println!("{v:#}");
     } else {

@@ -16,11 +16,16 @@ pub struct CopyOptions {
     /// `fsync` the copy and its directory before and after the rename (on by default; off
     /// only for scratch copies).
     pub durable: bool,
+    /// Find all-zero blocks inside data extents and leave them as holes (on by default).
+    /// Off, data extents are copied whole with `copy_file_range`, so the bytes never pass
+    /// through this process and a file system that can share extents (XFS, Btrfs) may
+    /// reflink them; the copy then keeps written zeros as data.
+    pub detect_zeros: bool,
 }
 
 impl Default for CopyOptions {
     fn default() -> Self {
-        Self { block_size: 4096, durable: true }
+        Self { block_size: 4096, durable: true, detect_zeros: true }
     }
 }
 
@@ -37,6 +42,9 @@ pub struct CopyStats {
     pub zero_blocks: u64,
     /// Data extents of the source.
     pub extents: u64,
+    /// Bytes copied inside the kernel by `copy_file_range` (included in `data_read` and
+    /// `data_written`).
+    pub kernel_copied: u64,
 }
 
 /// Bytes read per `pread`: large enough to amortise the call, small enough to stay in
@@ -88,6 +96,36 @@ impl Drop for Temp {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn sparse_copy(src: &Path, dst: &Path, opts: &CopyOptions) -> Result<CopyStats, SparseError> {
+    sparse_copy_with_progress(src, dst, opts, &mut |_, _| {})
+}
+
+/// [`sparse_copy`], calling `progress(done, total)` as data is copied: `total` is the
+/// bytes of the source's data extents, `done` those copied so far (called after every
+/// piece of at most 1 MiB, and once at the end with `done == total`).
+///
+/// # Errors
+/// As [`sparse_copy`].
+///
+/// # Examples
+/// ```
+/// use ckpt_sparse::{CopyOptions, sparse_copy_with_progress};
+/// use std::os::unix::fs::FileExt;
+/// let dir = tempfile::tempdir()?;
+/// let (src, dst) = (dir.path().join("a"), dir.path().join("b"));
+/// std::fs::File::create(&src)?.write_all_at(&[7; 3 << 20], 1 << 30)?;
+/// let mut seen = Vec::new();
+/// sparse_copy_with_progress(&src, &dst, &CopyOptions::default(), &mut |done, total| {
+///     seen.push((done, total));
+/// })?;
+/// assert_eq!(seen.last(), Some(&(3 << 20, 3 << 20)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn sparse_copy_with_progress(
+    src: &Path,
+    dst: &Path,
+    opts: &CopyOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<CopyStats, SparseError> {
     let source = File::open(src).map_err(SparseError::io(src, "open", None))?;
     let meta = source.metadata().map_err(SparseError::io(src, "stat", None))?;
     if !meta.is_file() {
@@ -124,10 +162,20 @@ pub fn sparse_copy(src: &Path, dst: &Path, opts: &CopyOptions) -> Result<CopySta
     let mut stats = CopyStats { size: layout.size, ..CopyStats::default() };
     let block = opts.block_size.max(1);
     let mut buf = AlignedBuf::new(READ_PIECE);
+    let total = layout.data.total_len();
+    let mut kernel_copy = !opts.detect_zeros;
     for extent in layout.data.iter() {
         stats.extents += 1;
-        copy_extent(&source, src, &out, &temp.path, extent, block, &mut buf, &mut stats)?;
+        let ends = Ends { source: &source, src, out: &out, out_path: &temp.path };
+        if kernel_copy {
+            kernel_copy = kernel_copy_extent(&ends, extent, &mut stats, total, progress)?;
+            if kernel_copy {
+                continue;
+            }
+        }
+        copy_extent(&ends, extent, block, &mut buf, &mut stats, total, progress)?;
     }
+    progress(total, total);
     out.set_permissions(meta.permissions()).map_err(SparseError::io(
         &temp.path,
         "set the mode of",
@@ -152,18 +200,78 @@ pub fn sparse_copy(src: &Path, dst: &Path, opts: &CopyOptions) -> Result<CopySta
     Ok(stats)
 }
 
+/// The two files of a copy and their names for errors.
+struct Ends<'a> {
+    source: &'a File,
+    src: &'a Path,
+    out: &'a File,
+    out_path: &'a Path,
+}
+
+/// Copies what is left of `extent` (from `stats`' progress on) with `copy_file_range`.
+/// Returns `false`, having copied nothing of what is left, where the kernel cannot do it
+/// for these files (old kernels, some file systems, files on two of them), so the caller
+/// goes on with reads and writes.
+fn kernel_copy_extent(
+    ends: &Ends<'_>,
+    extent: Interval,
+    stats: &mut CopyStats,
+    total: u64,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<bool, SparseError> {
+    let mut at = extent.start;
+    while at < extent.end {
+        let want = usize::try_from(extent.end - at).unwrap_or(usize::MAX).min(READ_PIECE);
+        let (mut from, mut to) = (at, at);
+        match rustix::fs::copy_file_range(
+            ends.source,
+            Some(&mut from),
+            ends.out,
+            Some(&mut to),
+            want,
+        ) {
+            Ok(0) => {
+                return Err(SparseError::io(ends.src, "copy", Some(at))(
+                    std::io::ErrorKind::UnexpectedEof.into(),
+                ));
+            }
+            Ok(n) => {
+                let n = n as u64;
+                stats.data_read += n;
+                stats.data_written += n;
+                stats.kernel_copied += n;
+                at += n;
+                progress(stats.data_read, total);
+            }
+            Err(e)
+                if at == extent.start
+                    && [
+                        rustix::io::Errno::XDEV,
+                        rustix::io::Errno::NOSYS,
+                        rustix::io::Errno::OPNOTSUPP,
+                        rustix::io::Errno::INVAL,
+                    ]
+                    .contains(&e) =>
+            {
+                return Ok(false);
+            }
+            Err(e) => return Err(SparseError::io(ends.out_path, "copy into", Some(at))(e.into())),
+        }
+    }
+    Ok(true)
+}
+
 /// Copies one data extent, piece by piece, skipping all-zero blocks.
-#[allow(clippy::too_many_arguments)]
 fn copy_extent(
-    source: &File,
-    src: &Path,
-    out: &File,
-    out_path: &Path,
+    ends: &Ends<'_>,
     extent: Interval,
     block: u64,
     buf: &mut AlignedBuf,
     stats: &mut CopyStats,
+    total: u64,
+    progress: &mut dyn FnMut(u64, u64),
 ) -> Result<(), SparseError> {
+    let Ends { source, src, out, out_path } = *ends;
     let mut at = extent.start;
     while at < extent.end {
         let n = usize::try_from(extent.end - at).unwrap_or(usize::MAX).min(READ_PIECE);
@@ -199,6 +307,7 @@ fn copy_extent(
             write_run(out, out_path, off, piece.get(start..n).unwrap_or_default(), stats)?;
         }
         at += n as u64;
+        progress(stats.data_read, total);
     }
     Ok(())
 }

@@ -42,7 +42,7 @@ pub mod proto;
 mod punch;
 pub mod sync;
 
-pub use copy::{CopyOptions, CopyStats, sparse_copy};
+pub use copy::{CopyOptions, CopyStats, sparse_copy, sparse_copy_with_progress};
 pub use error::SparseError;
 pub use interval::{Interval, IntervalSet};
 pub use layout::{FiemapExtent, Layout, data_layout, fiemap};

@@ -161,6 +161,54 @@ fn zero_blocks_and_preallocated_extents_become_holes() {
 }
 
 #[test]
+fn keep_zeros_copies_data_extents_whole_in_the_kernel_and_reports_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
+    let mut rng = Rng(11);
+    // Data, written zeros inside data, a 3 MiB extent (several 1 MiB pieces), a tail.
+    let f = File::create(&src).unwrap();
+    f.set_len(4 << 20).unwrap();
+    f.write_all_at(&rng.bytes(2 * B), 0).unwrap();
+    f.write_all_at(&vec![0u8; usize::try_from(2 * B).unwrap()], 2 * B).unwrap();
+    f.write_all_at(&rng.bytes(3 << 20), 1 << 20).unwrap();
+    f.write_all_at(b"end", (4 << 20) - 3).unwrap();
+    drop(f);
+    let source_data = layout_of(&src);
+    let opts = CopyOptions { detect_zeros: false, ..CopyOptions::default() };
+    let mut seen = Vec::new();
+    let stats = ckpt_sparse::sparse_copy_with_progress(&src, &dst, &opts, &mut |done, total| {
+        seen.push((done, total));
+    })
+    .unwrap();
+    assert_eq!(fs::read(&src).unwrap(), fs::read(&dst).unwrap());
+    // Written zeros stay data: the copy's layout is the source's.
+    assert_eq!(layout_of(&dst), source_data);
+    assert_eq!(stats.zero_blocks, 0, "{stats:?}");
+    assert_eq!(stats.data_written, source_data.total_len(), "{stats:?}");
+    // ext4 on this kernel has copy_file_range between two of its files.
+    assert_eq!(stats.kernel_copied, stats.data_written, "{stats:?}");
+    let total = source_data.total_len();
+    assert!(seen.len() >= 4, "progress after every piece: {seen:?}");
+    assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "progress never goes back: {seen:?}");
+    assert!(seen.iter().all(|&(d, t)| t == total && d <= t), "{seen:?}");
+    assert_eq!(seen.last(), Some(&(total, total)));
+
+    // The default (zero detection) reports the same way and leaves the zeros as holes.
+    seen.clear();
+    let stats = ckpt_sparse::sparse_copy_with_progress(
+        &src,
+        &dst,
+        &CopyOptions::default(),
+        &mut |done, total| seen.push((done, total)),
+    )
+    .unwrap();
+    assert_eq!((stats.kernel_copied, stats.zero_blocks), (0, 2), "{stats:?}");
+    assert_eq!(seen.last(), Some(&(total, total)));
+    assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "{seen:?}");
+    assert_eq!(fs::read(&src).unwrap(), fs::read(&dst).unwrap());
+}
+
+#[test]
 fn errors_name_the_path_and_leave_the_target_alone() {
     let dir = tempfile::tempdir().unwrap();
     let dst = dir.path().join("dst");
