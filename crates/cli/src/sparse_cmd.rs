@@ -80,7 +80,7 @@ pub(crate) enum SparseCommand {
         src: PathBuf,
         /// Destination file (replaced).
         dst: PathBuf,
-        /// Copy data extents whole with copy_file_range (in the kernel; reflinked where the
+        /// Copy data extents whole with `copy_file_range` (in the kernel; reflinked where the
         /// file system shares extents), keeping written zeros as data.
         #[arg(long)]
         keep_zeros: bool,
