@@ -99,7 +99,7 @@ pub fn data_layout(file: &File, path: &Path) -> Result<Layout, SparseError> {
     }
     let saved = rustix::fs::seek(file, SeekFrom::Current(0))
         .map_err(|e| SparseError::io(path, "read the file position of", None)(e.into()))?;
-    let scanned = scan(file, path, size);
+    let scanned = scan(|whence| rustix::fs::seek(file, whence), path, size);
     let restored = rustix::fs::seek(file, SeekFrom::Start(saved))
         .map_err(|e| SparseError::io(path, "restore the file position of", Some(saved))(e.into()));
     let data = scanned?;
@@ -107,13 +107,18 @@ pub fn data_layout(file: &File, path: &Path) -> Result<Layout, SparseError> {
     Ok(Layout { size, data })
 }
 
-/// The `SEEK_DATA`/`SEEK_HOLE` loop over `[0, size)`.
-fn scan(file: &File, path: &Path, size: u64) -> Result<IntervalSet, SparseError> {
+/// The `SEEK_DATA`/`SEEK_HOLE` loop over `[0, size)`, through `seek` (`lseek` on the file;
+/// a stand-in in the tests of answers this machine's file systems never give).
+fn scan(
+    mut seek: impl FnMut(SeekFrom) -> Result<u64, Errno>,
+    path: &Path,
+    size: u64,
+) -> Result<IntervalSet, SparseError> {
     let whole = Interval { start: 0, end: size };
     let mut data = IntervalSet::new();
     let mut pos = 0u64;
     while pos < size {
-        let start = match rustix::fs::seek(file, SeekFrom::Data(pos)) {
+        let start = match seek(SeekFrom::Data(pos)) {
             Ok(start) => start,
             // No data at or after `pos` (or the file shrank under us).
             Err(Errno::NXIO) => break,
@@ -124,7 +129,7 @@ fn scan(file: &File, path: &Path, size: u64) -> Result<IntervalSet, SparseError>
         if start >= size {
             break;
         }
-        let end = match rustix::fs::seek(file, SeekFrom::Hole(start)) {
+        let end = match seek(SeekFrom::Hole(start)) {
             Ok(end) => end.min(size),
             // The file shrank between the two calls: the data ran to the (new) end.
             Err(Errno::NXIO) => size,
@@ -252,5 +257,67 @@ pub fn fiemap(
                 detail: "a full batch of extents that ends where it started".to_owned(),
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The answers of `lseek` that no file system on this machine gives: every local one
+    //! (ext4, tmpfs, procfs, sysfs) supports `SEEK_DATA` or reports the whole file as data,
+    //! so these branches are driven by a stand-in for the system call.
+    use super::*;
+
+    fn path() -> &'static Path {
+        Path::new("/img")
+    }
+
+    #[test]
+    fn no_seek_data_reports_the_whole_file_as_data() {
+        let got = scan(|_| Err(Errno::INVAL), path(), 10_000).unwrap();
+        assert_eq!(got, IntervalSet::from(Interval { start: 0, end: 10_000 }));
+    }
+
+    #[test]
+    fn seek_hole_refused_after_seek_data_worked_is_whole_file_data() {
+        let got = scan(
+            |w| match w {
+                SeekFrom::Data(p) => Ok(p),
+                _ => Err(Errno::INVAL),
+            },
+            path(),
+            8192,
+        )
+        .unwrap();
+        assert_eq!(got, IntervalSet::from(Interval { start: 0, end: 8192 }));
+    }
+
+    #[test]
+    fn a_shrinking_file_and_other_errors() {
+        // SEEK_HOLE says ENXIO: the file shrank under us; the data runs to the old end.
+        let got = scan(
+            |w| match w {
+                SeekFrom::Data(0) => Ok(4096),
+                _ => Err(Errno::NXIO),
+            },
+            path(),
+            8192,
+        )
+        .unwrap();
+        assert_eq!(got, IntervalSet::from(Interval { start: 4096, end: 8192 }));
+        // EIO is an error naming the file and the offset.
+        let err = scan(|_| Err(Errno::IO), path(), 8192).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("/img") && text.contains("seek to data"), "{text}");
+        // A hole before the data it was asked from is a bad reply, not a loop.
+        let err = scan(
+            |w| match w {
+                SeekFrom::Data(_) => Ok(4096),
+                _ => Ok(0),
+            },
+            path(),
+            8192,
+        )
+        .unwrap_err();
+        assert!(matches!(err, SparseError::BadReply { offset: 4096, .. }), "{err:?}");
     }
 }
