@@ -3,7 +3,9 @@
 use crate::progress_bar;
 use crate::{Failure, human};
 use ckpt_cli::size::parse_size;
-use ckpt_sparse::sync::{SyncError, SyncOptions, receive, sync_local, sync_remote};
+use ckpt_sparse::sync::{
+    SyncError, SyncOptions, SyncPhase, receive, sync_local_with_progress, sync_remote_with_progress,
+};
 use ckpt_sparse::{CopyOptions, SparseError, data_layout, fiemap, sparse_copy_with_progress};
 use clap::Subcommand;
 use serde_json::json;
@@ -237,11 +239,22 @@ fn sync(
         .map_err(|_| Failure::usage(format!("--block-size {block_size} is too large")))?;
     let opts = SyncOptions { block_size, ..SyncOptions::default() };
     let started = Instant::now();
-    let stats = match remote {
-        Some(cmd) => sync_remote(src, cmd, &opts),
-        None => sync_local(src, dst, &opts),
-    }
-    .map_err(|e| sync_failure(dst, &e))?;
+    let bar = progress_bar(0, "hash");
+    let mut phase = SyncPhase::Hashing;
+    let mut progress = |now: SyncPhase, done: u64, total: u64| {
+        if now != phase {
+            phase = now;
+            bar.set_message("send");
+        }
+        bar.set_length(total);
+        bar.set_position(done);
+    };
+    let result = match remote {
+        Some(cmd) => sync_remote_with_progress(src, cmd, &opts, &mut progress),
+        None => sync_local_with_progress(src, dst, &opts, &mut progress),
+    };
+    bar.finish_and_clear();
+    let stats = result.map_err(|e| sync_failure(dst, &e))?;
     let secs = started.elapsed().as_secs_f64();
     if stats.redone {
         eprintln!("ckpt: {}: an unfinished earlier sync was found and redone", dst.display());

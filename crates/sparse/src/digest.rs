@@ -47,6 +47,23 @@ pub fn block_digests(
     block: u64,
     side: Side,
 ) -> Result<Vec<u64>, SparseError> {
+    block_digests_with_progress(file, path, layout, block, side, &mut |_| {})
+}
+
+/// [`block_digests`], calling `progress(done)` with the bytes of `layout`'s data digested
+/// so far (out of `layout.data.total_len()`) after every read.
+///
+/// # Errors
+/// As [`block_digests`].
+pub fn block_digests_with_progress(
+    file: &File,
+    path: &Path,
+    layout: &Layout,
+    block: u64,
+    side: Side,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Vec<u64>, SparseError> {
+    let mut done = 0u64;
     let block = block.max(1);
     let count = layout.size.div_ceil(block);
     let mut out = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
@@ -79,6 +96,8 @@ pub fn block_digests(
             };
             out.push(if hole { HOLE } else { content_digest(chunk) });
         }
+        done += data.total_len();
+        progress(done);
         first += n;
     }
     Ok(out)

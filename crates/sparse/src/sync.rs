@@ -8,7 +8,9 @@
 //! next sync (which always compares every block as it is on disk) redoes the work. A new
 //! target is written under a temporary name and renamed into place at the commit.
 
-use crate::digest::{ABSENT, HOLE, Side, block_digests, coarse_digests};
+use crate::digest::{
+    ABSENT, HOLE, Side, block_digests, block_digests_with_progress, coarse_digests,
+};
 use crate::proto::{
     self, HelloFlags, LEVEL_BLOCK, LEVEL_SUB_BLOCK, MAX_HASHES, Message, ProtoError, Role,
     error_code,
@@ -49,6 +51,19 @@ pub struct SyncStats {
     /// The receiver found an unfinished earlier sync (its dirty marker) and this one redid it.
     pub redone: bool,
 }
+
+/// What a sync is doing, for progress displays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SyncPhase {
+    /// Reading and hashing the source's data: `done` of `total` bytes of data extents.
+    Hashing,
+    /// Sending the changed data: `done` of `total` bytes.
+    Sending,
+}
+
+/// A progress callback: `(phase, done, total)` in bytes.
+pub type SyncProgress<'a> = &'a mut dyn FnMut(SyncPhase, u64, u64);
 
 /// A failed sync.
 #[derive(Debug)]
@@ -308,9 +323,23 @@ pub fn send<R: Read, W: Write>(
     output: W,
     opts: &SyncOptions,
 ) -> Result<SyncStats, SyncError> {
+    send_with_progress(src, input, output, opts, &mut |_, _, _| {})
+}
+
+/// [`send`], reporting progress: hashing the source, then sending the changed data.
+///
+/// # Errors
+/// As [`send`].
+pub fn send_with_progress<R: Read, W: Write>(
+    src: &Path,
+    input: R,
+    output: W,
+    opts: &SyncOptions,
+    progress: SyncProgress<'_>,
+) -> Result<SyncStats, SyncError> {
     let mut rx = BufReader::with_capacity(1 << 20, input);
     let mut tx = BufWriter::with_capacity(1 << 20, output);
-    send_inner(src, &mut rx, &mut tx, *opts).map_err(|e| fail(&mut tx, e))
+    send_inner(src, &mut rx, &mut tx, *opts, progress).map_err(|e| fail(&mut tx, e))
 }
 
 fn send_inner<R: Read, W: Write>(
@@ -318,13 +347,24 @@ fn send_inner<R: Read, W: Write>(
     rx: &mut R,
     tx: &mut W,
     opts: SyncOptions,
+    progress: SyncProgress<'_>,
 ) -> Result<SyncStats, SyncError> {
     let (block, sub) = (opts.block_size, opts.sub_block_size);
     check_sizes(block, sub)?;
     let file = File::open(src).map_err(io_err(src, "open", None))?;
     let layout = data_layout(&file, src)?;
     let n = layout.size;
-    let subs = block_digests(&file, src, &layout, u64::from(sub), Side::Sender)?;
+    let data_total = layout.data.total_len();
+    let subs = block_digests_with_progress(
+        &file,
+        src,
+        &layout,
+        u64::from(sub),
+        Side::Sender,
+        &mut |done| {
+            progress(SyncPhase::Hashing, done, data_total);
+        },
+    )?;
     let per = usize::try_from(block / sub).unwrap_or(1);
     let coarse = coarse_digests(&subs, per);
     proto::write_message(
@@ -369,33 +409,8 @@ fn send_inner<R: Read, W: Write>(
     };
     let changed = read_wants(rx, LEVEL_SUB_BLOCK, offered)?;
     proto::write_message(tx, &Message::Truncate { size: n })?;
-    let mut bytes_sent = 0u64;
-    let mut i = 0;
-    while let Some(&first) = changed.get(i) {
-        // A run of adjacent changed sub-blocks of the same kind (hole or data).
-        let hole = subs.get(usize::try_from(first).unwrap_or(usize::MAX)) == Some(&HOLE);
-        let mut last = first;
-        let max_run = u64::from(proto::MAX_DATA_LEN / 16 / sub).max(1);
-        while let Some(&j) = changed.get(i + 1) {
-            let same = (subs.get(usize::try_from(j).unwrap_or(usize::MAX)) == Some(&HOLE)) == hole;
-            if j != last + 1 || !same || (!hole && j - first >= max_run) {
-                break;
-            }
-            last = j;
-            i += 1;
-        }
-        i += 1;
-        let start = first * u64::from(sub);
-        let end = ((last + 1) * u64::from(sub)).min(n);
-        if hole {
-            proto::write_message(tx, &Message::Hole { offset: start, len: end - start })?;
-        } else {
-            let mut bytes = vec![0u8; usize::try_from(end - start).unwrap_or(0)];
-            file.read_exact_at(&mut bytes, start).map_err(io_err(src, "read", Some(start)))?;
-            bytes_sent += bytes.len() as u64;
-            proto::write_message(tx, &Message::Data { offset: start, bytes })?;
-        }
-    }
+    let source = Source { file: &file, path: src, size: n, subs: &subs, sub };
+    let bytes_sent = send_changes(tx, &source, &changed, progress)?;
     let blocks_changed = changed.len() as u64;
     proto::write_message(tx, &Message::Done { bytes_sent, blocks_changed })?;
     tx.flush().map_err(|e| SyncError::Proto(ProtoError::from(e)))?;
@@ -415,6 +430,68 @@ fn send_inner<R: Read, W: Write>(
         }
         other => Err(violation(format!("expected Committed, got {:?}", other.kind()))),
     }
+}
+
+/// The sender's source: its file, name, size and sub-block hashes.
+struct Source<'a> {
+    file: &'a File,
+    path: &'a Path,
+    size: u64,
+    subs: &'a [u64],
+    sub: u32,
+}
+
+/// Sends the `changed` sub-blocks (ascending) as `Data` and `Hole` messages, adjacent ones
+/// of the same kind merged. Returns the data bytes sent.
+fn send_changes<W: Write>(
+    tx: &mut W,
+    source: &Source<'_>,
+    changed: &[u64],
+    progress: SyncProgress<'_>,
+) -> Result<u64, SyncError> {
+    let Source { size: n, subs, sub, .. } = *source;
+    let sub64 = u64::from(sub);
+    let send_total: u64 = changed
+        .iter()
+        .filter(|&&j| {
+            subs.get(usize::try_from(j).unwrap_or(usize::MAX)).is_some_and(|&d| d != HOLE)
+        })
+        .map(|&j| ((j + 1) * sub64).min(n).saturating_sub(j * sub64))
+        .sum();
+    progress(SyncPhase::Sending, 0, send_total);
+    let mut bytes_sent = 0u64;
+    let mut i = 0;
+    while let Some(&first) = changed.get(i) {
+        // A run of adjacent changed sub-blocks of the same kind (hole or data).
+        let hole = subs.get(usize::try_from(first).unwrap_or(usize::MAX)) == Some(&HOLE);
+        let mut last = first;
+        let max_run = u64::from(proto::MAX_DATA_LEN / 16 / sub).max(1);
+        while let Some(&j) = changed.get(i + 1) {
+            let same = (subs.get(usize::try_from(j).unwrap_or(usize::MAX)) == Some(&HOLE)) == hole;
+            if j != last + 1 || !same || (!hole && j - first >= max_run) {
+                break;
+            }
+            last = j;
+            i += 1;
+        }
+        i += 1;
+        let start = first * sub64;
+        let end = ((last + 1) * sub64).min(n);
+        if hole {
+            proto::write_message(tx, &Message::Hole { offset: start, len: end - start })?;
+        } else {
+            let mut bytes = vec![0u8; usize::try_from(end - start).unwrap_or(0)];
+            source.file.read_exact_at(&mut bytes, start).map_err(io_err(
+                source.path,
+                "read",
+                Some(start),
+            ))?;
+            bytes_sent += bytes.len() as u64;
+            proto::write_message(tx, &Message::Data { offset: start, bytes })?;
+            progress(SyncPhase::Sending, bytes_sent, send_total);
+        }
+    }
+    Ok(bytes_sent)
 }
 
 /// The dirty marker of `dst`: `DST.ckpt-sync`.
@@ -711,6 +788,19 @@ fn apply_changes<R: Read>(
 /// # Errors
 /// As [`send`] and [`receive`]; the receiver's error when it failed first.
 pub fn sync_local(src: &Path, dst: &Path, opts: &SyncOptions) -> Result<SyncStats, SyncError> {
+    sync_local_with_progress(src, dst, opts, &mut |_, _, _| {})
+}
+
+/// [`sync_local`], reporting the sender's progress.
+///
+/// # Errors
+/// As [`sync_local`].
+pub fn sync_local_with_progress(
+    src: &Path,
+    dst: &Path,
+    opts: &SyncOptions,
+    progress: SyncProgress<'_>,
+) -> Result<SyncStats, SyncError> {
     let pipe = |what| {
         std::io::pipe()
             .map_err(|e| SyncError::Remote(format!("cannot create a pipe for {what}: {e}")))
@@ -720,7 +810,7 @@ pub fn sync_local(src: &Path, dst: &Path, opts: &SyncOptions) -> Result<SyncStat
     widen_pipe(&to_receiver_w);
     let dst_owned = dst.to_path_buf();
     let receiver = std::thread::spawn(move || receive(&dst_owned, to_receiver_r, to_sender_w));
-    let sent = send(src, to_sender_r, to_receiver_w, opts);
+    let sent = send_with_progress(src, to_sender_r, to_receiver_w, opts, progress);
     let receiver_result =
         receiver.join().map_err(|_| SyncError::Remote("the receiver thread panicked".into()))?;
     match (sent, receiver_result) {
@@ -748,6 +838,19 @@ fn widen_pipe(pipe: &impl std::os::fd::AsFd) {
 /// # Errors
 /// As [`send`]; [`SyncError::Remote`] if the command cannot start or fails.
 pub fn sync_remote(src: &Path, command: &str, opts: &SyncOptions) -> Result<SyncStats, SyncError> {
+    sync_remote_with_progress(src, command, opts, &mut |_, _, _| {})
+}
+
+/// [`sync_remote`], reporting the sender's progress.
+///
+/// # Errors
+/// As [`sync_remote`].
+pub fn sync_remote_with_progress(
+    src: &Path,
+    command: &str,
+    opts: &SyncOptions,
+    progress: SyncProgress<'_>,
+) -> Result<SyncStats, SyncError> {
     let mut child = std::process::Command::new("sh")
         .arg("-c")
         .arg(command)
@@ -760,7 +863,7 @@ pub fn sync_remote(src: &Path, command: &str, opts: &SyncOptions) -> Result<Sync
         return Err(SyncError::Remote("no pipes to the command".into()));
     };
     widen_pipe(&stdin);
-    let sent = send(src, stdout, stdin, opts);
+    let sent = send_with_progress(src, stdout, stdin, opts, progress);
     let exit =
         child.wait().map_err(|e| SyncError::Remote(format!("cannot wait for `{command}`: {e}")))?;
     match sent {

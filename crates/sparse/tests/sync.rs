@@ -212,3 +212,97 @@ fn a_second_sync_of_a_locked_target_is_refused_as_busy() {
     sync_local(&src, &dst, &opts()).unwrap();
     assert_synced(&src, &dst, "after the lock was released");
 }
+
+/// Equal contents, compared 8 MiB at a time (the files here are hundreds of MiB).
+fn assert_same_bytes(left: &Path, right: &Path, what: &str) {
+    let (fl, fr) = (File::open(left).unwrap(), File::open(right).unwrap());
+    let size = fl.metadata().unwrap().len();
+    assert_eq!(size, fr.metadata().unwrap().len(), "{what}: sizes differ");
+    let (mut lbuf, mut rbuf) = (vec![0u8; 8 << 20], vec![0u8; 8 << 20]);
+    let mut at = 0;
+    while at < size {
+        let len = usize::try_from((size - at).min(8 << 20)).unwrap();
+        fl.read_exact_at(&mut lbuf[..len], at).unwrap();
+        fr.read_exact_at(&mut rbuf[..len], at).unwrap();
+        assert!(
+            lbuf[..len] == rbuf[..len],
+            "{what}: contents differ in [{at}, {})",
+            at + len as u64
+        );
+        at += len as u64;
+    }
+}
+
+#[test]
+fn random_layouts_at_100_mib_blocks_with_progress() {
+    const BLOCK: u64 = 100 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
+    let mut rng = Rng(101);
+    // One random MiB, varied per MiB written, keeps generating 100 MiB blocks cheap.
+    let base = rng.bytes(1 << 20);
+    let mut sizes = Vec::new();
+    for round in 0..3 {
+        let n = 1 + rng.next() % 4;
+        let mut pattern: Vec<bool> = (0..n).map(|_| rng.next().is_multiple_of(2)).collect();
+        pattern[usize::try_from(rng.next() % n).unwrap()] = true;
+        let size = n * BLOCK - rng.next() % BLOCK;
+        sizes.push(size);
+        let _ = fs::remove_file(&src);
+        let f = File::create(&src).unwrap();
+        f.set_len(size).unwrap();
+        let mut piece = base.clone();
+        for (i, _) in pattern.iter().enumerate().filter(|&(_, &d)| d) {
+            let mut at = i as u64 * BLOCK;
+            while at < ((i as u64 + 1) * BLOCK).min(size) {
+                piece[..8].copy_from_slice(&(at ^ round).to_le_bytes());
+                let len = usize::try_from(((i as u64 + 1) * BLOCK).min(size) - at).unwrap();
+                f.write_all_at(&piece[..len.min(piece.len())], at).unwrap();
+                at += piece.len() as u64;
+            }
+        }
+        drop(f);
+        let mut phases = Vec::new();
+        let stats = ckpt_sparse::sync::sync_local_with_progress(
+            &src,
+            &dst,
+            &SyncOptions::default(),
+            &mut |phase, done, total| phases.push((phase, done, total)),
+        )
+        .unwrap();
+        let what = format!("round {round}: {n} blocks {pattern:?}, size {size}");
+        assert_same_bytes(&src, &dst, &what);
+        assert_eq!(layout(&src), layout(&dst), "{what}: layouts differ");
+        assert!(!marker_path(&dst).exists(), "{what}");
+        // Progress: hashing up to all the data, then sending up to what was sent.
+        let data = layout(&src).total_len();
+        let hashing: Vec<_> =
+            phases.iter().filter(|p| p.0 == ckpt_sparse::sync::SyncPhase::Hashing).collect();
+        assert_eq!(hashing.last().map(|p| (p.1, p.2)), Some((data, data)), "{what}");
+        let sending: Vec<_> =
+            phases.iter().filter(|p| p.0 == ckpt_sparse::sync::SyncPhase::Sending).collect();
+        assert_eq!(
+            sending.last().map(|p| (p.1, p.2)),
+            Some((stats.bytes_sent, stats.bytes_sent)),
+            "{what}"
+        );
+        assert!(phases.windows(2).all(|w| w[0].0 != w[1].0 || w[0].1 <= w[1].1), "{what}");
+    }
+    // A few scattered 4 KiB changes to the last file: only those are sent.
+    let f = fs::OpenOptions::new().write(true).open(&src).unwrap();
+    let data: Vec<_> = layout(&src).iter().collect();
+    let mut changed = std::collections::BTreeSet::new();
+    for k in 0..5u64 {
+        let extent = data[usize::try_from(k).unwrap() % data.len()];
+        let at = (extent.start + (k * 7919 * B) % extent.len()) / B * B;
+        if at + B <= extent.end {
+            f.write_all_at(&rng.bytes(B), at).unwrap();
+            changed.insert(at);
+        }
+    }
+    drop(f);
+    assert!(!changed.is_empty());
+    let stats = sync_local(&src, &dst, &SyncOptions::default()).unwrap();
+    assert_same_bytes(&src, &dst, "after scattered changes");
+    assert_eq!(stats.bytes_sent, changed.len() as u64 * B, "{stats:?}");
+}
