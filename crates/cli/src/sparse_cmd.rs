@@ -6,7 +6,9 @@ use ckpt_cli::size::parse_size;
 use ckpt_sparse::sync::{
     SyncError, SyncOptions, SyncPhase, receive, sync_local_with_progress, sync_remote_with_progress,
 };
-use ckpt_sparse::{CopyOptions, SparseError, data_layout, fiemap, sparse_copy_with_progress};
+use ckpt_sparse::{
+    CopyOptions, ReadMode, SparseError, data_layout, fiemap, sparse_copy_with_progress,
+};
 use clap::Subcommand;
 use serde_json::json;
 use std::fs::File;
@@ -44,6 +46,10 @@ pub(crate) enum SparseCommand {
         /// Coarse block size (a power of two, 4 KiB to 64 MiB).
         #[arg(long, default_value = "1MiB", value_parser = parse_size)]
         block_size: u64,
+        /// Read the source with `O_DIRECT`, past the page cache (buffered where the file
+        /// system refuses it): for images larger than the memory that should stay cached.
+        #[arg(long)]
+        direct: bool,
         /// Print JSON statistics on stdout (`bytes_sent`, `blocks_changed`, ...).
         #[arg(long)]
         json: bool,
@@ -100,8 +106,9 @@ pub(crate) fn run(cmd: SparseCommand) -> Result<u8, Failure> {
     match cmd {
         SparseCommand::Map { file, fiemap: detailed, json } => map(&file, detailed, json),
         SparseCommand::Copy { src, dst, keep_zeros, json } => copy(&src, &dst, keep_zeros, json),
-        SparseCommand::Sync { src, dst, remote_cmd, block_size, json } => {
-            sync(&src, &dst, remote_cmd.as_deref(), block_size, json)
+        SparseCommand::Sync { src, dst, remote_cmd, block_size, direct, json } => {
+            let read_mode = if direct { ReadMode::Direct } else { ReadMode::Buffered };
+            sync(&src, &dst, remote_cmd.as_deref(), block_size, read_mode, json)
         }
         SparseCommand::Fold { child, parent, json } => {
             let stats = ckpt_sparse::fold::fold(&child, &parent).map_err(|e| failure(&e))?;
@@ -233,11 +240,12 @@ fn sync(
     dst: &Path,
     remote: Option<&str>,
     block_size: u64,
+    read_mode: ReadMode,
     json: bool,
 ) -> Result<u8, Failure> {
     let block_size = u32::try_from(block_size)
         .map_err(|_| Failure::usage(format!("--block-size {block_size} is too large")))?;
-    let opts = SyncOptions { block_size, ..SyncOptions::default() };
+    let opts = SyncOptions { block_size, read_mode, ..SyncOptions::default() };
     let started = Instant::now();
     let bar = progress_bar(0, "hash");
     let mut phase = SyncPhase::Hashing;

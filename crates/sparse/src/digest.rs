@@ -8,10 +8,9 @@
 //! the target's layout follows the source's data. Blocks past the end of the receiver's
 //! file are [`ABSENT`].
 
-use crate::buf::AlignedBuf;
+use crate::BlockReader;
 use crate::{Interval, Layout, SparseError, is_all_zero};
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 /// The digest of a block that is all zeros (sender) or entirely a hole (receiver).
@@ -47,17 +46,18 @@ pub fn block_digests(
     block: u64,
     side: Side,
 ) -> Result<Vec<u64>, SparseError> {
-    block_digests_with_progress(file, path, layout, block, side, &mut |_| {})
+    let mut reader = BlockReader::buffered(file, path)?;
+    block_digests_with_progress(&mut reader, layout, block, side, &mut |_| {})
 }
 
-/// [`block_digests`], calling `progress(done)` with the bytes of `layout`'s data digested
-/// so far (out of `layout.data.total_len()`) after every read.
+/// [`block_digests`] through `reader` (buffered or `O_DIRECT`), calling `progress(done)`
+/// with the bytes of `layout`'s data digested so far (out of `layout.data.total_len()`)
+/// after every read.
 ///
 /// # Errors
 /// As [`block_digests`].
 pub fn block_digests_with_progress(
-    file: &File,
-    path: &Path,
+    reader: &mut BlockReader,
     layout: &Layout,
     block: u64,
     side: Side,
@@ -68,7 +68,6 @@ pub fn block_digests_with_progress(
     let count = layout.size.div_ceil(block);
     let mut out = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
     let per_read = (READ_BYTES / block).max(1);
-    let mut buf = AlignedBuf::new(usize::try_from(per_read * block).unwrap_or(1 << 20));
     let mut first = 0u64;
     while first < count {
         let n = per_read.min(count - first);
@@ -80,13 +79,7 @@ pub fn block_digests_with_progress(
             continue;
         }
         // Read the whole span once (holes read as zeros) and digest block by block.
-        let bytes = buf.get_mut(usize::try_from(span.len()).unwrap_or(0));
-        file.read_exact_at(bytes, span.start).map_err(|source| SparseError::Io {
-            path: path.to_path_buf(),
-            op: "read",
-            offset: Some(span.start),
-            source,
-        })?;
+        let bytes = reader.read_at(span.start, usize::try_from(span.len()).unwrap_or(0))?;
         for (i, chunk) in bytes.chunks(usize::try_from(block).unwrap_or(usize::MAX)).enumerate() {
             let start = span.start + i as u64 * block;
             let this = Interval { start, end: start + chunk.len() as u64 };

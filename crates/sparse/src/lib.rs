@@ -12,7 +12,8 @@
 //! - [`fiemap`]: the detailed extent map by FIEMAP (`FIEMAP_FLAG_SYNC` on request), with
 //!   unwritten and shared flags; `None` where the file system has no FIEMAP (tmpfs).
 //! - [`punch_hole`], [`zero_range`], [`preallocate`]: `fallocate` primitives that keep the
-//!   file's size; [`is_all_zero`] to find zero blocks fast.
+//!   file's size; [`is_all_zero`] to find zero blocks fast; [`BlockReader`] for aligned
+//!   block reads with `O_DIRECT` (buffered where the file system refuses it).
 //!
 //! Errors are [`SparseError`]s naming the file, the operation and, where one applies, the
 //! offset.
@@ -29,6 +30,7 @@
 //! The only unsafe code is the FIEMAP ioctl, in a module of its own.
 #![deny(unsafe_code)]
 
+mod blocks;
 mod buf;
 mod copy;
 pub mod digest;
@@ -42,6 +44,7 @@ pub mod proto;
 mod punch;
 pub mod sync;
 
+pub use blocks::{BlockReader, ReadMode};
 pub use copy::{CopyOptions, CopyStats, sparse_copy, sparse_copy_with_progress};
 pub use error::SparseError;
 pub use interval::{Interval, IntervalSet};

@@ -15,6 +15,7 @@ use crate::proto::{
     self, HelloFlags, LEVEL_BLOCK, LEVEL_SUB_BLOCK, MAX_HASHES, Message, ProtoError, Role,
     error_code,
 };
+use crate::{BlockReader, ReadMode};
 use crate::{Interval, SparseError, data_layout, punch_hole};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -29,11 +30,14 @@ pub struct SyncOptions {
     pub block_size: u32,
     /// Sub-block size `b` (hashes sent only inside differing blocks; the unit of change).
     pub sub_block_size: u32,
+    /// How the sender reads its source: [`ReadMode::Direct`] keeps a large image from
+    /// filling the page cache (buffered where the file system refuses `O_DIRECT`).
+    pub read_mode: ReadMode,
 }
 
 impl Default for SyncOptions {
     fn default() -> Self {
-        Self { block_size: 1 << 20, sub_block_size: 4096 }
+        Self { block_size: 1 << 20, sub_block_size: 4096, read_mode: ReadMode::Buffered }
     }
 }
 
@@ -351,13 +355,12 @@ fn send_inner<R: Read, W: Write>(
 ) -> Result<SyncStats, SyncError> {
     let (block, sub) = (opts.block_size, opts.sub_block_size);
     check_sizes(block, sub)?;
-    let file = File::open(src).map_err(io_err(src, "open", None))?;
-    let layout = data_layout(&file, src)?;
+    let mut reader = BlockReader::open(src, opts.read_mode)?;
+    let layout = data_layout(reader.file(), src)?;
     let n = layout.size;
     let data_total = layout.data.total_len();
     let subs = block_digests_with_progress(
-        &file,
-        src,
+        &mut reader,
         &layout,
         u64::from(sub),
         Side::Sender,
@@ -409,8 +412,8 @@ fn send_inner<R: Read, W: Write>(
     };
     let changed = read_wants(rx, LEVEL_SUB_BLOCK, offered)?;
     proto::write_message(tx, &Message::Truncate { size: n })?;
-    let source = Source { file: &file, path: src, size: n, subs: &subs, sub };
-    let bytes_sent = send_changes(tx, &source, &changed, progress)?;
+    let mut source = Source { reader: &mut reader, size: n, subs: &subs, sub };
+    let bytes_sent = send_changes(tx, &mut source, &changed, progress)?;
     let blocks_changed = changed.len() as u64;
     proto::write_message(tx, &Message::Done { bytes_sent, blocks_changed })?;
     tx.flush().map_err(|e| SyncError::Proto(ProtoError::from(e)))?;
@@ -432,10 +435,9 @@ fn send_inner<R: Read, W: Write>(
     }
 }
 
-/// The sender's source: its file, name, size and sub-block hashes.
+/// The sender's source: its reader, size and sub-block hashes.
 struct Source<'a> {
-    file: &'a File,
-    path: &'a Path,
+    reader: &'a mut BlockReader,
     size: u64,
     subs: &'a [u64],
     sub: u32,
@@ -445,11 +447,11 @@ struct Source<'a> {
 /// of the same kind merged. Returns the data bytes sent.
 fn send_changes<W: Write>(
     tx: &mut W,
-    source: &Source<'_>,
+    source: &mut Source<'_>,
     changed: &[u64],
     progress: SyncProgress<'_>,
 ) -> Result<u64, SyncError> {
-    let Source { size: n, subs, sub, .. } = *source;
+    let (n, subs, sub) = (source.size, source.subs, source.sub);
     let sub64 = u64::from(sub);
     let send_total: u64 = changed
         .iter()
@@ -480,12 +482,8 @@ fn send_changes<W: Write>(
         if hole {
             proto::write_message(tx, &Message::Hole { offset: start, len: end - start })?;
         } else {
-            let mut bytes = vec![0u8; usize::try_from(end - start).unwrap_or(0)];
-            source.file.read_exact_at(&mut bytes, start).map_err(io_err(
-                source.path,
-                "read",
-                Some(start),
-            ))?;
+            let len = usize::try_from(end - start).unwrap_or(0);
+            let bytes = source.reader.read_at(start, len)?.to_vec();
             bytes_sent += bytes.len() as u64;
             proto::write_message(tx, &Message::Data { offset: start, bytes })?;
             progress(SyncPhase::Sending, bytes_sent, send_total);

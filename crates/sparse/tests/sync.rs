@@ -37,7 +37,7 @@ fn assert_synced(src: &Path, dst: &Path, what: &str) {
 }
 
 fn opts() -> SyncOptions {
-    SyncOptions { block_size: 64 * 1024, sub_block_size: 4096 }
+    SyncOptions { block_size: 64 * 1024, sub_block_size: 4096, ..SyncOptions::default() }
 }
 
 #[test]
@@ -148,7 +148,7 @@ fn a_refused_or_failing_receiver_is_never_a_success() {
         Err(e) => assert!(e.to_string().contains("no/such/dir"), "{e}"),
         Ok(s) => panic!("a sync into a missing directory succeeded: {s:?}"),
     }
-    let bad = SyncOptions { block_size: 4096, sub_block_size: 8192 };
+    let bad = SyncOptions { block_size: 4096, sub_block_size: 8192, ..SyncOptions::default() };
     assert!(matches!(
         sync_local(&src, &dir.path().join("d"), &bad),
         Err(SyncError::BlockSizes { block: 4096, sub: 8192 })
