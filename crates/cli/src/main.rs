@@ -5,6 +5,7 @@
 //! `ckpt-io-backends`.
 
 mod demo;
+mod pool_cmd;
 mod sparse_cmd;
 
 use ckpt_cli::manifest::Kind;
@@ -119,6 +120,11 @@ enum Command {
         /// Print a JSON report on stdout.
         #[arg(long)]
         json: bool,
+    },
+    /// PMDK pool sets: check, sync (heal) and transform.
+    Pool {
+        #[command(subcommand)]
+        command: pool_cmd::PoolCommand,
     },
     /// Sparse files: layout maps and sparse copies.
     Sparse {
@@ -241,6 +247,7 @@ fn run(command: Command) -> Result<u8, Failure> {
         Command::Verify { input, json } => verify(&input, json),
         Command::Info { input, json } => info(&input, json).map(|()| 0),
         Command::Heal { damaged, good, dry_run, json } => heal(&damaged, &good, dry_run, json),
+        Command::Pool { command } => pool_cmd::run(command),
         Command::Sparse { command } => sparse_cmd::run(command),
         Command::Demo { dir, size } => demo::run(dir.as_deref(), size),
     }

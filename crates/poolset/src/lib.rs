@@ -3,7 +3,22 @@
 //! The crate reads PMDK 1.12 poolset files (poolset(5)) and pmemobj pool headers, reports
 //! the health of every part and replica, heals a set from its healthy data, and adds or
 //! removes replicas.
+//!
+//! - [`grammar`]: the poolset file grammar and the size math.
+//! - [`header`]: the 4 KiB pool header, the pmemobj descriptor, uuid rings.
+//! - [`health`]: what is wrong with which part, as PMDK judges it.
+//! - [`journal`]: the intent journal that makes sync and transform crash-safe.
+//! - [`sync`]: rebuild missing and broken parts from healthy data, range by range.
 #![forbid(unsafe_code)]
 
+mod build;
+mod error;
 pub mod grammar;
 pub mod header;
+pub mod health;
+pub mod journal;
+mod lock;
+pub mod sync;
+
+pub use build::SourceRange;
+pub use error::PoolError;

@@ -1,0 +1,170 @@
+//! `ckpt pool ...`: check, sync and transform PMDK pool sets.
+
+use crate::{Failure, human, progress_bar};
+use ckpt_poolset::PoolError;
+use ckpt_poolset::health::{PoolHealth, check};
+use ckpt_poolset::sync::{SyncOptions, SyncReport, sync};
+use clap::Subcommand;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The `pool` subcommands.
+#[derive(Subcommand)]
+pub(crate) enum PoolCommand {
+    /// Report the health of every part and replica of a pool set (exit 1 if any is broken).
+    Check {
+        /// The poolset file.
+        set: PathBuf,
+        /// Print a JSON report on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild missing and broken parts from healthy data, range by range across replicas;
+    /// crash-safe (an interrupted sync is finished or undone by the next run).
+    Sync {
+        /// The poolset file.
+        set: PathBuf,
+        /// Only report what would be rebuilt.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print a JSON report on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+const EXIT_UNHEALTHY: u8 = 1;
+
+fn failure(set: &Path, e: &PoolError) -> Failure {
+    let code = match e {
+        PoolError::Grammar(_) => 2,
+        _ => EXIT_UNHEALTHY,
+    };
+    Failure { code, message: format!("{}: {e}", set.display()) }
+}
+
+pub(crate) fn run(command: PoolCommand) -> Result<u8, Failure> {
+    match command {
+        PoolCommand::Check { set, json } => {
+            let health = check(&set).map_err(|e| failure(&set, &e))?;
+            print_health(&set, &health, json);
+            Ok(if health.is_healthy() { 0 } else { EXIT_UNHEALTHY })
+        }
+        PoolCommand::Sync { set, dry_run, json } => {
+            let started = Instant::now();
+            let bar = progress_bar(0, "sync");
+            let result = sync(&set, &SyncOptions { dry_run }, &mut |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            });
+            bar.finish_and_clear();
+            let report = result.map_err(|e| failure(&set, &e))?;
+            print_sync(&set, &report, started.elapsed().as_secs_f64(), json);
+            Ok(0)
+        }
+    }
+}
+
+fn health_json(health: &PoolHealth) -> Value {
+    json!({
+        "healthy": health.is_healthy(),
+        "pool_size": health.set.pool_size(),
+        "poolset_uuid": health.poolset_uuid.map(|u| u.to_string()),
+        "replicas": health.replicas.iter().enumerate().map(|(r, rep)| json!({
+            "replica": r,
+            "healthy": rep.is_healthy(),
+            "parts": rep.parts.iter().enumerate().map(|(p, part)| json!({
+                "part": p,
+                "path": part.path.display().to_string(),
+                "size": part.size,
+                "healthy": part.is_healthy(),
+                "problem": part.problem.as_ref().map(|x| x.kind()),
+                "reason": part.problem.as_ref().map(ToString::to_string),
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn print_health(set: &Path, health: &PoolHealth, json: bool) {
+    if json {
+        let mut v = health_json(health);
+        v["set"] = json!(set.display().to_string());
+        println!("{v:#}");
+        return;
+    }
+    println!(
+        "{}: {} replicas, pool size {} ({})",
+        set.display(),
+        health.replicas.len(),
+        human(health.set.pool_size()),
+        if health.is_healthy() { "healthy" } else { "NOT healthy" }
+    );
+    for (r, rep) in health.replicas.iter().enumerate() {
+        let name = if r == 0 { "replica 0 (master)".to_owned() } else { format!("replica {r}") };
+        println!("{name}: {}", if rep.is_healthy() { "healthy" } else { "broken" });
+        for (p, part) in rep.parts.iter().enumerate() {
+            match &part.problem {
+                None => println!("  part {p} {}: ok", part.path.display()),
+                Some(problem) => println!("  part {p} {}: {problem}", part.path.display()),
+            }
+        }
+    }
+}
+
+fn print_sync(set: &Path, report: &SyncReport, secs: f64, json: bool) {
+    if json {
+        let v = json!({
+            "set": set.display().to_string(),
+            "dry_run": report.dry_run,
+            "recovered_journal": report.recovered.map(|s| format!("{s:?}").to_lowercase()),
+            "rebuilt": report.rebuilt.iter().map(|p| json!({
+                "replica": p.replica, "part": p.part, "path": p.path.display().to_string(),
+                "reason": p.reason,
+                "sources": p.sources.iter().map(|s| json!({"start": s.start, "end": s.end, "replica": s.replica})).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "relinked": report.relinked.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "bytes_copied": report.bytes_copied,
+            "seconds": secs,
+        });
+        println!("{v:#}");
+        return;
+    }
+    if let Some(state) = report.recovered {
+        eprintln!(
+            "ckpt: {}: an interrupted run was found ({state:?}) and {}",
+            set.display(),
+            if report.dry_run { "would be recovered" } else { "was recovered" }
+        );
+    }
+    if report.rebuilt.is_empty() && report.relinked.is_empty() {
+        eprintln!("ckpt: {}: healthy, nothing to do", set.display());
+        return;
+    }
+    let verb = if report.dry_run { "would rebuild" } else { "rebuilt" };
+    for p in &report.rebuilt {
+        let from: Vec<String> = p
+            .sources
+            .iter()
+            .map(|s| format!("{:#x}..{:#x} from replica {}", s.start, s.end, s.replica))
+            .collect();
+        eprintln!(
+            "ckpt: {verb} replica {} part {} {} ({}): {}",
+            p.replica,
+            p.part,
+            p.path.display(),
+            p.reason,
+            if from.is_empty() { "header only".to_owned() } else { from.join(", ") }
+        );
+    }
+    for path in &report.relinked {
+        eprintln!(
+            "ckpt: {} header of {}",
+            if report.dry_run { "would relink" } else { "relinked" },
+            path.display()
+        );
+    }
+    if !report.dry_run {
+        eprintln!("ckpt: copied {} in {secs:.2} s", human(report.bytes_copied));
+    }
+}

@@ -1,0 +1,347 @@
+//! The health of every part and replica of a pool set, judged as PMDK's `pmempool sync`
+//! judges it: files present, readable and of their declared size; headers not zeroed, with
+//! a known signature and a valid checksum; the same pool set uuid everywhere; part and
+//! replica uuid rings linked.
+
+use crate::PoolError;
+use crate::grammar::PoolSet;
+use crate::header::{HEADER_SIZE, HeaderError, Link, PoolHeader, PoolType, Uuid};
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::File;
+use std::io::ErrorKind;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// What is wrong with one part.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum PartProblem {
+    /// The file does not exist.
+    Missing,
+    /// The file exists but cannot be opened or read.
+    Unreadable(std::io::Error),
+    /// The file's size is not the size the poolset file declares.
+    WrongSize {
+        /// The declared size.
+        expected: u64,
+        /// The file's size.
+        found: u64,
+    },
+    /// The pool header is all zeros.
+    ZeroedHeader,
+    /// The pool header is invalid (signature, version, features, checksum, architecture).
+    BadHeader(HeaderError),
+    /// The header belongs to another pool set (an alien part).
+    WrongPoolset {
+        /// The pool set's uuid.
+        expected: Uuid,
+        /// The uuid in this header.
+        found: Uuid,
+    },
+    /// The header is of another pool type than the rest of the set.
+    WrongType {
+        /// The set's signature.
+        expected: [u8; 8],
+        /// This header's signature.
+        found: [u8; 8],
+    },
+    /// A uuid link of the header does not point where the rings say.
+    BrokenLink {
+        /// The link field.
+        link: Link,
+        /// The uuid the ring needs there.
+        expected: Uuid,
+        /// The uuid found.
+        found: Uuid,
+    },
+}
+
+impl PartProblem {
+    /// A short machine-readable name (`"missing"`, `"bad_header"`, ...), used in JSON
+    /// reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Unreadable(_) => "unreadable",
+            Self::WrongSize { .. } => "wrong_size",
+            Self::ZeroedHeader => "zeroed_header",
+            Self::BadHeader(HeaderError::ChecksumMismatch { .. }) => "bad_checksum",
+            Self::BadHeader(HeaderError::BadSignature { .. }) => "bad_signature",
+            Self::BadHeader(_) => "bad_header",
+            Self::WrongPoolset { .. } => "alien",
+            Self::WrongType { .. } => "wrong_type",
+            Self::BrokenLink { .. } => "broken_link",
+        }
+    }
+}
+
+impl fmt::Display for PartProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Missing => f.write_str("missing"),
+            Self::Unreadable(e) => write!(f, "cannot be read: {e}"),
+            Self::WrongSize { expected, found } => {
+                write!(f, "wrong size: {found} bytes, the poolset file says {expected}")
+            }
+            Self::ZeroedHeader => f.write_str("the pool header is all zeros"),
+            Self::BadHeader(e) => write!(f, "bad pool header: {e}"),
+            Self::WrongPoolset { expected, found } => {
+                write!(
+                    f,
+                    "belongs to another pool set: poolset uuid {found}, the set's is {expected}"
+                )
+            }
+            Self::WrongType { expected, found } => write!(
+                f,
+                "pool type \"{}\", the set's is \"{}\"",
+                found.escape_ascii(),
+                expected.escape_ascii()
+            ),
+            Self::BrokenLink { link, expected, found } => {
+                write!(f, "{} is {found}, the ring needs {expected}", link.field_name())
+            }
+        }
+    }
+}
+
+/// One part's state.
+#[derive(Debug)]
+pub struct PartHealth {
+    /// The part file.
+    pub path: PathBuf,
+    /// The declared size.
+    pub size: u64,
+    /// The decoded header, when the part has one and it is valid.
+    pub header: Option<PoolHeader>,
+    /// What is wrong, or `None` for a healthy part.
+    pub problem: Option<PartProblem>,
+}
+
+impl PartHealth {
+    /// Whether the part is healthy.
+    pub fn is_healthy(&self) -> bool {
+        self.problem.is_none()
+    }
+}
+
+/// One replica's state.
+#[derive(Debug)]
+pub struct ReplicaHealth {
+    /// Its parts, in order.
+    pub parts: Vec<PartHealth>,
+}
+
+impl ReplicaHealth {
+    /// Whether every part is healthy.
+    pub fn is_healthy(&self) -> bool {
+        self.parts.iter().all(PartHealth::is_healthy)
+    }
+}
+
+/// The state of a whole pool set.
+#[derive(Debug)]
+pub struct PoolHealth {
+    /// The pool set (directories resolved).
+    pub set: PoolSet,
+    /// The pool type, from the valid headers (`None` when no header is valid, or with
+    /// `NOHDRS`).
+    pub pool_type: Option<PoolType>,
+    /// The pool set uuid most valid headers carry.
+    pub poolset_uuid: Option<Uuid>,
+    /// The replicas, in order (replica 0 is the master).
+    pub replicas: Vec<ReplicaHealth>,
+}
+
+impl PoolHealth {
+    /// Whether every part of every replica is healthy.
+    pub fn is_healthy(&self) -> bool {
+        self.replicas.iter().all(ReplicaHealth::is_healthy)
+    }
+
+    /// The uuid part `part` of replica `replica` has or must have: its own valid header's,
+    /// else what its neighbours' valid headers link to; `None` where nothing says.
+    pub fn expected_part_uuid(&self, replica: usize, part: usize) -> Option<Uuid> {
+        let parts = &self.replicas.get(replica)?.parts;
+        if let Some(h) = parts.get(part)?.header.as_ref() {
+            return Some(h.uuid);
+        }
+        let ring = self.header_ring(replica);
+        let at = ring.iter().position(|&p| p == part)?;
+        let n = ring.len();
+        let prev = ring.get((at + n - 1) % n).and_then(|&p| parts.get(p)?.header.as_ref());
+        let next = ring.get((at + 1) % n).and_then(|&p| parts.get(p)?.header.as_ref());
+        let from_parts = prev
+            .filter(|_| n > 1)
+            .map(|h| h.next_part_uuid)
+            .or_else(|| next.filter(|_| n > 1).map(|h| h.prev_part_uuid));
+        if from_parts.is_some() || part != 0 {
+            return from_parts;
+        }
+        // Part 0 is what the neighbouring replicas link to.
+        let r = self.replicas.len();
+        let prev_replica = self.valid_header_of((replica + r - 1) % r).map(|h| h.next_repl_uuid);
+        let next_replica = self.valid_header_of((replica + 1) % r).map(|h| h.prev_repl_uuid);
+        prev_replica.or(next_replica).filter(|_| r > 1)
+    }
+
+    /// The parts of a replica that carry a header (all, or part 0 only with `SINGLEHDR`,
+    /// none with `NOHDRS`), in ring order.
+    pub fn header_ring(&self, replica: usize) -> Vec<usize> {
+        let count = self.set.replicas.get(replica).map_or(0, |r| r.parts.len());
+        (0..count).filter(|&p| self.set.header_size(p) > 0).collect()
+    }
+
+    /// Any valid header of a replica.
+    fn valid_header_of(&self, replica: usize) -> Option<&PoolHeader> {
+        self.replicas.get(replica)?.parts.iter().find_map(|p| p.header.as_ref())
+    }
+}
+
+/// Reads the poolset file at `set_path` and checks every part.
+///
+/// # Errors
+/// [`PoolError::Grammar`] if the poolset file cannot be read or parsed (its directories
+/// resolved). Problems of the parts are not errors: they are in the result.
+///
+/// # Examples
+/// ```no_run
+/// let health = ckpt_poolset::health::check(std::path::Path::new("/pools/obj.set"))?;
+/// for (r, replica) in health.replicas.iter().enumerate() {
+///     for part in &replica.parts {
+///         if let Some(problem) = &part.problem {
+///             println!("replica {r} {}: {problem}", part.path.display());
+///         }
+///     }
+/// }
+/// # Ok::<(), ckpt_poolset::PoolError>(())
+/// ```
+pub fn check(set_path: &Path) -> Result<PoolHealth, PoolError> {
+    let set = PoolSet::from_file(set_path)?.resolve_directories()?;
+    Ok(inspect(set))
+}
+
+/// Checks every part of an already parsed pool set.
+pub fn inspect(set: PoolSet) -> PoolHealth {
+    let mut replicas: Vec<ReplicaHealth> = set
+        .replicas
+        .iter()
+        .map(|replica| ReplicaHealth {
+            parts: replica
+                .parts
+                .iter()
+                .enumerate()
+                .map(|(p, part)| read_part(&part.path, part.size, set.header_size(p)))
+                .collect(),
+        })
+        .collect();
+    let (pool_type, poolset_uuid) = majority(&replicas);
+    // Headers of another set or type are not part of this one.
+    for part in replicas.iter_mut().flat_map(|r| r.parts.iter_mut()) {
+        let Some(h) = &part.header else { continue };
+        if let Some(expected) = poolset_uuid
+            && h.poolset_uuid != expected
+        {
+            part.problem = Some(PartProblem::WrongPoolset { expected, found: h.poolset_uuid });
+            part.header = None;
+        } else if let Some(t) = pool_type
+            && h.signature != t.signature()
+        {
+            part.problem =
+                Some(PartProblem::WrongType { expected: t.signature(), found: h.signature });
+            part.header = None;
+        }
+    }
+    let mut health = PoolHealth { set, pool_type, poolset_uuid, replicas };
+    check_links(&mut health);
+    health
+}
+
+/// Stats, opens and reads the header of one part.
+fn read_part(path: &Path, size: u64, header_size: u64) -> PartHealth {
+    let mut health = PartHealth { path: path.to_path_buf(), size, header: None, problem: None };
+    let found = match std::fs::metadata(path) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            health.problem = Some(PartProblem::Missing);
+            return health;
+        }
+        Err(e) => {
+            health.problem = Some(PartProblem::Unreadable(e));
+            return health;
+        }
+    };
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            health.problem = Some(PartProblem::Unreadable(e));
+            return health;
+        }
+    };
+    if found != size {
+        health.problem = Some(PartProblem::WrongSize { expected: size, found });
+        return health;
+    }
+    if header_size == 0 {
+        return health;
+    }
+    let mut bytes = vec![0u8; HEADER_SIZE];
+    if let Err(e) = file.read_exact_at(&mut bytes, 0) {
+        health.problem = Some(PartProblem::Unreadable(e));
+        return health;
+    }
+    match crate::header::validate(&bytes, None) {
+        Ok(h) => health.header = Some(h),
+        Err(HeaderError::Zeroed) => health.problem = Some(PartProblem::ZeroedHeader),
+        Err(e) => health.problem = Some(PartProblem::BadHeader(e)),
+    }
+    health
+}
+
+/// The pool type and pool set uuid most valid headers agree on (ties: the earliest).
+fn majority(replicas: &[ReplicaHealth]) -> (Option<PoolType>, Option<Uuid>) {
+    let mut votes: HashMap<(Option<PoolType>, Uuid), (usize, usize)> = HashMap::new();
+    for (order, h) in
+        replicas.iter().flat_map(|r| &r.parts).filter_map(|p| p.header.as_ref()).enumerate()
+    {
+        let entry = votes.entry((h.pool_type(), h.poolset_uuid)).or_insert((0, order));
+        entry.0 += 1;
+    }
+    votes
+        .into_iter()
+        .max_by(|a, b| a.1.0.cmp(&b.1.0).then(b.1.1.cmp(&a.1.1)))
+        .map_or((None, None), |((t, u), _)| (t, Some(u)))
+}
+
+/// Marks parts whose part or replica links do not match the uuids the rings need.
+fn check_links(health: &mut PoolHealth) {
+    let replica_count = health.replicas.len();
+    let mut broken: Vec<(usize, usize, PartProblem)> = Vec::new();
+    for r in 0..replica_count {
+        let ring = health.header_ring(r);
+        let n = ring.len();
+        let prev_repl = health.expected_part_uuid((r + replica_count - 1) % replica_count, 0);
+        let next_repl = health.expected_part_uuid((r + 1) % replica_count, 0);
+        for (at, &p) in ring.iter().enumerate() {
+            let Some(h) = health.replicas[r].parts[p].header.as_ref() else { continue };
+            let prev = health.expected_part_uuid(r, ring[(at + n - 1) % n]);
+            let next = health.expected_part_uuid(r, ring[(at + 1) % n]);
+            let checks = [
+                (Link::PrevPart, prev, h.prev_part_uuid),
+                (Link::NextPart, next, h.next_part_uuid),
+                (Link::PrevReplica, prev_repl, h.prev_repl_uuid),
+                (Link::NextReplica, next_repl, h.next_repl_uuid),
+            ];
+            if let Some((link, Some(expected), found)) =
+                checks.into_iter().find(|(_, want, found)| want.is_some_and(|w| w != *found))
+            {
+                broken.push((r, p, PartProblem::BrokenLink { link, expected, found }));
+            }
+        }
+    }
+    for (r, p, problem) in broken {
+        let part = &mut health.replicas[r].parts[p];
+        part.problem = Some(problem);
+        part.header = None;
+    }
+}
