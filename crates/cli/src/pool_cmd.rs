@@ -79,7 +79,7 @@ fn health_json(health: &PoolHealth) -> Value {
                 "path": part.path.display().to_string(),
                 "size": part.size,
                 "healthy": part.is_healthy(),
-                "problem": part.problem.as_ref().map(|x| x.kind()),
+                "problem": part.problem.as_ref().map(ckpt_poolset::health::PartProblem::kind),
                 "reason": part.problem.as_ref().map(ToString::to_string),
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
