@@ -4,6 +4,7 @@ use crate::{Failure, human, progress_bar};
 use ckpt_poolset::PoolError;
 use ckpt_poolset::health::{PoolHealth, check};
 use ckpt_poolset::sync::{SyncOptions, SyncReport, sync};
+use ckpt_poolset::transform::{TransformKind, TransformOptions, TransformReport, transform};
 use clap::Subcommand;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -26,6 +27,21 @@ pub(crate) enum PoolCommand {
         /// The poolset file.
         set: PathBuf,
         /// Only report what would be rebuilt.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print a JSON report on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change the structure of SRC into that of DST, one kind of change per call: add
+    /// replicas, remove replicas (at least one stays), or add or remove OPTION SINGLEHDR.
+    /// SRC stays valid until the new set is complete and durable.
+    Transform {
+        /// The poolset file of the existing pool set.
+        src: PathBuf,
+        /// The poolset file describing the new structure.
+        dst: PathBuf,
+        /// Only check and report what would change.
         #[arg(long)]
         dry_run: bool,
         /// Print a JSON report on stdout.
@@ -63,7 +79,60 @@ pub(crate) fn run(command: PoolCommand) -> Result<u8, Failure> {
             print_sync(&set, &report, started.elapsed().as_secs_f64(), json);
             Ok(0)
         }
+        PoolCommand::Transform { src, dst, dry_run, json } => {
+            let started = Instant::now();
+            let bar = progress_bar(0, "transform");
+            let result =
+                transform(&src, &dst, &TransformOptions { dry_run }, &mut |done, total| {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                });
+            bar.finish_and_clear();
+            let report = result.map_err(|e| failure(&src, &e))?;
+            print_transform(&src, &dst, &report, started.elapsed().as_secs_f64(), json);
+            Ok(0)
+        }
     }
+}
+
+fn kind_text(kind: &TransformKind) -> String {
+    match kind {
+        TransformKind::AddReplicas(r) => format!("add replicas {r:?}"),
+        TransformKind::RemoveReplicas(r) => format!("remove replicas {r:?}"),
+        TransformKind::SingleHeader(true) => "add OPTION SINGLEHDR".to_owned(),
+        TransformKind::SingleHeader(false) => "remove OPTION SINGLEHDR".to_owned(),
+        _ => format!("{kind:?}"),
+    }
+}
+
+fn print_transform(src: &Path, dst: &Path, report: &TransformReport, secs: f64, json: bool) {
+    let paths = |v: &[PathBuf]| v.iter().map(|p| p.display().to_string()).collect::<Vec<_>>();
+    if json {
+        let v = json!({
+            "src": src.display().to_string(), "dst": dst.display().to_string(),
+            "change": kind_text(&report.kind), "dry_run": report.dry_run,
+            "recovered_journal": report.recovered.map(|s| format!("{s:?}").to_lowercase()),
+            "built": paths(&report.built), "removed": paths(&report.removed),
+            "relinked": paths(&report.relinked), "bytes_copied": report.bytes_copied,
+            "seconds": secs,
+        });
+        println!("{v:#}");
+        return;
+    }
+    if let Some(state) = report.recovered {
+        eprintln!("ckpt: an interrupted run was found ({state:?}) and recovered");
+    }
+    let how = if report.dry_run { "would" } else { "did" };
+    eprintln!(
+        "ckpt: {} -> {}: {how} {}: build {} part(s), remove {}, relink {}; copied {} in {secs:.2} s",
+        src.display(),
+        dst.display(),
+        kind_text(&report.kind),
+        report.built.len(),
+        report.removed.len(),
+        report.relinked.len(),
+        human(report.bytes_copied)
+    );
 }
 
 fn health_json(health: &PoolHealth) -> Value {

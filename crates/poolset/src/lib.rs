@@ -9,6 +9,7 @@
 //! - [`health`]: what is wrong with which part, as PMDK judges it.
 //! - [`journal`]: the intent journal that makes sync and transform crash-safe.
 //! - [`sync`]: rebuild missing and broken parts from healthy data, range by range.
+//! - [`transform`]: add or remove replicas, add or remove `OPTION SINGLEHDR`.
 #![forbid(unsafe_code)]
 
 mod build;
@@ -19,6 +20,7 @@ pub mod health;
 pub mod journal;
 mod lock;
 pub mod sync;
+pub mod transform;
 
 pub use build::SourceRange;
 pub use error::PoolError;

@@ -258,16 +258,22 @@ fn execute(
 ) -> Result<u64, PoolError> {
     let temps: Vec<Action> =
         plan.targets.iter().map(|t| Action::Temp(t.target.path.clone())).collect();
-    Journal { state: State::Prepared, actions: temps.clone() }.store(journal)?;
+    let prepared = Journal { state: State::Prepared, actions: temps.clone() };
+    prepared.store(journal)?;
     let total: u64 = plan.targets.iter().flat_map(|t| &t.sources).map(|s| s.end - s.start).sum();
     let mut done = 0;
     let mut sources = Sources::new(health);
     let mut buf = Vec::new();
     for t in &plan.targets {
-        build_part(&t.target, &mut sources, &t.sources, &mut buf, &mut |n| {
+        let built = build_part(&t.target, &mut sources, &t.sources, &mut buf, &mut |n| {
             done += n;
             progress(done, total);
-        })?;
+        });
+        if let Err(e) = built {
+            // Undo now rather than leave it to the next run: nothing else was changed yet.
+            let _ = prepared.recover(journal);
+            return Err(e);
+        }
     }
     let mut actions = temps;
     for t in &plan.targets {

@@ -1,0 +1,401 @@
+//! `ckpt pool transform SRC DST`: change a pool set's structure as `pmempool transform`
+//! does, one kind of change per call: add replicas, remove replicas (the master included, at
+//! least one left), or add or remove `OPTION SINGLEHDR`.
+//!
+//! The source stays valid until the new set is complete and durable: new or re-laid-out
+//! parts are built under temporary names (data, then header, then fsync) while the source
+//! is untouched; an intent journal next to DST then commits the renames, header rewrites and
+//! removals, which the next run rolls forward if this one is interrupted.
+
+use crate::PoolError;
+use crate::build::{Sources, Target, build_part, temp_name};
+use crate::grammar::{PoolSet, Replica};
+use crate::header::{Features, HEADER_SIZE, PoolHeader, Uuid};
+use crate::health::{PoolHealth, inspect};
+use crate::journal::{Action, Journal, State, journal_path};
+use crate::lock::lock_set;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The kind of change a transform makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransformKind {
+    /// Replicas added: their indices in DST.
+    AddReplicas(Vec<usize>),
+    /// Replicas removed: their indices in SRC.
+    RemoveReplicas(Vec<usize>),
+    /// `OPTION SINGLEHDR` added (`true`) or removed (`false`): every part is laid out anew.
+    SingleHeader(bool),
+}
+
+/// How [`transform`] runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TransformOptions {
+    /// Only check and plan; change nothing.
+    pub dry_run: bool,
+}
+
+/// What a transform did (or, in a dry run, would do).
+#[derive(Debug, Clone)]
+pub struct TransformReport {
+    /// The change.
+    pub kind: TransformKind,
+    /// An earlier run's journal was found and rolled back or forward first.
+    pub recovered: Option<State>,
+    /// Part files written (new replicas, or every part for a header layout change).
+    pub built: Vec<PathBuf>,
+    /// Part files of removed replicas, deleted.
+    pub removed: Vec<PathBuf>,
+    /// Part files kept whose headers were rewritten (new replica links).
+    pub relinked: Vec<PathBuf>,
+    /// Data bytes copied.
+    pub bytes_copied: u64,
+    /// Nothing was changed.
+    pub dry_run: bool,
+}
+
+/// What becomes of each part of DST.
+#[derive(Debug, Clone, Copy)]
+enum Fate {
+    /// The file of SRC replica `from`, same part, kept (its header may be rewritten).
+    Keep { from: usize },
+    /// Built from SRC's data.
+    Build,
+}
+
+/// Transforms the pool set of poolset file `src` into the structure of poolset file `dst`.
+///
+/// # Errors
+/// - [`PoolError::Transform`]: the two sets are identical, differ in more than one kind of
+///   change, remove every replica, change a replica partly, name part files that already
+///   exist, or describe a pool smaller than the source's;
+/// - [`PoolError::Unsupported`]: the source is not healthy (run sync first);
+/// - [`PoolError::Grammar`], [`PoolError::Locked`], [`PoolError::Io`], [`PoolError::Journal`]
+///   as for [`crate::sync::sync`].
+///
+/// # Examples
+/// ```no_run
+/// use ckpt_poolset::transform::{transform, TransformOptions};
+/// use std::path::Path;
+/// // add.set lists the replicas of obj.set plus a new one.
+/// let report = transform(Path::new("/pools/obj.set"), Path::new("/pools/add.set"),
+///     &TransformOptions::default(), &mut |_, _| {})?;
+/// println!("{:?}: built {:?}", report.kind, report.built);
+/// # Ok::<(), ckpt_poolset::PoolError>(())
+/// ```
+pub fn transform(
+    src: &Path,
+    dst: &Path,
+    opts: &TransformOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<TransformReport, PoolError> {
+    let src_set = PoolSet::from_file(src)?.resolve_directories()?;
+    let dst_set = PoolSet::from_file(dst)?.resolve_directories()?;
+    let parts = |s: &PoolSet| -> Vec<PathBuf> {
+        s.replicas.iter().flat_map(|r| r.parts.iter().map(|p| p.path.clone())).collect()
+    };
+    let src_parts = parts(&src_set);
+    let _src_lock = lock_set(src, src_parts.iter().map(PathBuf::as_path))?;
+    let _dst_lock = if same_file(src, dst) { None } else { Some(lock_set(dst, [])?) };
+    let journal = journal_path(dst);
+    let mut recovered = None;
+    for j in [journal_path(src), journal.clone()] {
+        if let Some(pending) = Journal::load(&j)? {
+            recovered = Some(pending.state);
+            if !opts.dry_run {
+                pending.recover(&j)?;
+            }
+        }
+    }
+    let (kind, fates) = classify(&src_set, &dst_set)?;
+    let health = inspect(src_set);
+    if !health.is_healthy() {
+        let broken: Vec<String> = health
+            .replicas
+            .iter()
+            .flat_map(|r| &r.parts)
+            .filter_map(|p| p.problem.as_ref().map(|x| format!("{}: {x}", p.path.display())))
+            .collect();
+        return Err(PoolError::Unsupported(format!(
+            "the source pool set is not healthy ({}); run `ckpt pool sync` on it first",
+            broken.join("; ")
+        )));
+    }
+    if dst_set.pool_size() < health.set.pool_size() {
+        return Err(PoolError::Transform(format!(
+            "the target pool would hold {} bytes, less than the source's {}{}",
+            dst_set.pool_size(),
+            health.set.pool_size(),
+            if matches!(kind, TransformKind::SingleHeader(false)) {
+                ": without SINGLEHDR every part after the first needs a 4 KiB header; make a part that much larger"
+            } else {
+                ""
+            }
+        )));
+    }
+    let plan = plan(&health, &dst_set, &fates)?;
+    let dst_parts = parts(&dst_set);
+    let removed: Vec<PathBuf> =
+        src_parts.iter().filter(|p| !dst_parts.contains(p)).cloned().collect();
+    let mut report = TransformReport {
+        kind,
+        recovered,
+        built: plan.builds.iter().map(|b| b.final_path.clone()).collect(),
+        removed: removed.clone(),
+        relinked: plan.writes.iter().map(|(p, _)| p.clone()).collect(),
+        bytes_copied: 0,
+        dry_run: opts.dry_run,
+    };
+    if opts.dry_run {
+        return Ok(report);
+    }
+    report.bytes_copied = execute(&health, &plan, &removed, &journal, progress)?;
+    Ok(report)
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+fn same_replica(a: &Replica, b: &Replica) -> bool {
+    a.parts.len() == b.parts.len()
+        && a.parts.iter().zip(&b.parts).all(|(x, y)| x.path == y.path && x.size == y.size)
+}
+
+/// Decides the kind of change and what becomes of each DST part.
+fn classify(src: &PoolSet, dst: &PoolSet) -> Result<(TransformKind, Vec<Vec<Fate>>), PoolError> {
+    let refuse = |m: String| Err(PoolError::Transform(m));
+    if src.options.no_headers != dst.options.no_headers {
+        return refuse(
+            "adding or removing NOHDRS is not supported (PMDK allows it only for remote replicas)"
+                .into(),
+        );
+    }
+    if src.options.single_header != dst.options.single_header {
+        // Same parts (sizes may grow to make room for headers), only the option differs.
+        let same_paths = src.replicas.len() == dst.replicas.len()
+            && src.replicas.iter().zip(&dst.replicas).all(|(a, b)| {
+                a.parts.len() == b.parts.len()
+                    && a.parts
+                        .iter()
+                        .zip(&b.parts)
+                        .all(|(x, y)| x.path == y.path && y.size >= x.size)
+            });
+        if !same_paths {
+            return refuse("a transform makes one kind of change: SINGLEHDR changes, so the replicas and their part files must stay the same (parts may only grow)".into());
+        }
+        let fates = dst.replicas.iter().map(|r| vec![Fate::Build; r.parts.len()]).collect();
+        return Ok((TransformKind::SingleHeader(dst.options.single_header), fates));
+    }
+    let find = |r: &Replica, set: &PoolSet| set.replicas.iter().position(|x| same_replica(r, x));
+    let added: Vec<usize> =
+        (0..dst.replicas.len()).filter(|&i| find(&dst.replicas[i], src).is_none()).collect();
+    let removed: Vec<usize> =
+        (0..src.replicas.len()).filter(|&i| find(&src.replicas[i], dst).is_none()).collect();
+    // A replica that shares part files with the other set but is not equal to one of its
+    // replicas was changed partly.
+    for (i, r) in dst.replicas.iter().enumerate().filter(|(i, _)| added.contains(i)) {
+        let shared = r
+            .parts
+            .iter()
+            .find(|p| src.replicas.iter().flat_map(|x| &x.parts).any(|q| q.path == p.path));
+        if let Some(p) = shared {
+            return refuse(format!(
+                "replica {i} of the target changes a replica of the source ({} is in both); only whole replicas can be added or removed",
+                p.path.display()
+            ));
+        }
+    }
+    match (added.is_empty(), removed.is_empty()) {
+        (true, true) => {
+            refuse("the two pool sets describe the same structure: nothing to transform".into())
+        }
+        (false, false) => refuse(format!(
+            "a transform makes one kind of change, but this one adds replicas {added:?} and removes replicas {removed:?}"
+        )),
+        (false, true) => {
+            for &i in &added {
+                if let Some(p) = dst.replicas[i].parts.iter().find(|p| p.path.exists()) {
+                    return refuse(format!(
+                        "part {} of the new replica {i} already exists; it is not overwritten",
+                        p.path.display()
+                    ));
+                }
+            }
+            let fates = dst
+                .replicas
+                .iter()
+                .map(|r| match find(r, src) {
+                    Some(from) => vec![Fate::Keep { from }; r.parts.len()],
+                    None => vec![Fate::Build; r.parts.len()],
+                })
+                .collect();
+            Ok((TransformKind::AddReplicas(added), fates))
+        }
+        (true, false) => {
+            let fates = dst
+                .replicas
+                .iter()
+                .map(|r| vec![Fate::Keep { from: find(r, src).unwrap_or(0) }; r.parts.len()])
+                .collect();
+            Ok((TransformKind::RemoveReplicas(removed), fates))
+        }
+    }
+}
+
+struct Build {
+    final_path: PathBuf,
+    target: Target,
+    sources: Vec<crate::build::SourceRange>,
+}
+
+struct Plan {
+    builds: Vec<Build>,
+    writes: Vec<(PathBuf, [u8; HEADER_SIZE])>,
+}
+
+fn plan(health: &PoolHealth, dst: &PoolSet, fates: &[Vec<Fate>]) -> Result<Plan, PoolError> {
+    // The uuid of every DST part with a header: kept parts keep theirs, a part built over a
+    // source part that had a header keeps that one, the rest get new ones.
+    let mut uuids: BTreeMap<(usize, usize), Uuid> = BTreeMap::new();
+    let src_uuid_of = |path: &Path| {
+        health
+            .replicas
+            .iter()
+            .flat_map(|r| &r.parts)
+            .find(|p| p.path == path)
+            .and_then(|p| p.header.as_ref().map(|h| h.uuid))
+    };
+    for (r, replica) in dst.replicas.iter().enumerate() {
+        for (p, part) in replica.parts.iter().enumerate() {
+            if dst.header_size(p) == 0 {
+                continue;
+            }
+            let uuid = match src_uuid_of(&part.path) {
+                Some(u) => u,
+                None => Uuid::generate()
+                    .map_err(PoolError::io("/proc/sys/kernel/random/uuid", "read"))?,
+            };
+            uuids.insert((r, p), uuid);
+        }
+    }
+    let template =
+        health.replicas.iter().flat_map(|r| &r.parts).find_map(|p| p.header.as_ref()).ok_or_else(
+            || PoolError::Unsupported("the source has no pool header to copy".into()),
+        )?;
+    let sources = Sources::new(health);
+    let mut builds = Vec::new();
+    let mut writes = Vec::new();
+    let replicas = dst.replicas.len();
+    for (r, replica) in dst.replicas.iter().enumerate() {
+        let ring: Vec<usize> =
+            (0..replica.parts.len()).filter(|&p| dst.header_size(p) > 0).collect();
+        let extents = dst.replica_extents(r).unwrap_or_default();
+        for (p, part) in replica.parts.iter().enumerate() {
+            let header = if dst.header_size(p) > 0 {
+                let at = ring.iter().position(|&x| x == p).unwrap_or(0);
+                let n = ring.len().max(1);
+                let get = |rr: usize, pp: usize| uuids.get(&(rr, pp)).copied().unwrap_or_default();
+                let base = match fates[r][p] {
+                    Fate::Keep { from } => health.replicas[from].parts[p].header.as_ref(),
+                    Fate::Build => None,
+                };
+                let mut h: PoolHeader = base.unwrap_or(template).clone();
+                h.uuid = get(r, p);
+                h.prev_part_uuid = get(r, ring.get((at + n - 1) % n).copied().unwrap_or(p));
+                h.next_part_uuid = get(r, ring.get((at + 1) % n).copied().unwrap_or(p));
+                h.prev_repl_uuid = get((r + replicas - 1) % replicas, 0);
+                h.next_repl_uuid = get((r + 1) % replicas, 0);
+                if dst.options.single_header {
+                    h.features.incompat |= Features::SINGLEHDR;
+                } else {
+                    h.features.incompat &= !Features::SINGLEHDR;
+                }
+                h.seal();
+                Some(h)
+            } else {
+                None
+            };
+            match fates[r][p] {
+                Fate::Keep { from } => {
+                    let current = health.replicas[from].parts[p].header.as_ref();
+                    if let (Some(h), Some(cur)) = (&header, current)
+                        && h.encode() != cur.encode()
+                    {
+                        writes.push((part.path.clone(), h.encode()));
+                    }
+                }
+                Fate::Build => {
+                    let extent = extents.get(p).copied().ok_or_else(|| {
+                        PoolError::Unsupported(format!("replica {r} of the target has no part {p}"))
+                    })?;
+                    let planned = sources
+                        .plan(extent.pool_offset, extent.pool_offset + extent.len, None)
+                        .map_err(|(start, end)| PoolError::NoHealthyCopy {
+                            replica: r,
+                            part: p,
+                            start,
+                            end,
+                        })?;
+                    builds.push(Build {
+                        final_path: part.path.clone(),
+                        target: Target {
+                            path: temp_name(&part.path),
+                            file_size: part.size,
+                            extent,
+                            header: header.map(|h| h.encode()),
+                        },
+                        sources: planned,
+                    });
+                }
+            }
+        }
+    }
+    Ok(Plan { builds, writes })
+}
+
+fn execute(
+    health: &PoolHealth,
+    plan: &Plan,
+    removed: &[PathBuf],
+    journal: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<u64, PoolError> {
+    let temps: Vec<Action> =
+        plan.builds.iter().map(|b| Action::Temp(b.target.path.clone())).collect();
+    let prepared = Journal { state: State::Prepared, actions: temps.clone() };
+    prepared.store(journal)?;
+    let total: u64 = plan.builds.iter().flat_map(|b| &b.sources).map(|s| s.end - s.start).sum();
+    let mut done = 0;
+    let mut sources = Sources::new(health);
+    let mut buf = Vec::new();
+    for b in &plan.builds {
+        let built = build_part(&b.target, &mut sources, &b.sources, &mut buf, &mut |n| {
+            done += n;
+            progress(done, total);
+        });
+        if let Err(e) = built {
+            // Undo now rather than leave it to the next run; the source was never touched.
+            let _ = prepared.recover(journal);
+            return Err(e);
+        }
+    }
+    let mut actions = temps;
+    for b in &plan.builds {
+        actions.push(Action::Rename { from: b.target.path.clone(), to: b.final_path.clone() });
+    }
+    for (path, header) in &plan.writes {
+        actions.push(Action::Write { path: path.clone(), offset: 0, bytes: header.to_vec() });
+    }
+    for path in removed {
+        actions.push(Action::Remove(path.clone()));
+    }
+    let committed = Journal { state: State::Committed, actions };
+    committed.store(journal)?;
+    committed.recover(journal)?;
+    Ok(done)
+}
