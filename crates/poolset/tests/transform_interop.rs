@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 
 const ROOT: usize = 20 << 20;
 
+/// A part line: (size, file name).
+type Part = (&'static str, &'static str);
+
 fn ready(test: &str) -> bool {
     pmempool_or_skip(test).is_some() && libpmemobj_or_skip(test)
 }
@@ -131,7 +134,7 @@ fn refusals_name_the_problem_and_change_nothing() {
     let d = dir.path();
     let src = two_by_two(d);
     let before = snapshot(d);
-    let cases: Vec<(&str, Vec<Vec<(&str, &str)>>, Vec<&str>, &str)> = vec![
+    let cases: Vec<(&str, Vec<Vec<Part>>, Vec<&str>, &str)> = vec![
         (
             "same.set",
             vec![vec![("16M", "a0"), ("16M", "a1")], vec![("16M", "b0"), ("16M", "b1")]],
