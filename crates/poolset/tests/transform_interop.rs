@@ -19,6 +19,9 @@ const ROOT: usize = 20 << 20;
 /// A part line: (size, file name).
 type Part = (&'static str, &'static str);
 
+/// A refused target: set file name, replicas, options, words the error must hold.
+type Refusal = (&'static str, Vec<Vec<Part>>, Vec<&'static str>, &'static str);
+
 fn ready(test: &str) -> bool {
     pmempool_or_skip(test).is_some() && libpmemobj_or_skip(test)
 }
@@ -134,7 +137,7 @@ fn refusals_name_the_problem_and_change_nothing() {
     let d = dir.path();
     let src = two_by_two(d);
     let before = snapshot(d);
-    let cases: Vec<(&str, Vec<Vec<Part>>, Vec<&str>, &str)> = vec![
+    let cases: Vec<Refusal> = vec![
         (
             "same.set",
             vec![vec![("16M", "a0"), ("16M", "a1")], vec![("16M", "b0"), ("16M", "b1")]],
