@@ -187,3 +187,68 @@ pub(crate) fn temp_name(part: &Path) -> PathBuf {
     name.push(".ckpt-build");
     part.with_file_name(name)
 }
+
+/// Builds every target (each with its plan) on up to one thread per core, each thread with
+/// its own 4 MiB buffer and file handles; `progress(done, total)` is called on this thread.
+/// Returns the bytes copied.
+///
+/// # Errors
+/// The first failure (by target order); the other threads finish their current part and
+/// stop.
+pub(crate) fn build_all(
+    health: &PoolHealth,
+    jobs: &[(&Target, &[SourceRange])],
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<u64, PoolError> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let total: u64 = jobs.iter().flat_map(|(_, plan)| plan.iter()).map(|s| s.end - s.start).sum();
+    let threads =
+        std::thread::available_parallelism().map_or(1, usize::from).min(jobs.len()).max(1);
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let (tx, rx) = std::sync::mpsc::channel::<u64>();
+    let mut errors: Vec<(usize, PoolError)> = Vec::new();
+    let mut done = 0u64;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let tx = tx.clone();
+                let (next, failed) = (&next, &failed);
+                scope.spawn(move || {
+                    let mut sources = Sources::new(health);
+                    let mut buf = Vec::new();
+                    let mut errors = Vec::new();
+                    while !failed.load(Ordering::Relaxed) {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((target, plan)) = jobs.get(i) else { break };
+                        let built = build_part(target, &mut sources, plan, &mut buf, &mut |n| {
+                            let _ = tx.send(n);
+                        });
+                        if let Err(e) = built {
+                            failed.store(true, Ordering::Relaxed);
+                            errors.push((i, e));
+                        }
+                    }
+                    errors
+                })
+            })
+            .collect();
+        drop(tx);
+        for n in rx {
+            done += n;
+            progress(done, total);
+        }
+        for w in workers {
+            match w.join() {
+                Ok(mut e) => errors.append(&mut e),
+                Err(_) => errors
+                    .push((usize::MAX, PoolError::Unsupported("a copy thread panicked".into()))),
+            }
+        }
+    });
+    errors.sort_by_key(|(i, _)| *i);
+    match errors.into_iter().next() {
+        Some((_, e)) => Err(e),
+        None => Ok(done),
+    }
+}

@@ -9,7 +9,7 @@
 //!   does an intent journal commit the renames and header rewrites, so an interrupted sync
 //!   is undone or finished by the next run, and a half-copied part never looks healthy.
 
-use crate::build::{SourceRange, Sources, Target, build_part, temp_name};
+use crate::build::{SourceRange, Sources, Target, build_all, temp_name};
 use crate::header::{HEADER_SIZE, PoolHeader, Uuid};
 use crate::health::{PartProblem, PoolHealth, inspect};
 use crate::journal::{Action, Journal, State, journal_path};
@@ -260,21 +260,15 @@ fn execute(
         plan.targets.iter().map(|t| Action::Temp(t.target.path.clone())).collect();
     let prepared = Journal { state: State::Prepared, actions: temps.clone() };
     prepared.store(journal)?;
-    let total: u64 = plan.targets.iter().flat_map(|t| &t.sources).map(|s| s.end - s.start).sum();
-    let mut done = 0;
-    let mut sources = Sources::new(health);
-    let mut buf = Vec::new();
-    for t in &plan.targets {
-        let built = build_part(&t.target, &mut sources, &t.sources, &mut buf, &mut |n| {
-            done += n;
-            progress(done, total);
-        });
-        if let Err(e) = built {
+    let jobs: Vec<_> = plan.targets.iter().map(|x| (&x.target, x.sources.as_slice())).collect();
+    let done = match build_all(health, &jobs, progress) {
+        Ok(done) => done,
+        Err(e) => {
             // Undo now rather than leave it to the next run: nothing else was changed yet.
             let _ = prepared.recover(journal);
             return Err(e);
         }
-    }
+    };
     let mut actions = temps;
     for t in &plan.targets {
         let to = health.set.replicas[t.replica].parts[t.part].path.clone();

@@ -8,7 +8,7 @@
 //! removals, which the next run rolls forward if this one is interrupted.
 
 use crate::PoolError;
-use crate::build::{Sources, Target, build_part, temp_name};
+use crate::build::{Sources, Target, build_all, temp_name};
 use crate::grammar::{PoolSet, Replica};
 use crate::header::{Features, HEADER_SIZE, PoolHeader, Uuid};
 use crate::health::{PoolHealth, inspect};
@@ -369,21 +369,15 @@ fn execute(
         plan.builds.iter().map(|b| Action::Temp(b.target.path.clone())).collect();
     let prepared = Journal { state: State::Prepared, actions: temps.clone() };
     prepared.store(journal)?;
-    let total: u64 = plan.builds.iter().flat_map(|b| &b.sources).map(|s| s.end - s.start).sum();
-    let mut done = 0;
-    let mut sources = Sources::new(health);
-    let mut buf = Vec::new();
-    for b in &plan.builds {
-        let built = build_part(&b.target, &mut sources, &b.sources, &mut buf, &mut |n| {
-            done += n;
-            progress(done, total);
-        });
-        if let Err(e) = built {
-            // Undo now rather than leave it to the next run; the source was never touched.
+    let jobs: Vec<_> = plan.builds.iter().map(|x| (&x.target, x.sources.as_slice())).collect();
+    let done = match build_all(health, &jobs, progress) {
+        Ok(done) => done,
+        Err(e) => {
+            // Undo now rather than leave it to the next run: nothing else was changed yet.
             let _ = prepared.recover(journal);
             return Err(e);
         }
-    }
+    };
     let mut actions = temps;
     for b in &plan.builds {
         actions.push(Action::Rename { from: b.target.path.clone(), to: b.final_path.clone() });
