@@ -19,6 +19,7 @@ pub mod header;
 pub mod health;
 pub mod journal;
 mod lock;
+mod rings;
 pub mod sync;
 pub mod transform;
 

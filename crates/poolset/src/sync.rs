@@ -14,8 +14,8 @@ use crate::header::{HEADER_SIZE, PoolHeader, Uuid};
 use crate::health::{PartProblem, PoolHealth, inspect};
 use crate::journal::{Action, Journal, State, journal_path};
 use crate::lock::lock_set;
+use crate::rings::{UuidMap, relinked};
 use crate::{PoolError, grammar::PoolSet};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// How [`sync`] runs.
@@ -198,8 +198,8 @@ fn plan_rebuild(health: &PoolHealth, broken: &[(usize, usize)]) -> Result<Plan, 
 
 /// The uuid of every part with a header once the sync is done: its own, the one its
 /// neighbours link to, or a new one.
-fn final_uuids(health: &PoolHealth) -> Result<BTreeMap<(usize, usize), Uuid>, PoolError> {
-    let mut out = BTreeMap::new();
+fn final_uuids(health: &PoolHealth) -> Result<UuidMap, PoolError> {
+    let mut out = UuidMap::new();
     for r in 0..health.replicas.len() {
         for p in health.header_ring(r) {
             let uuid = match health.expected_part_uuid(r, p) {
@@ -217,7 +217,7 @@ fn final_uuids(health: &PoolHealth) -> Result<BTreeMap<(usize, usize), Uuid>, Po
 /// its replica's, or any) with the uuid and links of the final rings.
 fn desired_header(
     health: &PoolHealth,
-    uuids: &BTreeMap<(usize, usize), Uuid>,
+    uuids: &UuidMap,
     r: usize,
     p: usize,
 ) -> Result<PoolHeader, PoolError> {
@@ -231,17 +231,8 @@ fn desired_header(
                 "no valid pool header is left in any replica to rebuild the headers from".into(),
             )
         })?;
-    let mut h = template.clone();
     let ring = health.header_ring(r);
-    let n = ring.len();
-    let at = ring.iter().position(|&x| x == p).unwrap_or(0);
-    let replicas = health.replicas.len();
-    let get = |rr: usize, pp: usize| uuids.get(&(rr, pp)).copied().unwrap_or_default();
-    h.uuid = get(r, p);
-    h.prev_part_uuid = get(r, ring.get((at + n - 1) % n.max(1)).copied().unwrap_or(p));
-    h.next_part_uuid = get(r, ring.get((at + 1) % n.max(1)).copied().unwrap_or(p));
-    h.prev_repl_uuid = get((r + replicas - 1) % replicas, 0);
-    h.next_repl_uuid = get((r + 1) % replicas, 0);
+    let mut h = relinked(template, uuids, &ring, health.replicas.len(), r, p);
     if let Some(u) = health.poolset_uuid {
         h.poolset_uuid = u;
     }

@@ -10,11 +10,11 @@
 use crate::PoolError;
 use crate::build::{Sources, Target, build_all, temp_name};
 use crate::grammar::{PoolSet, Replica};
-use crate::header::{Features, HEADER_SIZE, PoolHeader, Uuid};
+use crate::header::{Features, HEADER_SIZE, Uuid};
 use crate::health::{PoolHealth, inspect};
 use crate::journal::{Action, Journal, State, journal_path};
 use crate::lock::lock_set;
-use std::collections::BTreeMap;
+use crate::rings::{UuidMap, relinked};
 use std::path::{Path, PathBuf};
 
 /// The kind of change a transform makes.
@@ -261,7 +261,7 @@ struct Plan {
 fn plan(health: &PoolHealth, dst: &PoolSet, fates: &[Vec<Fate>]) -> Result<Plan, PoolError> {
     // The uuid of every DST part with a header: kept parts keep theirs, a part built over a
     // source part that had a header keeps that one, the rest get new ones.
-    let mut uuids: BTreeMap<(usize, usize), Uuid> = BTreeMap::new();
+    let mut uuids = UuidMap::new();
     let src_uuid_of = |path: &Path| {
         health
             .replicas
@@ -297,19 +297,11 @@ fn plan(health: &PoolHealth, dst: &PoolSet, fates: &[Vec<Fate>]) -> Result<Plan,
         let extents = dst.replica_extents(r).unwrap_or_default();
         for (p, part) in replica.parts.iter().enumerate() {
             let header = if dst.header_size(p) > 0 {
-                let at = ring.iter().position(|&x| x == p).unwrap_or(0);
-                let n = ring.len().max(1);
-                let get = |rr: usize, pp: usize| uuids.get(&(rr, pp)).copied().unwrap_or_default();
                 let base = match fates[r][p] {
                     Fate::Keep { from } => health.replicas[from].parts[p].header.as_ref(),
                     Fate::Build => None,
                 };
-                let mut h: PoolHeader = base.unwrap_or(template).clone();
-                h.uuid = get(r, p);
-                h.prev_part_uuid = get(r, ring.get((at + n - 1) % n).copied().unwrap_or(p));
-                h.next_part_uuid = get(r, ring.get((at + 1) % n).copied().unwrap_or(p));
-                h.prev_repl_uuid = get((r + replicas - 1) % replicas, 0);
-                h.next_repl_uuid = get((r + 1) % replicas, 0);
+                let mut h = relinked(base.unwrap_or(template), &uuids, &ring, replicas, r, p);
                 if dst.options.single_header {
                     h.features.incompat |= Features::SINGLEHDR;
                 } else {
