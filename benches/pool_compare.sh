@@ -56,7 +56,9 @@ best_of() {
         damage "$kind"
         drop_caches
         local out s m
-        out=$( { /usr/bin/time -f "%e %M" "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
+        /usr/bin/time -o "$WORK/time.out" -f "%e %M" "$@" >/dev/null 2>"$WORK/run.err" ||
+            { echo "pool_compare: $* failed:" >&2; cat "$WORK/run.err" >&2; exit 1; }
+        out=$(tail -1 "$WORK/time.out")
         s=${out% *}
         m=${out#* }
         pmempool check "$SET" >/dev/null || { echo "pool_compare: $* left an inconsistent set" >&2; exit 1; }
