@@ -662,11 +662,13 @@ pub enum PoolType {
     Blk,
     /// libpmemlog: `"PMEMLOG\0"`, major 1.
     Log,
+    /// ckpt's native pool (per-block checksums, see `native`): `"CKPTNAT\0"`, major 1.
+    Native,
 }
 
 impl PoolType {
     /// Every type, in the order above.
-    pub const ALL: [Self; 3] = [Self::Obj, Self::Blk, Self::Log];
+    pub const ALL: [Self; 4] = [Self::Obj, Self::Blk, Self::Log, Self::Native];
 
     /// The 8 signature bytes at offset 0.
     ///
@@ -683,6 +685,7 @@ impl PoolType {
             Self::Obj => *b"PMEMOBJ\0",
             Self::Blk => *b"PMEMBLK\0",
             Self::Log => *b"PMEMLOG\0",
+            Self::Native => *b"CKPTNAT\0",
         }
     }
 
@@ -690,7 +693,7 @@ impl PoolType {
     pub const fn major(self) -> u32 {
         match self {
             Self::Obj => 6,
-            Self::Blk | Self::Log => 1,
+            Self::Blk | Self::Log | Self::Native => 1,
         }
     }
 

@@ -10,6 +10,8 @@
 //! - [`journal`]: the intent journal that makes sync and transform crash-safe.
 //! - [`sync`]: rebuild missing and broken parts from healthy data, range by range.
 //! - [`transform`]: add or remove replicas, add or remove `OPTION SINGLEHDR`.
+//! - [`native`]: ckpt's own pool type, a replicated address space with per-block checksums,
+//!   read-repair, scrub and a published state for one writer and many readers.
 #![forbid(unsafe_code)]
 
 mod build;
@@ -19,6 +21,7 @@ pub mod header;
 pub mod health;
 pub mod journal;
 mod lock;
+pub mod native;
 mod rings;
 pub mod sync;
 pub mod transform;
