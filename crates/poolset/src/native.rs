@@ -104,28 +104,43 @@ pub struct Published {
     pub start: u64,
     /// Published bytes from `start`.
     pub len: u64,
+    /// How many times the writer has started to overwrite a half of the data area (see
+    /// [`NativePool::begin_checkpoint`]).
+    pub reclaim: u64,
+    /// The value of `reclaim` when `start..start + len` was published: its half is
+    /// overwritten from the second reclaim after that on, so a reader of it reads again
+    /// once `reclaim >= epoch + 2`.
+    pub epoch: u64,
 }
 
 impl Published {
-    fn encode(&self) -> [u8; 40] {
-        let mut out = [0u8; 40];
+    fn encode(&self) -> [u8; 56] {
+        let mut out = [0u8; 56];
         out[..8].copy_from_slice(CONTROL_MAGIC);
         out[8..16].copy_from_slice(&self.generation.to_le_bytes());
         out[16..24].copy_from_slice(&self.start.to_le_bytes());
         out[24..32].copy_from_slice(&self.len.to_le_bytes());
-        let check = xxhash_rust::xxh3::xxh3_64(&out[..32]);
-        out[32..].copy_from_slice(&check.to_le_bytes());
+        out[32..40].copy_from_slice(&self.reclaim.to_le_bytes());
+        out[40..48].copy_from_slice(&self.epoch.to_le_bytes());
+        let check = xxhash_rust::xxh3::xxh3_64(&out[..48]);
+        out[48..].copy_from_slice(&check.to_le_bytes());
         out
     }
 
     fn decode(bytes: &[u8]) -> Option<Self> {
-        let b = bytes.get(..40)?;
+        let b = bytes.get(..56)?;
         let u64_at =
             |i: usize| b.get(i..i + 8).and_then(|x| x.try_into().ok()).map(u64::from_le_bytes);
-        if b.get(..8)? != CONTROL_MAGIC || u64_at(32)? != xxhash_rust::xxh3::xxh3_64(b.get(..32)?) {
+        if b.get(..8)? != CONTROL_MAGIC || u64_at(48)? != xxhash_rust::xxh3::xxh3_64(b.get(..48)?) {
             return None;
         }
-        Some(Self { generation: u64_at(8)?, start: u64_at(16)?, len: u64_at(24)? })
+        Some(Self {
+            generation: u64_at(8)?,
+            start: u64_at(16)?,
+            len: u64_at(24)?,
+            reclaim: u64_at(32)?,
+            epoch: u64_at(40)?,
+        })
     }
 }
 
@@ -437,7 +452,7 @@ impl NativePool {
         let mut best: Option<(Published, u64)> = None;
         for io in &self.replicas {
             for slot in 0..2 {
-                let mut b = [0u8; 40];
+                let mut b = [0u8; 56];
                 if io.read_at(CONTROL_AT + slot * CONTROL_SLOT, &mut b).is_err() {
                     continue;
                 }
@@ -651,7 +666,19 @@ impl NativePool {
         }
         self.check_range(start, usize::try_from(len).unwrap_or(usize::MAX))?;
         self.sync_all()?;
-        let next = Published { generation: self.published.generation + 1, start, len };
+        self.write_control(Published {
+            generation: self.published.generation + 1,
+            start,
+            len,
+            reclaim: self.published.reclaim,
+            epoch: self.published.reclaim,
+        })
+    }
+
+    /// Writes `next` into the control slot not holding the current record, in every
+    /// replica, and fsyncs: the record is replaced atomically (a torn one fails its check
+    /// and the other slot still holds the previous record).
+    fn write_control(&mut self, next: Published) -> Result<Published, PoolError> {
         let slot = 1 - self.slot;
         for (r, io) in self.replicas.iter().enumerate() {
             io.write_at(CONTROL_AT + slot * CONTROL_SLOT, &next.encode()).map_err(|e| {
@@ -666,6 +693,33 @@ impl NativePool {
         self.published = next;
         self.slot = slot;
         Ok(next)
+    }
+
+    /// The half of the data area a new checkpoint goes to: the one not holding the
+    /// published one. Readers of the published checkpoint are never overwritten; the
+    /// half is announced (the `reclaim` counter, made durable) before it is written, so a
+    /// reader still on the checkpoint before the published one knows to read again.
+    ///
+    /// # Errors
+    /// [`PoolError::Transform`] for a reader; [`PoolError::Io`].
+    pub fn begin_checkpoint(&mut self) -> Result<CheckpointWriter<'_>, PoolError> {
+        if self.access != Access::Write {
+            return Err(PoolError::Transform("the pool is open for reading only".into()));
+        }
+        let half = self.half();
+        let start = if self.published.len > 0 && self.published.start < half { half } else { 0 };
+        let current = self.published;
+        self.write_control(Published {
+            generation: current.generation + 1,
+            reclaim: current.reclaim + 1,
+            ..current
+        })?;
+        Ok(CheckpointWriter { pool: self, start, written: 0 })
+    }
+
+    /// Bytes of one half of the data area, on a block boundary: the largest checkpoint.
+    pub fn half(&self) -> u64 {
+        self.descriptor.block_count / 2 * u64::from(self.descriptor.block_size)
     }
 
     fn sync_all(&self) -> Result<(), PoolError> {
@@ -701,7 +755,7 @@ impl NativePool {
         let ctl = self.published.encode();
         for (r, io) in self.replicas.iter().enumerate() {
             let mut d = [0u8; 64];
-            let mut c = [0u8; 40];
+            let mut c = [0u8; 56];
             let d_ok = io.read_at(DESCRIPTOR_AT, &mut d).is_ok() && d == desc;
             let c_ok =
                 io.read_at(CONTROL_AT + self.slot * CONTROL_SLOT, &mut c).is_ok() && c == ctl;
@@ -745,4 +799,108 @@ impl NativePool {
         self.sync_all()?;
         Ok(report)
     }
+}
+
+/// A checkpoint being written into a native pool ([`NativePool::begin_checkpoint`]): bytes
+/// go to the free half in order; [`finish`](Self::finish) publishes them.
+#[derive(Debug)]
+pub struct CheckpointWriter<'a> {
+    pool: &'a mut NativePool,
+    start: u64,
+    written: u64,
+}
+
+impl CheckpointWriter<'_> {
+    /// Makes the written bytes durable and publishes them as the pool's checkpoint.
+    ///
+    /// # Errors
+    /// As [`NativePool::publish`].
+    pub fn finish(self) -> Result<Published, PoolError> {
+        self.pool.publish(self.start, self.written)
+    }
+}
+
+impl std::io::Write for CheckpointWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.written + buf.len() as u64 > self.pool.half() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                format!(
+                    "the checkpoint is larger than half the pool's data area ({} bytes); use a larger pool",
+                    self.pool.half()
+                ),
+            ));
+        }
+        self.pool
+            .write_at(self.start + self.written, buf)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        self.written += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Reads the checkpoint published when it was opened, for readers; never past it. If the
+/// writer reclaims its half while it is read (see [`Published::epoch`]), a read fails with
+/// [`std::io::ErrorKind::WouldBlock`] and a message saying to read again, so a torn
+/// checkpoint is never handed on as whole.
+#[derive(Debug)]
+pub struct PublishedReader {
+    pool: NativePool,
+    snapshot: Published,
+    pos: u64,
+}
+
+impl PublishedReader {
+    /// Opens the pool read-only at its newest published checkpoint.
+    ///
+    /// # Errors
+    /// As [`NativePool::open`].
+    pub fn open(set_path: &Path) -> Result<Self, PoolError> {
+        let pool = NativePool::open(set_path, Access::Read)?;
+        let snapshot = pool.published();
+        Ok(Self { pool, snapshot, pos: 0 })
+    }
+
+    /// The checkpoint being read.
+    pub fn snapshot(&self) -> Published {
+        self.snapshot
+    }
+
+    /// Whether the writer may have overwritten what was read so far.
+    fn reclaimed(&mut self) -> bool {
+        self.pool.reload().is_ok_and(|now| now.reclaim >= self.snapshot.epoch + 2)
+    }
+}
+
+impl std::io::Read for PublishedReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.snapshot.len - self.pos;
+        let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len()).min(1 << 20);
+        if n == 0 {
+            // The end: everything read must still be the snapshot's.
+            return if self.reclaimed() { Err(reclaimed_error(self.snapshot)) } else { Ok(0) };
+        }
+        let out = buf.get_mut(..n).unwrap_or_default();
+        let result = self.pool.read_into(self.snapshot.start + self.pos, out, &mut |_, _, _, _| {});
+        if self.reclaimed() {
+            return Err(reclaimed_error(self.snapshot));
+        }
+        result.map_err(|e| std::io::Error::other(e.to_string()))?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+fn reclaimed_error(snapshot: Published) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::WouldBlock,
+        format!(
+            "generation {} was overwritten by the writer while it was read; read the pool again",
+            snapshot.generation
+        ),
+    )
 }
