@@ -8,9 +8,10 @@ use crate::{Failure, human};
 use ckpt_frame_core::Style;
 use ckpt_frame_core::scan::{Depth, RegionKind, scan};
 use ckpt_io_backends::{IoMode, open_input};
+use ckpt_poolset::native::{Access, NativePool};
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::fs::{FileExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -202,6 +203,125 @@ struct Step {
     result: String,
 }
 
+/// Flips one byte in `count` blocks of `replica`'s copy of the published checkpoint,
+/// starting at block `first` and every third block after it. Returns the blocks hit.
+fn damage_replica(set: &Path, replica: usize, first: u64, count: u64) -> Result<Vec<u64>, Failure> {
+    let pool = NativePool::open(set, Access::Read).map_err(|e| Failure::usage(e.to_string()))?;
+    let (desc, published) = (pool.descriptor(), pool.published());
+    drop(pool);
+    let poolset = ckpt_poolset::grammar::PoolSet::from_file(set)
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    let extents = poolset.replica_extents(replica).unwrap_or_default();
+    let bs = u64::from(desc.block_size);
+    let blocks = published.len / bs;
+    let mut hit = Vec::new();
+    for k in 0..count {
+        let block = published.start / bs + (first + 3 * k) % blocks.max(1);
+        let at = desc.data_at + block * bs + 100;
+        let Some(e) = extents.iter().find(|e| e.pool_offset <= at && at < e.pool_offset + e.len)
+        else {
+            continue;
+        };
+        let path = &poolset.replicas[replica].parts[e.part].path;
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| env_failure("cannot open", path, &e))?;
+        let off = e.file_offset + (at - e.pool_offset);
+        let mut b = [0u8; 1];
+        f.read_exact_at(&mut b, off).map_err(|e| env_failure("cannot read", path, &e))?;
+        f.write_all_at(&[b[0] ^ 0xff], off).map_err(|e| env_failure("cannot write", path, &e))?;
+        hit.push(block);
+    }
+    Ok(hit)
+}
+
+/// Runs one step of the tour and times it.
+type Timed<'a> = dyn Fn(&'static str, u64, &mut dyn FnMut() -> Result<String, Failure>) -> Result<Step, Failure>
+    + 'a;
+
+/// The pool tour: a three-replica native pool holds a checkpoint of the logs and small
+/// files; two replicas are damaged in different blocks; scrub heals them from verified
+/// copies; the restore from the pool is exact.
+fn pool_tour(
+    work: &Path,
+    data: &Path,
+    steps: &mut Vec<Step>,
+    timed: &Timed<'_>,
+) -> Result<(), Failure> {
+    let dir = work.join("pool");
+    fs::create_dir_all(&dir).map_err(|e| env_failure("cannot create", &dir, &e))?;
+    let sources = [data.join("logs"), data.join("small")];
+    let bytes: u64 = sources.iter().map(|p| dir_bytes(p)).sum();
+    // Each checkpoint takes at most half the data area; LZ4 never grows data by much.
+    let part = (2 * (bytes + bytes / 16) + (16 << 20)).next_multiple_of(1 << 20);
+    let set = dir.join("pool.set");
+    let text = format!(
+        "PMEMPOOLSET\n{part} {a}\nREPLICA\n{half} {b0}\n{half} {b1}\nREPLICA\n{part} {c}\n",
+        half = part / 2 + 4096,
+        a = dir.join("replica0").display(),
+        b0 = dir.join("replica1.part0").display(),
+        b1 = dir.join("replica1.part1").display(),
+        c = dir.join("replica2").display(),
+    );
+    fs::write(&set, text).map_err(|e| env_failure("cannot write", &set, &e))?;
+    let target = format!("pool:{}", set.display());
+    steps.push(timed("pool", bytes, &mut || {
+        NativePool::create(&set, ckpt_poolset::native::DEFAULT_BLOCK_SIZE)
+            .map_err(|e| Failure::usage(format!("{}: {e}", set.display())))?;
+        let id = ckpt_frame_core::CheckpointId::generate();
+        crate::write(
+            &target,
+            Style::Lz4,
+            IoMode::Buffered,
+            4 << 20,
+            id,
+            crate::all_cores(),
+            &sources,
+        )?;
+        Ok(format!("checkpoint of logs/ and small/ ({}) in a 3-replica native pool", human(bytes)))
+    })?);
+    let mut damaged = (0u64, 0u64);
+    steps.push(timed("damage", 0, &mut || {
+        damaged.0 = damage_replica(&set, 1, 0, 20)?.len() as u64;
+        damaged.1 = damage_replica(&set, 2, 1, 20)?.len() as u64;
+        Ok(format!(
+            "flipped a byte in {} blocks of replica 1 and {} others of replica 2",
+            damaged.0, damaged.1
+        ))
+    })?);
+    steps.push(timed("scrub", 3 * bytes, &mut || {
+        let mut pool =
+            NativePool::open(&set, Access::Write).map_err(|e| Failure::usage(e.to_string()))?;
+        let report = pool.scrub(&mut |_, _| {}).map_err(|e| Failure::usage(e.to_string()))?;
+        if report.healed[1] != damaged.0
+            || report.healed[2] != damaged.1
+            || !report.unrecoverable.is_empty()
+        {
+            return Err(Failure::bad_data(format!(
+                "demo: scrub did not heal what was damaged: {report:?}"
+            )));
+        }
+        Ok(format!(
+            "healed {} + {} blocks from verified copies",
+            report.healed[1], report.healed[2]
+        ))
+    })?);
+    let restored = work.join("restored-from-pool");
+    steps.push(timed("restore", bytes, &mut || {
+        crate::restore(&target, &restored, IoMode::Buffered, 1)?;
+        for src in &sources {
+            let name = src.file_name().unwrap_or_default();
+            same_tree(src, &restored.join(name)).map_err(|e| {
+                Failure::bad_data(format!("demo: restore from the pool differs: {e}"))
+            })?;
+        }
+        Ok("from the pool: identical to the source".into())
+    })?);
+    Ok(())
+}
+
 pub(crate) fn run(dir: Option<&Path>, size: u64) -> Result<u8, Failure> {
     // Held until the end: dropping it removes the temporary work directory.
     let mut temp = None;
@@ -275,6 +395,7 @@ pub(crate) fn run(dir: Option<&Path>, size: u64) -> Result<u8, Failure> {
         0 => Ok(format!("rewrote the {hits} damaged chunks from demo.ckpt; it verifies again")),
         _ => Err(Failure::bad_data("demo: heal did not restore the damaged copy")),
     })?);
+    pool_tour(&work, &data, &mut steps, &timed)?;
     println!("\n{:<9} {:>9} {:>11}  result", "step", "seconds", "throughput");
     for s in &steps {
         let rate = if s.bytes > 0 && s.secs > 0.0 {

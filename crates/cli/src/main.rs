@@ -14,8 +14,10 @@ use ckpt_cli::tree::{self, TreeError, format_exit_code};
 use ckpt_frame_core::scan::{Depth, Region, plan_heal, scan};
 use ckpt_frame_core::{CheckpointId, Reader, Style};
 use ckpt_io_backends::{
-    IoMode, OutputOptions, PublishSink, open_input, rewrite_ranges, stdin_source, stdout_sink,
+    IoMode, OutputOptions, PublishSink, StreamSink, open_input, rewrite_ranges, stdin_source,
+    stdout_sink, stream_source,
 };
+use ckpt_poolset::native::{Access, NativePool, PublishedReader};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -271,7 +273,21 @@ pub(crate) fn write(
     let total = collected.manifest.data_bytes();
     let bar = progress_bar(total, "write");
     let mut tick = |done| bar.set_position(done);
-    let summary = if output == "-" {
+    let summary = if let Some(set) = output.strip_prefix("pool:") {
+        // A checkpoint in a native pool: replicated, checksummed per block, published
+        // atomically for readers.
+        let set = Path::new(set);
+        let mut pool = NativePool::open(set, Access::Write)
+            .map_err(|e| Failure::usage(format!("{output}: {e}")))?;
+        let writer =
+            pool.begin_checkpoint().map_err(|e| Failure::usage(format!("{output}: {e}")))?;
+        let sink = StreamSink::with_name(writer, output);
+        let (sink, summary) =
+            tree::write_checkpoint(sink, &collected, style, id, threads, &mut tick)?;
+        let writer = sink.finish().map_err(|e| backend_failure(&e))?;
+        writer.finish().map_err(|e| Failure::usage(format!("{output}: {e}")))?;
+        summary
+    } else if output == "-" {
         if io != IoMode::Buffered {
             return Err(Failure::usage(format!(
                 "--io {io} needs a file; stdout is written with --io buffered"
@@ -329,7 +345,11 @@ pub(crate) fn restore(input: &str, dir: &Path, io: IoMode, threads: usize) -> Re
             "--io {io} needs a file; stdin is read with --io buffered"
         )));
     }
-    let summary = if input == "-" {
+    let summary = if let Some(set) = input.strip_prefix("pool:") {
+        let reader = PublishedReader::open(Path::new(set))
+            .map_err(|e| Failure::usage(format!("{input}: {e}")))?;
+        tree::restore_checkpoint(stream_source(reader, input), dir, &tick)
+    } else if input == "-" {
         tree::restore_checkpoint(stdin_source(), dir, &tick)
     } else {
         let path = Path::new(input);

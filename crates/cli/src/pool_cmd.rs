@@ -1,8 +1,10 @@
 //! `ckpt pool ...`: check, sync and transform PMDK pool sets.
 
 use crate::{Failure, human, progress_bar};
+use ckpt_cli::size::parse_size;
 use ckpt_poolset::PoolError;
 use ckpt_poolset::health::{PoolHealth, check};
+use ckpt_poolset::native::{Access, NativePool, ScrubReport};
 use ckpt_poolset::sync::{SyncOptions, SyncReport, sync};
 use ckpt_poolset::transform::{TransformKind, TransformOptions, TransformReport, transform};
 use clap::Subcommand;
@@ -29,6 +31,25 @@ pub(crate) enum PoolCommand {
         /// Only report what would be rebuilt.
         #[arg(long)]
         dry_run: bool,
+        /// Print a JSON report on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a ckpt-native pool (per-block checksums, self-healing) on a poolset file whose
+    /// part files do not exist yet.
+    Create {
+        /// The poolset file.
+        set: PathBuf,
+        /// Block size: the unit of checksums and healing (a power of two, at least 4 KiB).
+        #[arg(long, default_value = "64KiB", value_parser = parse_size)]
+        block_size: u64,
+    },
+    /// Read every block of every replica of a native pool, verify it and heal each bad copy
+    /// from a copy that verifies (exit 1 if some block has no verified copy anywhere; such
+    /// blocks are left as they are).
+    Scrub {
+        /// The poolset file.
+        set: PathBuf,
         /// Print a JSON report on stdout.
         #[arg(long)]
         json: bool,
@@ -78,6 +99,34 @@ pub(crate) fn run(command: PoolCommand) -> Result<u8, Failure> {
             let report = result.map_err(|e| failure(&set, &e))?;
             print_sync(&set, &report, started.elapsed().as_secs_f64(), json);
             Ok(0)
+        }
+        PoolCommand::Create { set, block_size } => {
+            let block_size = u32::try_from(block_size)
+                .map_err(|_| Failure::usage(format!("--block-size {block_size} is too large")))?;
+            let pool = NativePool::create(&set, block_size).map_err(|e| failure(&set, &e))?;
+            eprintln!(
+                "ckpt: created native pool {}: {} replicas, {} blocks of {}, {} for data ({} per checkpoint)",
+                set.display(),
+                check(&set).map_or(0, |h| h.replicas.len()),
+                pool.descriptor().block_count,
+                human(u64::from(block_size)),
+                human(pool.capacity()),
+                human(pool.half()),
+            );
+            Ok(0)
+        }
+        PoolCommand::Scrub { set, json } => {
+            let started = Instant::now();
+            let mut pool = NativePool::open(&set, Access::Write).map_err(|e| failure(&set, &e))?;
+            let bar = progress_bar(0, "scrub");
+            let result = pool.scrub(&mut |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            });
+            bar.finish_and_clear();
+            let report = result.map_err(|e| failure(&set, &e))?;
+            print_scrub(&set, &report, started.elapsed().as_secs_f64(), json);
+            Ok(if report.unrecoverable.is_empty() { 0 } else { EXIT_UNHEALTHY })
         }
         PoolCommand::Transform { src, dst, dry_run, json } => {
             let started = Instant::now();
@@ -235,5 +284,39 @@ fn print_sync(set: &Path, report: &SyncReport, secs: f64, json: bool) {
     }
     if !report.dry_run {
         eprintln!("ckpt: copied {} in {secs:.2} s", human(report.bytes_copied));
+    }
+}
+
+fn print_scrub(set: &Path, report: &ScrubReport, secs: f64, json: bool) {
+    if json {
+        let v = json!({
+            "set": set.display().to_string(),
+            "blocks_checked": report.blocks_checked,
+            "replicas": report.healed.iter().zip(&report.metadata_healed).enumerate().map(|(r, (h, m))| json!({
+                "replica": r, "blocks_healed": h, "metadata_healed": m,
+            })).collect::<Vec<_>>(),
+            "unrecoverable_blocks": report.unrecoverable,
+            "seconds": secs,
+        });
+        println!("{v:#}");
+        return;
+    }
+    eprintln!(
+        "ckpt: {}: {} blocks checked in every replica in {secs:.2} s",
+        set.display(),
+        report.blocks_checked
+    );
+    for (r, (healed, meta)) in report.healed.iter().zip(&report.metadata_healed).enumerate() {
+        eprintln!(
+            "ckpt: replica {r}: {healed} bad blocks healed from verified copies{}",
+            if *meta { ", control records rewritten" } else { "" }
+        );
+    }
+    if !report.unrecoverable.is_empty() {
+        eprintln!(
+            "ckpt: {} blocks have no verified copy in any replica and were left as they are: {:?}",
+            report.unrecoverable.len(),
+            report.unrecoverable
+        );
     }
 }

@@ -216,15 +216,9 @@ impl ReplicaIo {
 
     fn read_at(&self, at: u64, buf: &mut [u8]) -> std::io::Result<()> {
         let len = buf.len();
-        let mut pieces = Vec::new();
         self.each(at, len, |file, off, range, _| {
-            pieces.push((file.try_clone()?, off, range));
-            Ok(())
-        })?;
-        for (file, off, range) in pieces {
-            file.read_exact_at(buf.get_mut(range).unwrap_or_default(), off)?;
-        }
-        Ok(())
+            file.read_exact_at(buf.get_mut(range).unwrap_or_default(), off)
+        })
     }
 
     fn write_at(&self, at: u64, bytes: &[u8]) -> std::io::Result<()> {
