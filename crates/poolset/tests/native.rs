@@ -50,7 +50,11 @@ fn block_location(pool: &NativePool, parts: &[PathBuf], block: u64) -> (PathBuf,
     let at = pool.descriptor().data_at + block * u64::from(pool.descriptor().block_size);
     // Part a: pool 0..4M (header at 0); part b: pool 4M.. from file offset 4096.
     let part_a_len = 4 << 20;
-    if at < part_a_len { (parts[0].clone(), at) } else { (parts[1].clone(), at - part_a_len + 4096) }
+    if at < part_a_len {
+        (parts[0].clone(), at)
+    } else {
+        (parts[1].clone(), at - part_a_len + 4096)
+    }
 }
 
 fn flip(path: &Path, offset: u64) {

@@ -451,3 +451,44 @@ pub fn verify_root_with_layout(
 ) -> Result<RootInfo, String> {
     run_root_tool("verify", set, layout, seed, len)
 }
+
+/// [`libpmemobj_or_skip`] for test crates other than ckpt-poolset that include this module
+/// with `#[path]`: there [`fixtures`] is the including crate's `tests/fixtures`, which has no
+/// helper source, so this first builds the helper from the source embedded here (under the
+/// name the helper is looked up by) when it is not built yet.
+pub fn libpmemobj_or_skip_anywhere(test_name: &str) -> bool {
+    // The same name as the one `root_tool` builds and looks for.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in ROOT_TOOL_SRC.bytes() {
+        hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let exe = dir.join(format!("pmemobj_root-{hash:016x}"));
+    if !exe.is_file() {
+        let built = (|| -> Result<(), String> {
+            fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let stem = format!("pmemobj_root-{hash:016x}.{}", std::process::id());
+            let src = dir.join(format!("{stem}.c"));
+            let tmp = dir.join(format!("{stem}.tmp"));
+            fs::write(&src, ROOT_TOOL_SRC).map_err(|e| format!("{}: {e}", src.display()))?;
+            let cc = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
+            let out = Command::new(&cc)
+                .args(["-O2", "-Wall", "-o"])
+                .arg(&tmp)
+                .arg(&src)
+                .arg("-lpmemobj")
+                .output();
+            let _ = fs::remove_file(&src);
+            let out = out.map_err(|e| format!("cannot run {}: {e}", cc.to_string_lossy()))?;
+            if !out.status.success() {
+                return Err(format!("cc {} failed:\n{}", src.display(), output_text(&out)));
+            }
+            fs::rename(&tmp, &exe).map_err(|e| format!("rename to {}: {e}", exe.display()))
+        })();
+        if let Err(e) = built {
+            skip(test_name, &format!("libpmemobj helper cannot be built ({e})"));
+            return false;
+        }
+    }
+    libpmemobj_or_skip(test_name)
+}
