@@ -39,6 +39,8 @@ pub(crate) struct Target {
     pub extent: Extent,
     /// The header to write at offset 0, if the part has one.
     pub header: Option<[u8; HEADER_SIZE]>,
+    /// A file whose owner and mode the part takes (the one it replaces, or a sibling).
+    pub like: Option<PathBuf>,
 }
 
 /// The healthy data of a pool set, readable by pool offset.
@@ -145,6 +147,18 @@ pub(crate) fn build_part(
         .open(path)
         .map_err(PoolError::io(path, "create"))?;
     out.set_len(target.file_size).map_err(PoolError::io(path, "set the size of"))?;
+    if let Some(meta) = target.like.as_ref().and_then(|l| std::fs::metadata(l).ok()) {
+        use std::os::unix::fs::MetadataExt;
+        // A service that owns its pool must still be able to open it; only root can give
+        // a file away, and anyone else keeps their own ownership.
+        match std::os::unix::fs::fchown(&out, Some(meta.uid()), Some(meta.gid())) {
+            Err(e) if e.kind() != std::io::ErrorKind::PermissionDenied => {
+                return Err(PoolError::io(path, "set the owner of")(e));
+            }
+            _ => {}
+        }
+        out.set_permissions(meta.permissions()).map_err(PoolError::io(path, "set the mode of"))?;
+    }
     buf.resize(PIECE, 0);
     let mut copied = 0;
     for range in plan {
@@ -251,4 +265,22 @@ pub(crate) fn build_all(
         Some((_, e)) => Err(e),
         None => Ok(done),
     }
+}
+
+/// The file whose owner and mode a part built at `part` of `replica` takes: the part itself
+/// if it exists, else the first existing part of its replica, else of any replica.
+pub(crate) fn ownership_model(
+    set: &crate::grammar::PoolSet,
+    replica: usize,
+    part: &Path,
+) -> Option<PathBuf> {
+    let exists = |p: &&crate::grammar::Part| p.path.exists();
+    if part.exists() {
+        return Some(part.to_path_buf());
+    }
+    set.replicas
+        .get(replica)
+        .and_then(|r| r.parts.iter().find(exists))
+        .or_else(|| set.replicas.iter().flat_map(|r| &r.parts).find(exists))
+        .map(|p| p.path.clone())
 }

@@ -46,6 +46,14 @@ pub enum PartProblem {
         /// This header's signature.
         found: [u8; 8],
     },
+    /// Another part carries the same uuid and fits the rings better: this one is a copy of
+    /// a part from elsewhere.
+    DuplicateUuid {
+        /// The uuid.
+        uuid: Uuid,
+        /// The part that keeps it.
+        kept_by: PathBuf,
+    },
     /// A uuid link of the header does not point where the rings say.
     BrokenLink {
         /// The link field.
@@ -71,6 +79,7 @@ impl PartProblem {
             Self::BadHeader(_) => "bad_header",
             Self::WrongPoolset { .. } => "alien",
             Self::WrongType { .. } => "wrong_type",
+            Self::DuplicateUuid { .. } => "duplicate",
             Self::BrokenLink { .. } => "broken_link",
         }
     }
@@ -97,6 +106,11 @@ impl fmt::Display for PartProblem {
                 "pool type \"{}\", the set's is \"{}\"",
                 found.escape_ascii(),
                 expected.escape_ascii()
+            ),
+            Self::DuplicateUuid { uuid, kept_by } => write!(
+                f,
+                "a copy of another part: its uuid {uuid} belongs to {}, which fits the rings",
+                kept_by.display()
             ),
             Self::BrokenLink { link, expected, found } => {
                 write!(f, "{} is {found}, the ring needs {expected}", link.field_name())
@@ -223,6 +237,47 @@ pub fn check(set_path: &Path) -> Result<PoolHealth, PoolError> {
 
 /// Checks every part of an already parsed pool set.
 pub fn inspect(set: PoolSet) -> PoolHealth {
+    inspect_as_if(set, &Pending::default())
+}
+
+/// What a committed journal will change once it is applied: the set is judged as if it had
+/// been (for dry runs, which must not apply it).
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    /// Part path -> the finished file that will be renamed onto it.
+    pub renamed: HashMap<PathBuf, PathBuf>,
+    /// Part path -> the header that will be written at its offset 0.
+    pub headers: HashMap<PathBuf, Vec<u8>>,
+    /// Parts that will be removed.
+    pub removed: Vec<PathBuf>,
+}
+
+impl Pending {
+    /// The changes of a committed journal (none for a prepared one, which is rolled back).
+    pub(crate) fn of(journal: &crate::journal::Journal) -> Self {
+        use crate::journal::{Action, State};
+        let mut out = Self::default();
+        if journal.state != State::Committed {
+            return out;
+        }
+        for a in &journal.actions {
+            match a {
+                Action::Rename { from, to } if from.exists() => {
+                    out.renamed.insert(to.clone(), from.clone());
+                }
+                Action::Write { path, offset: 0, bytes } => {
+                    out.headers.insert(path.clone(), bytes.clone());
+                }
+                Action::Remove(path) => out.removed.push(path.clone()),
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+/// [`inspect`] as if `pending` had been applied.
+pub(crate) fn inspect_as_if(set: PoolSet, pending: &Pending) -> PoolHealth {
     let mut replicas: Vec<ReplicaHealth> = set
         .replicas
         .iter()
@@ -231,7 +286,7 @@ pub fn inspect(set: PoolSet) -> PoolHealth {
                 .parts
                 .iter()
                 .enumerate()
-                .map(|(p, part)| read_part(&part.path, part.size, set.header_size(p)))
+                .map(|(p, part)| read_part(&part.path, part.size, set.header_size(p), pending))
                 .collect(),
         })
         .collect();
@@ -253,14 +308,20 @@ pub fn inspect(set: PoolSet) -> PoolHealth {
         }
     }
     let mut health = PoolHealth { set, pool_type, poolset_uuid, replicas };
+    mark_duplicates(&mut health);
     check_links(&mut health);
     health
 }
 
 /// Stats, opens and reads the header of one part.
-fn read_part(path: &Path, size: u64, header_size: u64) -> PartHealth {
+fn read_part(path: &Path, size: u64, header_size: u64, pending: &Pending) -> PartHealth {
     let mut health = PartHealth { path: path.to_path_buf(), size, header: None, problem: None };
-    let found = match std::fs::metadata(path) {
+    if pending.removed.iter().any(|r| r == path) {
+        health.problem = Some(PartProblem::Missing);
+        return health;
+    }
+    let source = pending.renamed.get(path).map_or(path, PathBuf::as_path);
+    let found = match std::fs::metadata(source) {
         Ok(m) => m.len(),
         Err(e) if e.kind() == ErrorKind::NotFound => {
             health.problem = Some(PartProblem::Missing);
@@ -271,7 +332,7 @@ fn read_part(path: &Path, size: u64, header_size: u64) -> PartHealth {
             return health;
         }
     };
-    let file = match File::open(path) {
+    let file = match File::open(source) {
         Ok(f) => f,
         Err(e) => {
             health.problem = Some(PartProblem::Unreadable(e));
@@ -286,7 +347,10 @@ fn read_part(path: &Path, size: u64, header_size: u64) -> PartHealth {
         return health;
     }
     let mut bytes = vec![0u8; HEADER_SIZE];
-    if let Err(e) = file.read_exact_at(&mut bytes, 0) {
+    if let Some(h) = pending.headers.get(path) {
+        bytes.clear();
+        bytes.extend_from_slice(h);
+    } else if let Err(e) = file.read_exact_at(&mut bytes, 0) {
         health.problem = Some(PartProblem::Unreadable(e));
         return health;
     }
@@ -311,6 +375,60 @@ fn majority(replicas: &[ReplicaHealth]) -> (Option<PoolType>, Option<Uuid>) {
         .into_iter()
         .max_by(|a, b| a.1.0.cmp(&b.1.0).then(b.1.1.cmp(&a.1.1)))
         .map_or((None, None), |((t, u), _)| (t, Some(u)))
+}
+
+/// Where several valid headers carry one uuid (a part file copied over another), keeps the
+/// one whose links agree best with the headers around it and marks the others broken; on a
+/// tie all of them are marked.
+fn mark_duplicates(health: &mut PoolHealth) {
+    let mut by_uuid: HashMap<Uuid, Vec<(usize, usize)>> = HashMap::new();
+    for (r, replica) in health.replicas.iter().enumerate() {
+        for (p, part) in replica.parts.iter().enumerate() {
+            if let Some(h) = &part.header {
+                by_uuid.entry(h.uuid).or_default().push((r, p));
+            }
+        }
+    }
+    let uuid_at = |health: &PoolHealth, r: usize, p: usize| {
+        health.replicas.get(r)?.parts.get(p)?.header.as_ref().map(|h| h.uuid)
+    };
+    let mut marks = Vec::new();
+    for (uuid, members) in by_uuid.into_iter().filter(|(_, m)| m.len() > 1) {
+        let replicas = health.replicas.len();
+        let mismatches = |&(r, p): &(usize, usize)| {
+            let Some(h) = health.replicas[r].parts[p].header.as_ref() else { return 4 };
+            let ring = health.header_ring(r);
+            let n = ring.len();
+            let at = ring.iter().position(|&x| x == p).unwrap_or(0);
+            [
+                (uuid_at(health, r, ring[(at + n - 1) % n]), h.prev_part_uuid),
+                (uuid_at(health, r, ring[(at + 1) % n]), h.next_part_uuid),
+                (uuid_at(health, (r + replicas - 1) % replicas, 0), h.prev_repl_uuid),
+                (uuid_at(health, (r + 1) % replicas, 0), h.next_repl_uuid),
+            ]
+            .into_iter()
+            .filter(|(actual, link)| actual.is_some_and(|a| a != *link))
+            .count()
+        };
+        let scores: Vec<usize> = members.iter().map(mismatches).collect();
+        let best = scores.iter().copied().min().unwrap_or(0);
+        let winners: Vec<&(usize, usize)> =
+            members.iter().zip(&scores).filter(|(_, s)| **s == best).map(|(m, _)| m).collect();
+        let kept = (winners.len() == 1).then(|| *winners[0]);
+        for &(r, p) in &members {
+            if Some((r, p)) != kept {
+                let kept_by = kept.map_or_else(PathBuf::new, |(kr, kp)| {
+                    health.replicas[kr].parts[kp].path.clone()
+                });
+                marks.push((r, p, PartProblem::DuplicateUuid { uuid, kept_by }));
+            }
+        }
+    }
+    for (r, p, problem) in marks {
+        let part = &mut health.replicas[r].parts[p];
+        part.problem = Some(problem);
+        part.header = None;
+    }
 }
 
 /// Marks parts whose part or replica links do not match the uuids the rings need.

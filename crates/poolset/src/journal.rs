@@ -42,8 +42,8 @@ pub enum State {
 pub enum Action {
     /// A temporary file the run builds (deleted on roll-back).
     Temp(PathBuf),
-    /// Rename a finished temporary file into place (skipped when `from` is gone and `to`
-    /// exists: done already).
+    /// Rename a finished temporary file into place (skipped when `from` is gone: done
+    /// already, or removed since).
     Rename {
         /// The finished temporary file.
         from: PathBuf,
@@ -231,17 +231,21 @@ impl Journal {
             match a {
                 Action::Temp(_) => {}
                 Action::Rename { from, to } => {
-                    if from.exists() || !to.exists() {
+                    // A missing source was renamed already (or removed since: the health
+                    // check then finds the part missing); either way there is nothing to do.
+                    if from.exists() {
                         fs::rename(from, to)
                             .map_err(PoolError::io(to, "rename a rebuilt part to"))?;
                         sync_parent(to)?;
                     }
                 }
                 Action::Write { path, offset, bytes } => {
-                    let f = fs::OpenOptions::new()
-                        .write(true)
-                        .open(path)
-                        .map_err(PoolError::io(path, "open for a header write"))?;
+                    let f = match fs::OpenOptions::new().write(true).open(path) {
+                        Ok(f) => f,
+                        // Removed since: nothing to rewrite; the health check finds it.
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(PoolError::io(path, "open for a header write")(e)),
+                    };
                     f.write_all_at(bytes, *offset)
                         .map_err(PoolError::io(path, "write a header of"))?;
                     f.sync_all().map_err(PoolError::io(path, "fsync"))?;

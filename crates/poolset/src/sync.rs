@@ -9,9 +9,9 @@
 //!   does an intent journal commit the renames and header rewrites, so an interrupted sync
 //!   is undone or finished by the next run, and a half-copied part never looks healthy.
 
-use crate::build::{SourceRange, Sources, Target, build_all, temp_name};
+use crate::build::{SourceRange, Sources, Target, build_all, ownership_model, temp_name};
 use crate::header::{HEADER_SIZE, PoolHeader, Uuid};
-use crate::health::{PartProblem, PoolHealth, inspect};
+use crate::health::{PartProblem, Pending, PoolHealth, inspect_as_if};
 use crate::journal::{Action, Journal, State, journal_path};
 use crate::lock::lock_set;
 use crate::rings::{UuidMap, relinked};
@@ -90,13 +90,17 @@ pub fn sync(
     let _lock = lock_set(set_path, part_paths.iter().map(PathBuf::as_path))?;
     let mut report = SyncReport { dry_run: opts.dry_run, ..SyncReport::default() };
     let journal = journal_path(set_path);
+    let mut as_if = Pending::default();
     if let Some(pending) = Journal::load(&journal)? {
         report.recovered = Some(pending.state);
-        if !opts.dry_run {
+        if opts.dry_run {
+            // Plan what the real run will do after rolling the journal forward.
+            as_if = Pending::of(&pending);
+        } else {
             pending.recover(&journal)?;
         }
     }
-    let health = inspect(set);
+    let health = inspect_as_if(set, &as_if);
     for replica in &health.replicas {
         for part in &replica.parts {
             if let Some(PartProblem::Unreadable(e)) = &part.problem {
@@ -178,7 +182,13 @@ fn plan_rebuild(health: &PoolHealth, broken: &[(usize, usize)]) -> Result<Plan, 
         targets.push(PlannedPart {
             replica: r,
             part: p,
-            target: Target { path: temp_name(&part.path), file_size: part.size, extent, header },
+            target: Target {
+                path: temp_name(&part.path),
+                file_size: part.size,
+                extent,
+                header,
+                like: ownership_model(set, r, &part.path),
+            },
             sources: planned,
         });
     }

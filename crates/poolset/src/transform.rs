@@ -8,7 +8,7 @@
 //! removals, which the next run rolls forward if this one is interrupted.
 
 use crate::PoolError;
-use crate::build::{Sources, Target, build_all, temp_name};
+use crate::build::{Sources, Target, build_all, ownership_model, temp_name};
 use crate::grammar::{PoolSet, Replica};
 use crate::header::{Features, HEADER_SIZE, Uuid};
 use crate::health::{PoolHealth, inspect};
@@ -340,6 +340,7 @@ fn plan(health: &PoolHealth, dst: &PoolSet, fates: &[Vec<Fate>]) -> Result<Plan,
                             file_size: part.size,
                             extent,
                             header: header.map(|h| h.encode()),
+                            like: ownership_model(&health.set, 0, &part.path),
                         },
                         sources: planned,
                     });
