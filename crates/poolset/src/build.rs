@@ -184,6 +184,8 @@ pub(crate) fn build_part(
         out.write_all_at(header, 0).map_err(PoolError::io(path, "write the header of"))?;
     }
     out.sync_all().map_err(PoolError::io(path, "fsync"))?;
+    // The name too: the committed journal will refer to it.
+    crate::journal::sync_parent(path)?;
     Ok(copied)
 }
 

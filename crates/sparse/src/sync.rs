@@ -492,6 +492,24 @@ fn send_changes<W: Write>(
     Ok(bytes_sent)
 }
 
+/// Removes the temporary files (`.NAME.ckpt-sync-new.PID`) of first syncs to `dst` that
+/// died: those no live sync holds locked. Best effort: a file that cannot be examined stays.
+fn remove_stale_new_targets(dst: &Path, prefix: &std::ffi::OsStr) {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(entries) = fs::read_dir(dir_of(dst)) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !name.as_bytes().starts_with(prefix.as_bytes()) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(f) = File::open(&path) else { continue };
+        if rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok() {
+            let _ = fs::remove_file(&path);
+        }
+    }
+}
+
 /// The dirty marker of `dst`: `DST.ckpt-sync`.
 pub fn marker_path(dst: &Path) -> PathBuf {
     let mut name = dst.as_os_str().to_owned();
@@ -660,12 +678,19 @@ fn receive_inner<R: Read, W: Write>(
         let f = OpenOptions::new().write(true).open(dst);
         (f.map_err(io_err(dst, "open for writing", None))?, None)
     } else {
-        let mut name = std::ffi::OsString::from(".");
-        name.push(dst.file_name().unwrap_or_default());
-        name.push(format!(".ckpt-sync-new.{}", std::process::id()));
+        let mut prefix = std::ffi::OsString::from(".");
+        prefix.push(dst.file_name().unwrap_or_default());
+        prefix.push(".ckpt-sync-new.");
+        remove_stale_new_targets(dst, &prefix);
+        let mut name = prefix;
+        name.push(std::process::id().to_string());
         let tmp = dir_of(dst).join(name);
         let f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp);
-        (f.map_err(io_err(&tmp, "create", None))?, Some(tmp))
+        let f = f.map_err(io_err(&tmp, "create", None))?;
+        // Held until this sync ends: a later first sync takes a temporary file it can lock
+        // as one left by a sync that died, and removes it.
+        let _ = rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive);
+        (f, Some(tmp))
     };
     let written_to = temp.clone().unwrap_or_else(|| dst.to_path_buf());
     let result = apply_changes(rx, &target, &written_to, n, u64::from(sub), &changed);
