@@ -455,3 +455,87 @@ fn sparse_sync_to_a_new_target() {
 fn sparse_sync_to_a_new_target_leaves_no_temporary_file() {
     sparse_sync(false, true);
 }
+
+// ---------------------------------------------------------------------------------------
+// Native pool write + publish.
+
+/// Which version of `fill_data` the restored tree `dir` holds, if it is one of them.
+fn restored_version(dir: &Path) -> Option<u8> {
+    (1..=2).find(|&v| {
+        let a = fs::read(dir.join("a.bin")).ok();
+        let b = fs::read(dir.join("b.txt")).ok();
+        let c = fs::read(dir.join("sub/c.bin")).ok();
+        a.as_deref() == Some(&noise(u64::from(v), 6000)[..])
+            && b.as_deref() == Some(format!("version {v}\n").as_bytes())
+            && c.as_deref() == Some(&noise(u64::from(v) + 100, 3000)[..])
+    })
+}
+
+/// `ckpt write -o pool:SET` over a native pool that holds an older checkpoint: readers
+/// (`ckpt restore pool:SET`) must find the old checkpoint or the new one, whole, in every
+/// crash state, and the new one once `ckpt` has said it wrote it.
+#[test]
+fn native_pool_checkpoint_publish() {
+    let test = "native pool checkpoint publish";
+    if !common::strace_or_skip(test) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("w");
+    let set = work.join("native.set");
+    let data = work.join("data");
+    let target = format!("pool:{}", set.display());
+    let op = Cmd::new(common::ckpt()).args(["write", "--style", "raw", "-o", &target]).arg(&data);
+    let restores = std::cell::Cell::new(0u32);
+    let spec = ExploreSpec::new(&work, op)
+        .setup(|_| {
+            let text = set_text(&[&work.join("r0"), &work.join("r1")]);
+            fs::write(&set, text)?;
+            let o = ckpt(
+                &[
+                    "pool".as_ref(),
+                    "create".as_ref(),
+                    set.as_os_str(),
+                    "--block-size".as_ref(),
+                    "4KiB".as_ref(),
+                ],
+                tmp.path(),
+            );
+            assert!(o.success(), "ckpt pool create: {o}");
+            fill_data(&data, 1)?;
+            let o = ckpt(
+                &[
+                    "write".as_ref(),
+                    "--style".as_ref(),
+                    "raw".as_ref(),
+                    "-o".as_ref(),
+                    target.as_ref(),
+                    data.as_os_str(),
+                ],
+                tmp.path(),
+            );
+            assert!(o.success(), "ckpt write (old): {o}");
+            fill_data(&data, 2)?;
+            Ok(())
+        })
+        .invariant(|_, crash: &Crash<'_>| {
+            restores.set(restores.get() + 1);
+            let out = tmp.path().join(format!("restore-{}", restores.get()));
+            let o = ckpt(
+                &["restore".as_ref(), target.as_ref(), "-C".as_ref(), out.as_os_str()],
+                tmp.path(),
+            );
+            if !o.success() {
+                return Err(format!("the pool does not restore: {o}"));
+            }
+            let version = restored_version(&out.join("data"))
+                .ok_or("the restored tree is neither the old checkpoint nor the new one")?;
+            if crash.said("ckpt: wrote") && version != 2 {
+                return Err("ckpt acknowledged the write but readers get the old checkpoint".into());
+            }
+            let _ = fs::remove_dir_all(&out);
+            Ok(())
+        });
+    let report = explore(&spec).unwrap_or_else(|e| panic!("{test}: {e}"));
+    finish(test, &report);
+}
