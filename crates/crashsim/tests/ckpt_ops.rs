@@ -489,8 +489,7 @@ fn native_pool_checkpoint_publish() {
     let restores = std::cell::Cell::new(0u32);
     let spec = ExploreSpec::new(&work, op)
         .setup(|_| {
-            let text = set_text(&[&work.join("r0"), &work.join("r1")]);
-            fs::write(&set, text)?;
+            fs::write(&set, set_text(&[&work.join("r0"), &work.join("r1")]))?;
             let o = ckpt(
                 &[
                     "pool".as_ref(),
