@@ -113,9 +113,16 @@ impl ChunkCompressor for Lz4Compressor {
     }
 }
 
-/// Decoder ring: 64 KiB of history plus room for the largest chunk, as liblz4 documents
-/// (`LZ4_DECODER_RING_BUFFER_SIZE`).
-const RING_LEN: usize = 65536 + 14 + CHUNK_MAX;
+/// Decoder ring: two 64 KiB windows plus room for the largest chunk. liblz4 documents
+/// 64 KiB + 14 + the block size as the minimum (`LZ4_DECODER_RING_BUFFER_SIZE`), but then a
+/// block decoded after the wrap can sit under the previous block's 64 KiB history window,
+/// and a match that starts in that history is copied with an overlapping `memcpy`
+/// (undefined behaviour, caught by `AddressSanitizer` in the `roundtrip_plans` fuzz target). With this
+/// size a wrap happens only past 64 KiB + one block, so the history window never reaches
+/// the bytes the next block is decoded into.
+const RING_LEN: usize = 2 * HISTORY + CHUNK_MAX;
+/// LZ4's match window.
+const HISTORY: usize = 65536;
 
 /// LZ4 streaming decompressor decoding into a ring that keeps the last 64 KiB.
 ///
@@ -171,6 +178,8 @@ impl ChunkDecompressor for Lz4Decompressor {
         let src_len = c_int::try_from(stored.len())
             .map_err(|_| CodecError { message: "stored chunk too large" })?;
         if self.pos + CHUNK_MAX > self.ring.len() {
+            // The history window [pos - 64 KiB, pos) must lie past any block decoded at 0.
+            debug_assert!(self.pos >= HISTORY + CHUNK_MAX, "ring wraps under its history");
             self.pos = 0;
         }
         let start = self.pos;
@@ -182,8 +191,9 @@ impl ChunkDecompressor for Lz4Decompressor {
         // SAFETY: `stored` is readable for src_len bytes and `dst` writable for `want` bytes;
         // LZ4_decompress_safe_continue never writes past `want` nor reads past `src_len`,
         // whatever the input. Its history points only into `self.ring`, which lives as long
-        // as the stream, and decoding positions follow liblz4's ring-buffer rule (wrap when
-        // less than one maximum block remains), so history is never overwritten while live.
+        // as the stream, and decoding positions wrap only when less than one maximum block
+        // remains of a ring of two history windows plus a block (see RING_LEN), so the
+        // history is never overwritten while live and never overlaps the destination.
         let n = unsafe {
             ffi::LZ4_decompress_safe_continue(
                 self.stream,

@@ -105,3 +105,23 @@ fn lz4_flex_frames_restore_through_liblz4() {
         restored.assert_equals(&plan, name);
     }
 }
+
+/// The input the `roundtrip_plans` fuzz target found: a short chunk, then two full ones.
+/// With liblz4's minimal ring (64 KiB + 14 + 64 KiB) the decoder wrapped right after the
+/// second chunk and decoded the third under the second's history window, where a match
+/// running from the history into the new block was copied with an overlapping `memcpy`
+/// (`AddressSanitizer`: memcpy-param-overlap). The ring now wraps only past 64 KiB + one chunk; a debug
+/// assertion in the decoder checks it on every wrap, so this test fails if it regresses.
+#[test]
+fn a_short_chunk_then_full_ones_never_wraps_the_ring_under_its_history() {
+    let head = vec![0x1c_u8; 164];
+    let tail: Vec<u8> = (0..131_077u32).map(|i| i.to_le_bytes()[0] | 1).collect();
+    let plan: Plan = vec![(Style::Lz4, vec![head.clone(), tail.clone()])];
+    let bytes = write_vec(&plan);
+    let mut r = Reader::new(SliceSource::new(&bytes));
+    let mut f = r.next_frame().unwrap().unwrap();
+    assert!(f.read_to_vec().unwrap().unwrap() == head);
+    assert!(f.read_to_vec().unwrap().unwrap() == tail);
+    f.close().unwrap();
+    r.finish().unwrap();
+}
