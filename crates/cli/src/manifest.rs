@@ -76,9 +76,22 @@ impl Entry {
         }
     }
 
+    /// Range `i` of [`Entry::data_ranges`], without building the list.
+    pub fn data_range(&self, i: usize) -> Option<(u64, u64)> {
+        match (&self.extents, self.kind) {
+            (Some(x), _) => x.get(i).copied(),
+            (None, Kind::File) if self.size > 0 && i == 0 => Some((0, self.size)),
+            _ => None,
+        }
+    }
+
     /// Bytes of the file stored in the checkpoint.
     pub fn data_len(&self) -> u64 {
-        self.data_ranges().iter().map(|r| r.1).sum()
+        match &self.extents {
+            Some(x) => x.iter().fold(0u64, |total, r| total.saturating_add(r.1)),
+            None if self.kind == Kind::File => self.size,
+            None => 0,
+        }
     }
 }
 
@@ -238,6 +251,7 @@ impl Manifest {
             return Err(ManifestError::Truncated { offset: bytes.len() });
         }
         let mut entries = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+        let mut total = 0u64;
         for i in 0..count {
             let [kind, flags, r1, r2] = r.take()?;
             let kind = match kind {
@@ -246,7 +260,7 @@ impl Manifest {
                 2 => Kind::Symlink,
                 _ => return Err(ManifestError::BadField { entry: i, field: "kind" }),
             };
-            let sparse = flags == FLAG_SPARSE && version == VERSION;
+            let sparse = flags == FLAG_SPARSE && version == VERSION && kind == Kind::File;
             if [r1, r2] != [0; 2] || (flags != 0 && !sparse) {
                 return Err(ManifestError::BadField { entry: i, field: "flags or reserved bytes" });
             }
@@ -289,7 +303,7 @@ impl Manifest {
                     field: "size or target for its kind",
                 });
             }
-            entries.push(Entry {
+            let entry = Entry {
                 kind,
                 path,
                 mode,
@@ -298,7 +312,11 @@ impl Manifest {
                 size: file_size,
                 target,
                 extents,
-            });
+            };
+            total = total
+                .checked_add(entry.data_len())
+                .ok_or(ManifestError::BadField { entry: i, field: "size (the total overflows)" })?;
+            entries.push(entry);
         }
         if r.at != bytes.len() {
             return Err(ManifestError::TrailingBytes { offset: r.at });
@@ -307,34 +325,72 @@ impl Manifest {
     }
 
     /// Total bytes of file data stored (sparse files count their data extents only).
+    /// [`Manifest::decode`] refuses manifests whose total does not fit a `u64`.
     pub fn data_bytes(&self) -> u64 {
-        self.entries.iter().map(Entry::data_len).sum()
+        self.entries.iter().fold(0u64, |total, e| total.saturating_add(e.data_len()))
+    }
+
+    /// How many data frames the files' bytes fill: they are packed across files, so every
+    /// frame but the last is full.
+    pub fn data_frame_count(&self) -> u64 {
+        self.data_bytes().div_ceil(self.frame_size.max(1))
     }
 
     /// How the files' bytes are laid out over data frames: for each data frame, its pieces.
+    /// Builds them all: for a manifest read from a checkpoint, check
+    /// [`Manifest::data_frame_count`] against the checkpoint first, or walk
+    /// [`Manifest::data_frames_iter`], so a hostile manifest cannot claim billions of frames.
     pub fn data_frames(&self) -> Vec<Vec<Piece>> {
-        let mut frames = Vec::new();
-        let mut current: Vec<Piece> = Vec::new();
-        let mut room = self.frame_size;
-        for (i, e) in self.entries.iter().enumerate() {
-            for (start, len) in e.data_ranges() {
-                let (mut offset, end) = (start, start + len);
-                while offset < end {
-                    let len = (end - offset).min(room);
-                    current.push(Piece { entry: i, offset, len });
-                    offset += len;
-                    room -= len;
-                    if room == 0 {
-                        frames.push(std::mem::take(&mut current));
-                        room = self.frame_size;
-                    }
-                }
+        self.data_frames_iter().collect()
+    }
+
+    /// [`Manifest::data_frames`] one frame at a time.
+    pub fn data_frames_iter(&self) -> DataFrames<'_> {
+        DataFrames { manifest: self, entry: 0, range: 0, offset: None }
+    }
+}
+
+/// The data frames of a manifest, one at a time ([`Manifest::data_frames_iter`]).
+#[derive(Debug, Clone)]
+pub struct DataFrames<'a> {
+    manifest: &'a Manifest,
+    /// The entry and the index of its data range where the next piece starts.
+    entry: usize,
+    range: usize,
+    /// Offset reached inside that range, if it was cut by the previous frame.
+    offset: Option<u64>,
+}
+
+impl Iterator for DataFrames<'_> {
+    type Item = Vec<Piece>;
+
+    fn next(&mut self) -> Option<Vec<Piece>> {
+        let mut frame = Vec::new();
+        let mut room = self.manifest.frame_size.max(1);
+        while let Some(e) = self.manifest.entries.get(self.entry) {
+            let Some((start, len)) = e.data_range(self.range) else {
+                self.entry += 1;
+                self.range = 0;
+                continue;
+            };
+            let end = start + len;
+            let offset = self.offset.unwrap_or(start);
+            let take = (end - offset).min(room);
+            if take > 0 {
+                frame.push(Piece { entry: self.entry, offset, len: take });
+            }
+            room -= take;
+            if offset + take < end {
+                self.offset = Some(offset + take);
+            } else {
+                self.offset = None;
+                self.range += 1;
+            }
+            if room == 0 {
+                break;
             }
         }
-        if !current.is_empty() {
-            frames.push(current);
-        }
-        frames
+        (!frame.is_empty()).then_some(frame)
     }
 }
 
@@ -547,5 +603,96 @@ mod tests {
         d.extents = Some(vec![(0, 1)]);
         m.entries.push(d);
         assert!(Manifest::decode(&m.encode()).is_err());
+    }
+    /// The eager packing the lazy iterator replaced, as the reference.
+    fn reference_frames(m: &Manifest) -> Vec<Vec<Piece>> {
+        let mut frames = Vec::new();
+        let mut current = Vec::new();
+        let mut room = m.frame_size;
+        for (i, e) in m.entries.iter().enumerate() {
+            for (start, len) in e.data_ranges() {
+                let (mut offset, end) = (start, start + len);
+                while offset < end {
+                    let len = (end - offset).min(room);
+                    current.push(Piece { entry: i, offset, len });
+                    offset += len;
+                    room -= len;
+                    if room == 0 {
+                        frames.push(std::mem::take(&mut current));
+                        room = m.frame_size;
+                    }
+                }
+            }
+        }
+        if !current.is_empty() {
+            frames.push(current);
+        }
+        frames
+    }
+
+    #[test]
+    fn lazy_frames_equal_the_eager_packing_and_their_count() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for round in 0..300 {
+            let mut entries = Vec::new();
+            for i in 0..next(8) {
+                let kind = [Kind::Dir, Kind::File, Kind::File, Kind::Symlink]
+                    [usize::try_from(next(4)).unwrap()];
+                let mut e =
+                    entry(kind, &format!("e{i}"), 0, if kind == Kind::Symlink { "t" } else { "" });
+                if kind == Kind::File {
+                    e.size = next(5000);
+                    if next(2) == 0 && e.size > 0 {
+                        let mut at = 0;
+                        let mut extents = Vec::new();
+                        while at < e.size {
+                            let gap = next(300);
+                            let len = (1 + next(700)).min(e.size.saturating_sub(at + gap));
+                            if len == 0 {
+                                break;
+                            }
+                            extents.push((at + gap, len));
+                            at += gap + len;
+                        }
+                        e.extents = Some(extents);
+                    }
+                }
+                entries.push(e);
+            }
+            let m = Manifest { frame_size: 1 + next(3000), entries };
+            let lazy = m.data_frames();
+            assert_eq!(lazy, reference_frames(&m), "round {round}: {m:?}");
+            assert_eq!(lazy.len() as u64, m.data_frame_count(), "round {round}");
+        }
+    }
+
+    #[test]
+    fn hostile_totals_and_flags_are_refused() {
+        // Two files whose sizes add past u64::MAX.
+        let mut m = Manifest {
+            frame_size: 1,
+            entries: vec![entry(Kind::File, "a", 1 << 63, ""), entry(Kind::File, "b", 1 << 63, "")],
+        };
+        let err = Manifest::decode(&m.encode()).unwrap_err();
+        assert!(matches!(err, ManifestError::BadField { entry: 1, .. }), "{err:?}");
+        // A terabyte in one-byte frames decodes (it is only a claim) but counts its frames
+        // without building them, and the iterator yields them one at a time.
+        m.entries.pop();
+        m.entries[0].size = 1 << 40;
+        let back = Manifest::decode(&m.encode()).unwrap();
+        assert_eq!(back.data_frame_count(), 1 << 40);
+        assert_eq!(back.data_frames_iter().take(3).count(), 3);
+        // A directory with the sparse flag.
+        let mut bytes =
+            Manifest { frame_size: 4096, entries: vec![entry(Kind::Dir, "d", 0, "")] }.encode();
+        bytes[HEADER_LEN + 1] = FLAG_SPARSE;
+        let err = Manifest::decode(&bytes).unwrap_err();
+        assert!(matches!(err, ManifestError::BadField { entry: 0, .. }), "{err:?}");
     }
 }

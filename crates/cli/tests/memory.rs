@@ -15,6 +15,14 @@ const LIMIT: u64 = 64 * MIB;
 // The child is reaped by `wait4`, which std cannot do while also returning rusage.
 #[allow(clippy::zombie_processes)]
 fn run(args: &[&str]) -> u64 {
+    let (ok, peak) = run_any(args);
+    assert!(ok, "{args:?} failed");
+    peak
+}
+
+/// Runs ckpt; returns whether it exited 0 and its own peak resident set in bytes.
+#[allow(clippy::zombie_processes)]
+fn run_any(args: &[&str]) -> (bool, u64) {
     let child = Command::new(env!("CARGO_BIN_EXE_ckpt"))
         .args(args)
         .stdout(Stdio::null())
@@ -30,11 +38,24 @@ fn run(args: &[&str]) -> u64 {
         assert_eq!(libc::wait4(pid, &raw mut status, 0, &raw mut usage), pid);
         (status, usage)
     };
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{args:?} failed: status {status:#x}"
-    );
-    u64::try_from(usage.ru_maxrss).unwrap() * 1024
+    assert!(libc::WIFEXITED(status), "{args:?} died: status {status:#x}");
+    (libc::WEXITSTATUS(status) == 0, u64::try_from(usage.ru_maxrss).unwrap() * 1024)
+}
+
+/// A 307-byte checkpoint whose (checksum-valid) manifest claims one 1 TiB file in 1-byte
+/// frames: both restore paths refuse it in little memory instead of planning 2^40 frames
+/// (found while writing the manifest fuzz target).
+#[test]
+fn a_manifest_claiming_two_to_the_forty_frames_is_refused_in_little_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hostile-manifest.ckpt");
+    for threads in ["1", "2"] {
+        let out = tmp.path().join(format!("out-{threads}"));
+        let (ok, peak) =
+            run_any(&["restore", fixture, "-C", out.to_str().unwrap(), "--threads", threads]);
+        assert!(!ok, "restore of a hostile manifest succeeded");
+        assert!(peak < LIMIT, "--threads {threads}: peak {} MiB", peak / MIB);
+    }
 }
 
 /// 384 MiB that LZ4 cannot shrink (so encoded frames are as large as they get), written

@@ -215,7 +215,8 @@ pub fn restore_checkpoint<S: Source>(
     };
     progress(0, manifest.data_bytes());
     fs::create_dir_all(dest).map_err(io_err(dest, "cannot create destination"))?;
-    let mut planned = manifest.data_frames().into_iter();
+    // Lazily: a manifest may claim more frames than the checkpoint holds.
+    let mut planned = manifest.data_frames_iter();
     let mut pieces: std::vec::IntoIter<Piece> = Vec::new().into_iter();
     let mut frame = None;
     let mut buf = Vec::new();
@@ -322,10 +323,11 @@ where
         f.close()?;
         read
     };
-    let data_frames = manifest.data_frames();
-    if reader.frame_count() != Some(data_frames.len() as u64 + 1) {
+    // Checked before the plan is built: a hostile manifest may claim billions of frames.
+    if reader.frame_count() != manifest.data_frame_count().checked_add(1) {
         return Err(TreeError::Layout { what: "frame count differs from the manifest's" });
     }
+    let data_frames = manifest.data_frames();
     drop(reader);
     let total = manifest.data_bytes();
     progress(0, total);
