@@ -12,7 +12,7 @@ mod common;
 
 use common::{
     create_obj_pool, libpmemobj_or_skip_anywhere, pmempool_check, pmempool_or_skip, verify_root,
-    write_root, write_set,
+    write_at, write_root, write_set, write_set_named,
 };
 use serde_json::Value;
 use std::fs;
@@ -285,4 +285,94 @@ fn killed_pmempool_sync_report() {
         "{test}: {fooled} of {delays} kills left a set pmempool check calls consistent while \
          replica 1 differs from the master"
     );
+}
+
+/// `ckpt pool transform` adding a replica, SIGKILLed at delays spread over one run. Right
+/// after each kill the source is still a healthy set, or the new set is complete, or a
+/// committed journal next to DST guarantees that the next run finishes it; `ckpt pool sync
+/// DST` then always leaves DST healthy to us and to `pmempool check`, with the root object
+/// intact.
+#[test]
+fn killed_transform_leaves_the_source_valid_or_the_new_set_recoverable() {
+    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    let test = "killed_transform_leaves_the_source_valid_or_the_new_set_recoverable";
+    let Some(pool) = make_pool(test) else { return };
+    let dst = write_set_named(
+        &pool.dir,
+        "dst.set",
+        &[
+            &[("64M", "r0p0"), ("64M", "r0p1")],
+            &[("64M", "r1p0"), ("64M", "r1p1")],
+            &[("128M", "r2")],
+        ],
+        &[],
+    );
+    // The transform rewrites only the kept parts' headers; keep them to start again.
+    let kept: Vec<(PathBuf, Vec<u8>)> = pool
+        .parts
+        .iter()
+        .flatten()
+        .map(|p| (p.clone(), fs::read(p).expect("read a part")[..4096].to_vec()))
+        .collect();
+    let reset = || {
+        for (p, header) in &kept {
+            write_at(p, 0, header);
+        }
+        for name in ["r2", ".r2.ckpt-build", "dst.set.ckpt-journal", "dst.set.ckpt-journal.tmp"] {
+            let _ = fs::remove_file(pool.dir.join(name));
+        }
+    };
+    let t = Instant::now();
+    let out = ckpt(&["pool", "transform", s(&pool.set), s(&dst)]);
+    assert!(out.status.success(), "transform: {}", text(&out));
+    let full = t.elapsed();
+    let mut landed = std::collections::BTreeMap::<&str, u32>::new();
+    for i in 0..10u32 {
+        reset();
+        let delay = full.mul_f64(1.2 * f64::from(i) / 9.0);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ckpt"))
+            .args(["pool", "transform", s(&pool.set), s(&dst)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn ckpt pool transform");
+        std::thread::sleep(delay);
+        child.kill().expect("SIGKILL");
+        child.wait().expect("wait");
+        let src_ok = check_json(&pool.set).0 == Some(0);
+        let dst_ok = check_json(&dst).0 == Some(0);
+        let committed =
+            ckpt_poolset::journal::Journal::load(&pool.dir.join("dst.set.ckpt-journal"))
+                .ok()
+                .flatten()
+                .is_some_and(|j| j.state == ckpt_poolset::journal::State::Committed);
+        assert!(
+            src_ok || dst_ok || committed,
+            "kill {i} after {delay:?}: neither the source nor the new set is whole, and no \
+             committed journal says how to finish"
+        );
+        let state = if dst_ok {
+            "new set complete"
+        } else if committed {
+            "committed"
+        } else {
+            "source valid"
+        };
+        *landed.entry(state).or_default() += 1;
+        let out = ckpt(&["pool", "sync", s(&dst)]);
+        assert!(out.status.success(), "kill {i}: sync DST: {}", text(&out));
+        let (code, report) = check_json(&dst);
+        assert_eq!(code, Some(0), "kill {i}: {report:#}");
+        let pm = pmempool_check(&dst);
+        assert!(pm.consistent, "kill {i}: pmempool check DST:\n{}", pm.output);
+        assert!(
+            !pool.dir.join(".r2.ckpt-build").exists()
+                && !pool.dir.join("dst.set.ckpt-journal").exists(),
+            "kill {i}: leftovers"
+        );
+        if let Err(e) = verify_root(&dst, SEED, ROOT_LEN) {
+            panic!("kill {i}: root object through DST: {e}");
+        }
+    }
+    eprintln!("{test}: one transform took {full:?}; 10 kills landed {landed:?}");
 }
