@@ -287,7 +287,7 @@ fn killed_pmempool_sync_report() {
     );
 }
 
-/// `ckpt pool transform` adding a replica, SIGKILLed at delays spread over one run. Right
+/// `ckpt pool transform` adding a replica, killed (SIGKILL) at delays spread over one run. Right
 /// after each kill the source is still a healthy set, or the new set is complete, or a
 /// committed journal next to DST guarantees that the next run finishes it; `ckpt pool sync
 /// DST` then always leaves DST healthy to us and to `pmempool check`, with the root object
