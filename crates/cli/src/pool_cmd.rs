@@ -54,6 +54,29 @@ pub(crate) enum PoolCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write bytes (a file, or stdin with -) at OFFSET of a native pool's address space, in
+    /// every replica, and publish: every replica fsynced, then the new published length.
+    Write {
+        /// The poolset file.
+        set: PathBuf,
+        /// Byte offset in the pool's data area.
+        #[arg(long, default_value = "0", value_parser = parse_size)]
+        offset: u64,
+        /// The bytes to write: a file, or - for stdin.
+        input: PathBuf,
+    },
+    /// Read LEN published bytes at OFFSET of a native pool to stdout, each block from a
+    /// replica whose copy verifies (readers never write: `pool scrub` heals the bad copies).
+    Read {
+        /// The poolset file.
+        set: PathBuf,
+        /// Byte offset in the published range.
+        #[arg(long, default_value = "0", value_parser = parse_size)]
+        offset: u64,
+        /// Bytes to read (default: to the end of the published range).
+        #[arg(long, value_parser = parse_size)]
+        len: Option<u64>,
+    },
     /// Change the structure of SRC into that of DST, one kind of change per call: add
     /// replicas, remove replicas (at least one stays), or add or remove OPTION SINGLEHDR.
     /// SRC stays valid until the new set is complete and durable.
@@ -127,6 +150,49 @@ pub(crate) fn run(command: PoolCommand) -> Result<u8, Failure> {
             let report = result.map_err(|e| failure(&set, &e))?;
             print_scrub(&set, &report, started.elapsed().as_secs_f64(), json);
             Ok(if report.unrecoverable.is_empty() { 0 } else { EXIT_UNHEALTHY })
+        }
+        PoolCommand::Write { set, offset, input } => {
+            let bytes = if input.as_os_str() == "-" {
+                let mut v = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut v)
+                    .map_err(|e| Failure::usage(format!("stdin: {e}")))?;
+                v
+            } else {
+                std::fs::read(&input)
+                    .map_err(|e| Failure::usage(format!("{}: {e}", input.display())))?
+            };
+            let mut pool = NativePool::open(&set, Access::Write).map_err(|e| failure(&set, &e))?;
+            pool.write_at(offset, &bytes).map_err(|e| failure(&set, &e))?;
+            let old = pool.published();
+            let end = (offset + bytes.len() as u64).max(old.start + old.len);
+            let start = if old.len == 0 { offset } else { old.start.min(offset) };
+            let published = pool.publish(start, end - start).map_err(|e| failure(&set, &e))?;
+            eprintln!(
+                "ckpt: wrote {} at {offset} of {}; published bytes {}..{} (generation {})",
+                human(bytes.len() as u64),
+                set.display(),
+                published.start,
+                published.start + published.len,
+                published.generation
+            );
+            Ok(0)
+        }
+        PoolCommand::Read { set, offset, len } => {
+            let pool = NativePool::open(&set, Access::Read).map_err(|e| failure(&set, &e))?;
+            let published = pool.published();
+            let len = len.unwrap_or(published.len.saturating_sub(offset));
+            let mut out = std::io::stdout().lock();
+            let mut at = offset;
+            let mut buf = vec![0u8; 1 << 20];
+            while at < offset + len {
+                let n = usize::try_from((offset + len - at).min(1 << 20)).unwrap_or(1 << 20);
+                let piece = buf.get_mut(..n).unwrap_or_default();
+                pool.read_published(at, piece).map_err(|e| failure(&set, &e))?;
+                std::io::Write::write_all(&mut out, piece)
+                    .map_err(|e| Failure::usage(format!("stdout: {e}")))?;
+                at += n as u64;
+            }
+            Ok(0)
         }
         PoolCommand::Transform { src, dst, dry_run, json } => {
             let started = Instant::now();
