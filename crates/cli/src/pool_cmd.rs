@@ -151,49 +151,8 @@ pub(crate) fn run(command: PoolCommand) -> Result<u8, Failure> {
             print_scrub(&set, &report, started.elapsed().as_secs_f64(), json);
             Ok(if report.unrecoverable.is_empty() { 0 } else { EXIT_UNHEALTHY })
         }
-        PoolCommand::Write { set, offset, input } => {
-            let bytes = if input.as_os_str() == "-" {
-                let mut v = Vec::new();
-                std::io::Read::read_to_end(&mut std::io::stdin(), &mut v)
-                    .map_err(|e| Failure::usage(format!("stdin: {e}")))?;
-                v
-            } else {
-                std::fs::read(&input)
-                    .map_err(|e| Failure::usage(format!("{}: {e}", input.display())))?
-            };
-            let mut pool = NativePool::open(&set, Access::Write).map_err(|e| failure(&set, &e))?;
-            pool.write_at(offset, &bytes).map_err(|e| failure(&set, &e))?;
-            let old = pool.published();
-            let end = (offset + bytes.len() as u64).max(old.start + old.len);
-            let start = if old.len == 0 { offset } else { old.start.min(offset) };
-            let published = pool.publish(start, end - start).map_err(|e| failure(&set, &e))?;
-            eprintln!(
-                "ckpt: wrote {} at {offset} of {}; published bytes {}..{} (generation {})",
-                human(bytes.len() as u64),
-                set.display(),
-                published.start,
-                published.start + published.len,
-                published.generation
-            );
-            Ok(0)
-        }
-        PoolCommand::Read { set, offset, len } => {
-            let pool = NativePool::open(&set, Access::Read).map_err(|e| failure(&set, &e))?;
-            let published = pool.published();
-            let len = len.unwrap_or(published.len.saturating_sub(offset));
-            let mut out = std::io::stdout().lock();
-            let mut at = offset;
-            let mut buf = vec![0u8; 1 << 20];
-            while at < offset + len {
-                let n = usize::try_from((offset + len - at).min(1 << 20)).unwrap_or(1 << 20);
-                let piece = buf.get_mut(..n).unwrap_or_default();
-                pool.read_published(at, piece).map_err(|e| failure(&set, &e))?;
-                std::io::Write::write_all(&mut out, piece)
-                    .map_err(|e| Failure::usage(format!("stdout: {e}")))?;
-                at += n as u64;
-            }
-            Ok(0)
-        }
+        PoolCommand::Write { set, offset, input } => pool_write(&set, offset, &input),
+        PoolCommand::Read { set, offset, len } => pool_read(&set, offset, len),
         PoolCommand::Transform { src, dst, dry_run, json } => {
             let started = Instant::now();
             let bar = progress_bar(0, "transform");
@@ -208,6 +167,50 @@ pub(crate) fn run(command: PoolCommand) -> Result<u8, Failure> {
             Ok(0)
         }
     }
+}
+
+fn pool_write(set: &Path, offset: u64, input: &Path) -> Result<u8, Failure> {
+    let bytes = if input.as_os_str() == "-" {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut v)
+            .map_err(|e| Failure::usage(format!("stdin: {e}")))?;
+        v
+    } else {
+        std::fs::read(input).map_err(|e| Failure::usage(format!("{}: {e}", input.display())))?
+    };
+    let mut pool = NativePool::open(set, Access::Write).map_err(|e| failure(set, &e))?;
+    pool.write_at(offset, &bytes).map_err(|e| failure(set, &e))?;
+    let old = pool.published();
+    let end = (offset + bytes.len() as u64).max(old.start + old.len);
+    let start = if old.len == 0 { offset } else { old.start.min(offset) };
+    let published = pool.publish(start, end - start).map_err(|e| failure(set, &e))?;
+    eprintln!(
+        "ckpt: wrote {} at {offset} of {}; published bytes {}..{} (generation {})",
+        human(bytes.len() as u64),
+        set.display(),
+        published.start,
+        published.start + published.len,
+        published.generation
+    );
+    Ok(0)
+}
+
+fn pool_read(set: &Path, offset: u64, len: Option<u64>) -> Result<u8, Failure> {
+    let pool = NativePool::open(set, Access::Read).map_err(|e| failure(set, &e))?;
+    let published = pool.published();
+    let len = len.unwrap_or(published.len.saturating_sub(offset));
+    let mut out = std::io::stdout().lock();
+    let mut at = offset;
+    let mut buf = vec![0u8; 1 << 20];
+    while at < offset + len {
+        let n = usize::try_from((offset + len - at).min(1 << 20)).unwrap_or(1 << 20);
+        let piece = buf.get_mut(..n).unwrap_or_default();
+        pool.read_published(at, piece).map_err(|e| failure(set, &e))?;
+        std::io::Write::write_all(&mut out, piece)
+            .map_err(|e| Failure::usage(format!("stdout: {e}")))?;
+        at += n as u64;
+    }
+    Ok(0)
 }
 
 fn kind_text(kind: &TransformKind) -> String {
