@@ -209,7 +209,13 @@ fn built(u: &mut Unstructured<'_>) -> arbitrary::Result<Manifest> {
 fuzz_target!(|data: &[u8]| {
     check_decode(data);
     if let Ok(m) = built(&mut Unstructured::new(data)) {
-        let valid = m.frame_size > 0 && m.entries.iter().all(|e| entry_problem(e).is_none());
+        // The stored data of all files together must fit a u64 (the decoder refuses a total
+        // that overflows, which no real tree can have).
+        let total_fits =
+            m.entries.iter().try_fold(0u64, |total, e| total.checked_add(e.data_len())).is_some();
+        let valid = m.frame_size > 0
+            && total_fits
+            && m.entries.iter().all(|e| entry_problem(e).is_none());
         match Manifest::decode(&m.encode()) {
             Ok(back) => {
                 assert!(valid, "a manifest against the rules decodes: {m:?}");
