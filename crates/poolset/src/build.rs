@@ -286,3 +286,53 @@ pub(crate) fn ownership_model(
         .or_else(|| set.replicas.iter().flat_map(|r| &r.parts).find(exists))
         .map(|p| p.path.clone())
 }
+
+/// One run's changes: parts to build (target, plan, final path), healthy parts whose header
+/// is rewritten, files removed.
+pub(crate) struct Changes<'a> {
+    pub builds: Vec<(&'a Target, &'a [SourceRange], PathBuf)>,
+    pub writes: &'a [(PathBuf, [u8; HEADER_SIZE])],
+    pub removed: &'a [PathBuf],
+}
+
+/// Carries out `changes` through the journal at `journal`: prepared (the temporary files),
+/// every part built and made durable, then committed (renames, header writes, removals) and
+/// applied. A failed build is rolled back at once. Returns the bytes copied.
+///
+/// # Errors
+/// [`PoolError::Io`] naming the file, or the build's error.
+pub(crate) fn commit_changes(
+    health: &PoolHealth,
+    changes: &Changes<'_>,
+    journal: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<u64, PoolError> {
+    use crate::journal::{Action, Journal, State};
+    let temps: Vec<Action> =
+        changes.builds.iter().map(|(t, _, _)| Action::Temp(t.path.clone())).collect();
+    let prepared = Journal { state: State::Prepared, actions: temps.clone() };
+    prepared.store(journal)?;
+    let jobs: Vec<_> = changes.builds.iter().map(|(t, plan, _)| (*t, *plan)).collect();
+    let done = match build_all(health, &jobs, progress) {
+        Ok(done) => done,
+        Err(e) => {
+            // Undo now rather than leave it to the next run: nothing else was changed yet.
+            let _ = prepared.recover(journal);
+            return Err(e);
+        }
+    };
+    let mut actions = temps;
+    for (t, _, to) in &changes.builds {
+        actions.push(Action::Rename { from: t.path.clone(), to: to.clone() });
+    }
+    for (path, header) in changes.writes {
+        actions.push(Action::Write { path: path.clone(), offset: 0, bytes: header.to_vec() });
+    }
+    for path in changes.removed {
+        actions.push(Action::Remove(path.clone()));
+    }
+    let committed = Journal { state: State::Committed, actions };
+    committed.store(journal)?;
+    committed.recover(journal)?;
+    Ok(done)
+}

@@ -9,10 +9,12 @@
 //!   does an intent journal commit the renames and header rewrites, so an interrupted sync
 //!   is undone or finished by the next run, and a half-copied part never looks healthy.
 
-use crate::build::{SourceRange, Sources, Target, build_all, ownership_model, temp_name};
+use crate::build::{
+    Changes, SourceRange, Sources, Target, commit_changes, ownership_model, temp_name,
+};
 use crate::header::{HEADER_SIZE, PoolHeader, Uuid};
 use crate::health::{PartProblem, Pending, PoolHealth, inspect_as_if};
-use crate::journal::{Action, Journal, State, journal_path};
+use crate::journal::{Journal, State, journal_path};
 use crate::lock::lock_set;
 use crate::rings::{UuidMap, relinked};
 use crate::{PoolError, grammar::PoolSet};
@@ -257,29 +259,14 @@ fn execute(
     journal: &Path,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<u64, PoolError> {
-    let temps: Vec<Action> =
-        plan.targets.iter().map(|t| Action::Temp(t.target.path.clone())).collect();
-    let prepared = Journal { state: State::Prepared, actions: temps.clone() };
-    prepared.store(journal)?;
-    let jobs: Vec<_> = plan.targets.iter().map(|x| (&x.target, x.sources.as_slice())).collect();
-    let done = match build_all(health, &jobs, progress) {
-        Ok(done) => done,
-        Err(e) => {
-            // Undo now rather than leave it to the next run: nothing else was changed yet.
-            let _ = prepared.recover(journal);
-            return Err(e);
-        }
-    };
-    let mut actions = temps;
-    for t in &plan.targets {
-        let to = health.set.replicas[t.replica].parts[t.part].path.clone();
-        actions.push(Action::Rename { from: t.target.path.clone(), to });
-    }
-    for (path, header) in &plan.relink {
-        actions.push(Action::Write { path: path.clone(), offset: 0, bytes: header.to_vec() });
-    }
-    let committed = Journal { state: State::Committed, actions };
-    committed.store(journal)?;
-    committed.recover(journal)?;
-    Ok(done)
+    let builds = plan
+        .targets
+        .iter()
+        .map(|t| {
+            let to = health.set.replicas[t.replica].parts[t.part].path.clone();
+            (&t.target, t.sources.as_slice(), to)
+        })
+        .collect();
+    let changes = Changes { builds, writes: &plan.relink, removed: &[] };
+    commit_changes(health, &changes, journal, progress)
 }

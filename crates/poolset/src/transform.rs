@@ -8,11 +8,11 @@
 //! removals, which the next run rolls forward if this one is interrupted.
 
 use crate::PoolError;
-use crate::build::{Sources, Target, build_all, ownership_model, temp_name};
+use crate::build::{Changes, Sources, Target, commit_changes, ownership_model, temp_name};
 use crate::grammar::{PoolSet, Replica};
 use crate::header::{Features, HEADER_SIZE, Uuid};
 use crate::health::{PoolHealth, inspect};
-use crate::journal::{Action, Journal, State, journal_path};
+use crate::journal::{Journal, State, journal_path};
 use crate::lock::lock_set;
 use crate::rings::{UuidMap, relinked};
 use std::path::{Path, PathBuf};
@@ -358,31 +358,11 @@ fn execute(
     journal: &Path,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<u64, PoolError> {
-    let temps: Vec<Action> =
-        plan.builds.iter().map(|b| Action::Temp(b.target.path.clone())).collect();
-    let prepared = Journal { state: State::Prepared, actions: temps.clone() };
-    prepared.store(journal)?;
-    let jobs: Vec<_> = plan.builds.iter().map(|x| (&x.target, x.sources.as_slice())).collect();
-    let done = match build_all(health, &jobs, progress) {
-        Ok(done) => done,
-        Err(e) => {
-            // Undo now rather than leave it to the next run: nothing else was changed yet.
-            let _ = prepared.recover(journal);
-            return Err(e);
-        }
-    };
-    let mut actions = temps;
-    for b in &plan.builds {
-        actions.push(Action::Rename { from: b.target.path.clone(), to: b.final_path.clone() });
-    }
-    for (path, header) in &plan.writes {
-        actions.push(Action::Write { path: path.clone(), offset: 0, bytes: header.to_vec() });
-    }
-    for path in removed {
-        actions.push(Action::Remove(path.clone()));
-    }
-    let committed = Journal { state: State::Committed, actions };
-    committed.store(journal)?;
-    committed.recover(journal)?;
-    Ok(done)
+    let builds = plan
+        .builds
+        .iter()
+        .map(|b| (&b.target, b.sources.as_slice(), b.final_path.clone()))
+        .collect();
+    let changes = Changes { builds, writes: &plan.writes, removed };
+    commit_changes(health, &changes, journal, progress)
 }
