@@ -1,5 +1,6 @@
 //! The errors of checking, syncing and transforming a pool set.
 
+use crate::agreement::Disagreement;
 use crate::grammar::GrammarError;
 use std::fmt;
 use std::path::PathBuf;
@@ -49,6 +50,16 @@ pub enum PoolError {
     /// The pool set cannot be used for this operation as it is (unhealthy source, unknown
     /// pool type, options this crate does not handle).
     Unsupported(String),
+    /// The poolset file disagrees with what the pool records about itself (part order,
+    /// replicas, sizes, header options, parts of another pool). Nothing was changed: a set
+    /// file is a claim, and repairing a pool into the shape a wrong one describes destroys
+    /// data.
+    SetDisagrees {
+        /// The poolset file.
+        set: PathBuf,
+        /// Every disagreement found, each naming the part or replica.
+        disagreements: Vec<Disagreement>,
+    },
     /// A transform was asked for that PMDK's rules do not allow.
     Transform(String),
     /// The intent journal of an earlier run is damaged in its committed part. Nothing was
@@ -91,6 +102,17 @@ impl fmt::Display for PoolError {
                 f,
                 "cannot rebuild replica {replica} part {part}: no healthy replica holds pool bytes {start:#x}..{end:#x}"
             ),
+            Self::SetDisagrees { set, disagreements } => {
+                write!(
+                    f,
+                    "{} disagrees with the pool's own records; nothing was changed:",
+                    set.display()
+                )?;
+                for d in disagreements {
+                    write!(f, "\n  - {d}")?;
+                }
+                Ok(())
+            }
             Self::Unsupported(what) | Self::Transform(what) => f.write_str(what),
             Self::Journal { path, detail } => {
                 write!(

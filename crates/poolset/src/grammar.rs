@@ -195,6 +195,8 @@ pub struct Limits {
 impl Limits {
     /// libpmemobj's limits: `PMEMOBJ_MIN_PART` (2 MiB) and `PMEMOBJ_MIN_POOL` (8 MiB).
     pub const PMEMOBJ: Limits = Limits { min_part: 2 << 20, min_pool: 8 << 20 };
+    /// No minimums: [`PoolSet::validate`] then checks only what no local pool may use.
+    pub const NONE: Limits = Limits { min_part: 0, min_pool: 0 };
 }
 
 /// Why a SIZE token is not a valid size.

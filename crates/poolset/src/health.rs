@@ -1,11 +1,14 @@
 //! The health of every part and replica of a pool set, judged as PMDK's `pmempool sync`
 //! judges it: files present, readable and of their declared size; headers not zeroed, with
 //! a known signature and a valid checksum; the same pool set uuid everywhere; part and
-//! replica uuid rings linked.
+//! replica uuid rings linked. Where the poolset file and the pool's own records disagree
+//! (see [`crate::agreement`]), the disagreements are listed too: they are not damage to
+//! repair, and sync and transform refuse while there is one.
 
 use crate::PoolError;
-use crate::grammar::PoolSet;
-use crate::header::{HEADER_SIZE, HeaderError, Link, PoolHeader, PoolType, Uuid};
+use crate::agreement::{Disagreement, RecordedSize};
+use crate::grammar::{Limits, PoolSet};
+use crate::header::{HEADER_SIZE, HeaderError, ObjDescriptor, PoolHeader, PoolType, Uuid};
 use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
@@ -21,7 +24,8 @@ pub enum PartProblem {
     Missing,
     /// The file exists but cannot be opened or read.
     Unreadable(std::io::Error),
-    /// The file's size is not the size the poolset file declares.
+    /// The file is shorter than the poolset file declares, and the pool's records say its
+    /// replica needs the missing bytes (or it cannot even hold its header).
     WrongSize {
         /// The declared size.
         expected: u64,
@@ -54,15 +58,6 @@ pub enum PartProblem {
         /// The part that keeps it.
         kept_by: PathBuf,
     },
-    /// A uuid link of the header does not point where the rings say.
-    BrokenLink {
-        /// The link field.
-        link: Link,
-        /// The uuid the ring needs there.
-        expected: Uuid,
-        /// The uuid found.
-        found: Uuid,
-    },
 }
 
 impl PartProblem {
@@ -80,7 +75,6 @@ impl PartProblem {
             Self::WrongPoolset { .. } => "alien",
             Self::WrongType { .. } => "wrong_type",
             Self::DuplicateUuid { .. } => "duplicate",
-            Self::BrokenLink { .. } => "broken_link",
         }
     }
 }
@@ -112,9 +106,6 @@ impl fmt::Display for PartProblem {
                 "a copy of another part: its uuid {uuid} belongs to {}, which fits the rings",
                 kept_by.display()
             ),
-            Self::BrokenLink { link, expected, found } => {
-                write!(f, "{} is {found}, the ring needs {expected}", link.field_name())
-            }
         }
     }
 }
@@ -126,6 +117,8 @@ pub struct PartHealth {
     pub path: PathBuf,
     /// The declared size.
     pub size: u64,
+    /// The file's size, when it exists and could be examined.
+    pub found_size: Option<u64>,
     /// The decoded header, when the part has one and it is valid.
     pub header: Option<PoolHeader>,
     /// What is wrong, or `None` for a healthy part.
@@ -165,12 +158,34 @@ pub struct PoolHealth {
     pub poolset_uuid: Option<Uuid>,
     /// The replicas, in order (replica 0 is the master).
     pub replicas: Vec<ReplicaHealth>,
+    /// The size the pool's own descriptor says its data needs, when one could be read.
+    pub recorded_size: Option<RecordedSize>,
+    /// Where the poolset file disagrees with the pool's records. Sync and transform refuse
+    /// while this is not empty.
+    pub disagreements: Vec<Disagreement>,
 }
 
 impl PoolHealth {
-    /// Whether every part of every replica is healthy.
+    /// Whether every part of every replica is healthy and the set file agrees with the
+    /// pool.
     pub fn is_healthy(&self) -> bool {
-        self.replicas.iter().all(ReplicaHealth::is_healthy)
+        self.disagreements.is_empty() && self.replicas.iter().all(ReplicaHealth::is_healthy)
+    }
+
+    /// Refuses a set whose file disagrees with the pool's records, naming every
+    /// disagreement.
+    ///
+    /// # Errors
+    /// [`PoolError::SetDisagrees`] when there is a disagreement.
+    pub fn refuse_disagreements(&self, set_file: &Path) -> Result<(), PoolError> {
+        if self.disagreements.is_empty() {
+            Ok(())
+        } else {
+            Err(PoolError::SetDisagrees {
+                set: set_file.to_path_buf(),
+                disagreements: self.disagreements.clone(),
+            })
+        }
     }
 
     /// The uuid part `part` of replica `replica` has or must have: its own valid header's,
@@ -212,11 +227,14 @@ impl PoolHealth {
     }
 }
 
-/// Reads the poolset file at `set_path` and checks every part.
+/// Reads the poolset file at `set_path` and checks every part, and the set file against the
+/// pool's own records.
 ///
 /// # Errors
 /// [`PoolError::Grammar`] if the poolset file cannot be read or parsed (its directories
-/// resolved). Problems of the parts are not errors: they are in the result.
+/// resolved), or uses what no local pool may (`OPTION NOHDRS`; directories without
+/// `OPTION SINGLEHDR`). Problems of the parts and disagreements are not errors: they are in
+/// the result.
 ///
 /// # Examples
 /// ```no_run
@@ -231,8 +249,20 @@ impl PoolHealth {
 /// # Ok::<(), ckpt_poolset::PoolError>(())
 /// ```
 pub fn check(set_path: &Path) -> Result<PoolHealth, PoolError> {
+    Ok(inspect(read_set(set_path)?))
+}
+
+/// Reads, parses and resolves a poolset file, refusing what PMDK refuses for any local
+/// pool whatever its type: `OPTION NOHDRS`, and directories without `OPTION SINGLEHDR`.
+/// (The size minimums depend on the pool type, which only the headers tell: they are
+/// disagreements.)
+///
+/// # Errors
+/// [`PoolError::Grammar`].
+pub fn read_set(set_path: &Path) -> Result<PoolSet, PoolError> {
     let set = PoolSet::from_file(set_path)?.resolve_directories()?;
-    Ok(inspect(set))
+    set.validate(&Limits::NONE)?;
+    Ok(set)
 }
 
 /// Checks every part of an already parsed pool set.
@@ -278,73 +308,120 @@ impl Pending {
 
 /// [`inspect`] as if `pending` had been applied.
 pub(crate) fn inspect_as_if(set: PoolSet, pending: &Pending) -> PoolHealth {
-    let mut replicas: Vec<ReplicaHealth> = set
-        .replicas
-        .iter()
-        .map(|replica| ReplicaHealth {
-            parts: replica
-                .parts
-                .iter()
-                .enumerate()
-                .map(|(p, part)| read_part(&part.path, part.size, set.header_size(p), pending))
-                .collect(),
-        })
-        .collect();
+    let mut descriptors = Vec::with_capacity(set.replicas.len());
+    let mut replicas: Vec<ReplicaHealth> = Vec::with_capacity(set.replicas.len());
+    for replica in &set.replicas {
+        let mut parts = Vec::with_capacity(replica.parts.len());
+        let mut descriptor = None;
+        for (p, part) in replica.parts.iter().enumerate() {
+            let (health, record) = read_part(&part.path, part.size, set.header_size(p), pending);
+            if p == 0 {
+                descriptor = record;
+            }
+            parts.push(health);
+        }
+        descriptors.push(descriptor);
+        replicas.push(ReplicaHealth { parts });
+    }
     let (pool_type, poolset_uuid) = majority(&replicas);
-    // Headers of another set or type are not part of this one.
-    for part in replicas.iter_mut().flat_map(|r| r.parts.iter_mut()) {
-        let Some(h) = &part.header else { continue };
-        if let Some(expected) = poolset_uuid
-            && h.poolset_uuid != expected
-        {
-            part.problem = Some(PartProblem::WrongPoolset { expected, found: h.poolset_uuid });
-            part.header = None;
-        } else if let Some(t) = pool_type
-            && h.signature != t.signature()
-        {
-            part.problem =
-                Some(PartProblem::WrongType { expected: t.signature(), found: h.signature });
-            part.header = None;
+    // Headers of another set or type are not part of this one, and may be part of another
+    // live pool.
+    let mut foreign = Vec::new();
+    for (r, replica) in replicas.iter_mut().enumerate() {
+        for (p, part) in replica.parts.iter_mut().enumerate() {
+            let Some(h) = &part.header else { continue };
+            if let Some(expected) = poolset_uuid
+                && h.poolset_uuid != expected
+            {
+                foreign.push(Disagreement::ForeignPart {
+                    replica: r,
+                    part: p,
+                    path: part.path.clone(),
+                    pool: expected,
+                    found: h.poolset_uuid,
+                });
+                part.problem = Some(PartProblem::WrongPoolset { expected, found: h.poolset_uuid });
+                part.header = None;
+            } else if let Some(t) = pool_type
+                && h.signature != t.signature()
+            {
+                foreign.push(Disagreement::ForeignType {
+                    replica: r,
+                    part: p,
+                    path: part.path.clone(),
+                    pool: t.signature(),
+                    found: h.signature,
+                });
+                part.problem =
+                    Some(PartProblem::WrongType { expected: t.signature(), found: h.signature });
+                part.header = None;
+            }
         }
     }
-    let mut health = PoolHealth { set, pool_type, poolset_uuid, replicas };
+    for (replica, descriptor) in replicas.iter().zip(descriptors.iter_mut()) {
+        if replica.parts.first().is_none_or(|p| p.header.is_none()) {
+            *descriptor = None;
+        }
+    }
+    let recorded_size = crate::agreement::recorded_size(pool_type, &descriptors);
+    let mut health = PoolHealth {
+        set,
+        pool_type,
+        poolset_uuid,
+        replicas,
+        recorded_size,
+        disagreements: Vec::new(),
+    };
     mark_duplicates(&mut health);
-    check_links(&mut health);
+    health.disagreements = crate::agreement::judge(&mut health, foreign);
     health
 }
 
-/// Stats, opens and reads the header of one part.
-fn read_part(path: &Path, size: u64, header_size: u64, pending: &Pending) -> PartHealth {
-    let mut health = PartHealth { path: path.to_path_buf(), size, header: None, problem: None };
+/// Stats, opens and reads the header of one part; for a part with a header, also the bytes
+/// after it where part 0 keeps the pool descriptor.
+fn read_part(
+    path: &Path,
+    size: u64,
+    header_size: u64,
+    pending: &Pending,
+) -> (PartHealth, Option<Vec<u8>>) {
+    let mut health = PartHealth {
+        path: path.to_path_buf(),
+        size,
+        found_size: None,
+        header: None,
+        problem: None,
+    };
     if pending.removed.iter().any(|r| r == path) {
         health.problem = Some(PartProblem::Missing);
-        return health;
+        return (health, None);
     }
     let source = pending.renamed.get(path).map_or(path, PathBuf::as_path);
     let found = match std::fs::metadata(source) {
         Ok(m) => m.len(),
         Err(e) if e.kind() == ErrorKind::NotFound => {
             health.problem = Some(PartProblem::Missing);
-            return health;
+            return (health, None);
         }
         Err(e) => {
             health.problem = Some(PartProblem::Unreadable(e));
-            return health;
+            return (health, None);
         }
     };
     let file = match File::open(source) {
         Ok(f) => f,
         Err(e) => {
             health.problem = Some(PartProblem::Unreadable(e));
-            return health;
+            return (health, None);
         }
     };
-    if found != size {
-        health.problem = Some(PartProblem::WrongSize { expected: size, found });
-        return health;
-    }
+    health.found_size = Some(found);
     if header_size == 0 {
-        return health;
+        return (health, None);
+    }
+    if found < size && found < HEADER_SIZE as u64 {
+        health.problem = Some(PartProblem::WrongSize { expected: size, found });
+        return (health, None);
     }
     let mut bytes = vec![0u8; HEADER_SIZE];
     if let Some(h) = pending.headers.get(path) {
@@ -352,14 +429,16 @@ fn read_part(path: &Path, size: u64, header_size: u64, pending: &Pending) -> Par
         bytes.extend_from_slice(h);
     } else if let Err(e) = file.read_exact_at(&mut bytes, 0) {
         health.problem = Some(PartProblem::Unreadable(e));
-        return health;
+        return (health, None);
     }
     match crate::header::validate(&bytes, None) {
         Ok(h) => health.header = Some(h),
         Err(HeaderError::Zeroed) => health.problem = Some(PartProblem::ZeroedHeader),
         Err(e) => health.problem = Some(PartProblem::BadHeader(e)),
     }
-    health
+    let mut record = vec![0u8; ObjDescriptor::LEN];
+    let record = file.read_exact_at(&mut record, HEADER_SIZE as u64).is_ok().then_some(record);
+    (health, record)
 }
 
 /// The pool type and pool set uuid most valid headers agree on (ties: the earliest).
@@ -425,39 +504,6 @@ fn mark_duplicates(health: &mut PoolHealth) {
         }
     }
     for (r, p, problem) in marks {
-        let part = &mut health.replicas[r].parts[p];
-        part.problem = Some(problem);
-        part.header = None;
-    }
-}
-
-/// Marks parts whose part or replica links do not match the uuids the rings need.
-fn check_links(health: &mut PoolHealth) {
-    let replica_count = health.replicas.len();
-    let mut broken: Vec<(usize, usize, PartProblem)> = Vec::new();
-    for r in 0..replica_count {
-        let ring = health.header_ring(r);
-        let n = ring.len();
-        let prev_repl = health.expected_part_uuid((r + replica_count - 1) % replica_count, 0);
-        let next_repl = health.expected_part_uuid((r + 1) % replica_count, 0);
-        for (at, &p) in ring.iter().enumerate() {
-            let Some(h) = health.replicas[r].parts[p].header.as_ref() else { continue };
-            let prev = health.expected_part_uuid(r, ring[(at + n - 1) % n]);
-            let next = health.expected_part_uuid(r, ring[(at + 1) % n]);
-            let checks = [
-                (Link::PrevPart, prev, h.prev_part_uuid),
-                (Link::NextPart, next, h.next_part_uuid),
-                (Link::PrevReplica, prev_repl, h.prev_repl_uuid),
-                (Link::NextReplica, next_repl, h.next_repl_uuid),
-            ];
-            if let Some((link, Some(expected), found)) =
-                checks.into_iter().find(|(_, want, found)| want.is_some_and(|w| w != *found))
-            {
-                broken.push((r, p, PartProblem::BrokenLink { link, expected, found }));
-            }
-        }
-    }
-    for (r, p, problem) in broken {
         let part = &mut health.replicas[r].parts[p];
         part.problem = Some(problem);
         part.header = None;

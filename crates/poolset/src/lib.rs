@@ -7,6 +7,7 @@
 //! - [`grammar`]: the poolset file grammar and the size math.
 //! - [`header`]: the 4 KiB pool header, the pmemobj descriptor, uuid rings.
 //! - [`health`]: what is wrong with which part, as PMDK judges it.
+//! - [`agreement`]: where the poolset file disagrees with what the pool records about itself.
 //! - [`journal`]: the intent journal that makes sync and transform crash-safe.
 //! - [`sync`]: rebuild missing and broken parts from healthy data, range by range.
 //! - [`transform`]: add or remove replicas, add or remove `OPTION SINGLEHDR`.
@@ -14,6 +15,7 @@
 //!   read-repair, scrub and a published state for one writer and many readers.
 #![forbid(unsafe_code)]
 
+pub mod agreement;
 mod build;
 mod error;
 pub mod grammar;

@@ -95,6 +95,13 @@ impl Descriptor {
     }
 }
 
+/// The bytes of the pool's address space a native pool's data needs, from its descriptor
+/// (`bytes` start at pool offset 4096); `None` if the descriptor does not verify.
+pub(crate) fn recorded_pool_size(bytes: &[u8]) -> Option<u64> {
+    let d = Descriptor::decode(bytes)?;
+    d.block_count.checked_mul(u64::from(d.block_size))?.checked_add(d.data_at)
+}
+
 /// A published state: its generation and the range of the data area it covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Published {

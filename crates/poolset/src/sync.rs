@@ -9,15 +9,15 @@
 //!   does an intent journal commit the renames and header rewrites, so an interrupted sync
 //!   is undone or finished by the next run, and a half-copied part never looks healthy.
 
+use crate::PoolError;
 use crate::build::{
     Changes, SourceRange, Sources, Target, commit_changes, ownership_model, temp_name,
 };
 use crate::header::{HEADER_SIZE, PoolHeader, Uuid};
-use crate::health::{PartProblem, Pending, PoolHealth, inspect_as_if};
+use crate::health::{PartProblem, Pending, PoolHealth, inspect_as_if, read_set};
 use crate::journal::{Journal, State, journal_path};
 use crate::lock::lock_set;
 use crate::rings::{UuidMap, relinked};
-use crate::{PoolError, grammar::PoolSet};
 use std::path::{Path, PathBuf};
 
 /// How [`sync`] runs.
@@ -61,7 +61,9 @@ pub struct SyncReport {
 /// Heals the pool set described by the poolset file at `set_path`.
 ///
 /// # Errors
-/// - [`PoolError::Grammar`]: the poolset file is invalid;
+/// - [`PoolError::Grammar`]: the poolset file is invalid, or uses `OPTION NOHDRS`;
+/// - [`PoolError::SetDisagrees`]: the poolset file disagrees with the pool's own records
+///   (part order, replicas, sizes, header options, parts of another pool);
 /// - [`PoolError::Locked`]: another `ckpt pool` run or a program using the pool holds it;
 /// - [`PoolError::Unreadable`]: a part exists but cannot be read (it is not touched);
 /// - [`PoolError::NoHealthyCopy`]: some range of a broken part has no healthy copy;
@@ -86,7 +88,7 @@ pub fn sync(
     opts: &SyncOptions,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<SyncReport, PoolError> {
-    let set = PoolSet::from_file(set_path)?.resolve_directories()?;
+    let set = read_set(set_path)?;
     let part_paths: Vec<PathBuf> =
         set.replicas.iter().flat_map(|r| r.parts.iter().map(|p| p.path.clone())).collect();
     let _lock = lock_set(set_path, part_paths.iter().map(PathBuf::as_path))?;
@@ -113,6 +115,9 @@ pub fn sync(
             }
         }
     }
+    // Before anything is planned or written: a set file that misstates the pool is
+    // refused, not "repaired".
+    health.refuse_disagreements(set_path)?;
     let broken: Vec<(usize, usize)> = health
         .replicas
         .iter()

@@ -8,10 +8,11 @@
 //! removals, which the next run rolls forward if this one is interrupted.
 
 use crate::PoolError;
+use crate::agreement::{limits, too_small};
 use crate::build::{Changes, Sources, Target, commit_changes, ownership_model, temp_name};
 use crate::grammar::{PoolSet, Replica};
 use crate::header::{Features, HEADER_SIZE, Uuid};
-use crate::health::{PoolHealth, inspect};
+use crate::health::{PoolHealth, inspect, read_set};
 use crate::journal::{Journal, State, journal_path};
 use crate::lock::lock_set;
 use crate::rings::{UuidMap, relinked};
@@ -69,8 +70,11 @@ enum Fate {
 /// # Errors
 /// - [`PoolError::Transform`]: the two sets are identical, differ in more than one kind of
 ///   change, remove every replica, change a replica partly, name part files that already
-///   exist, or describe a pool smaller than the source's;
+///   exist, or (for a pool that keeps no record of its data size) describe a pool smaller than the source's;
 /// - [`PoolError::Unsupported`]: the source is not healthy (run sync first);
+/// - [`PoolError::SetDisagrees`]: SRC disagrees with the pool's own records, or DST has a
+///   part or replica below the library's minimums, or a replica too small for the pool's
+///   data (`heap_offset + heap_size` for pmemobj);
 /// - [`PoolError::Grammar`], [`PoolError::Locked`], [`PoolError::Io`], [`PoolError::Journal`]
 ///   as for [`crate::sync::sync`].
 ///
@@ -90,8 +94,8 @@ pub fn transform(
     opts: &TransformOptions,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<TransformReport, PoolError> {
-    let src_set = PoolSet::from_file(src)?.resolve_directories()?;
-    let dst_set = PoolSet::from_file(dst)?.resolve_directories()?;
+    let src_set = read_set(src)?;
+    let dst_set = read_set(dst)?;
     let parts = |s: &PoolSet| -> Vec<PathBuf> {
         s.replicas.iter().flat_map(|r| r.parts.iter().map(|p| p.path.clone())).collect()
     };
@@ -110,6 +114,7 @@ pub fn transform(
     }
     let (kind, fates) = classify(&src_set, &dst_set)?;
     let health = inspect(src_set);
+    health.refuse_disagreements(src)?;
     if !health.is_healthy() {
         let broken: Vec<String> = health
             .replicas
@@ -122,17 +127,27 @@ pub fn transform(
             broken.join("; ")
         )));
     }
-    if dst_set.pool_size() < health.set.pool_size() {
-        return Err(PoolError::Transform(format!(
-            "the target pool would hold {} bytes, less than the source's {}{}",
-            dst_set.pool_size(),
-            health.set.pool_size(),
-            if matches!(kind, TransformKind::SingleHeader(false)) {
-                ": without SINGLEHDR every part after the first needs a 4 KiB header; make a part that much larger"
-            } else {
-                ""
-            }
-        )));
+    // DST against the pool's records: the library's minimums, and room for the pool's data
+    // in every replica (PMDK's rule: `heap_offset + heap_size` must fit).
+    let mut dst_problems = Vec::new();
+    limits(&dst_set, health.pool_type, &mut dst_problems);
+    match health.recorded_size {
+        Some(required) => too_small(&dst_set, required, &mut dst_problems),
+        None if dst_set.pool_size() < health.set.pool_size() => {
+            return Err(PoolError::Transform(format!(
+                "the target pool would hold {} bytes, less than the source's {}, and the pool \
+                 keeps no record of how much of it its data needs",
+                dst_set.pool_size(),
+                health.set.pool_size()
+            )));
+        }
+        None => {}
+    }
+    if !dst_problems.is_empty() {
+        return Err(PoolError::SetDisagrees {
+            set: dst.to_path_buf(),
+            disagreements: dst_problems,
+        });
     }
     let plan = plan(&health, &dst_set, &fates)?;
     let dst_parts = parts(&dst_set);

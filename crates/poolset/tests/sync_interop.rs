@@ -480,9 +480,14 @@ fn a_healthy_set_is_left_untouched() {
     assert_healthy_and_intact(&pool);
 }
 
+/// A part of another pool set in place of one of ours carries a valid header of that other
+/// set: it may be a part of another live pool, so sync refuses, naming it, and changes
+/// nothing, as `pmempool sync` refuses ("part files from various poolsets"). Once the
+/// stray file is moved away, sync rebuilds the part.
 #[test]
-fn an_alien_part_from_another_pmempool_set_is_rebuilt() {
-    let Some(pool) = make_pool("an_alien_part_from_another_pmempool_set_is_rebuilt", 2, &[], 11)
+fn an_alien_part_from_another_pmempool_set_is_never_overwritten() {
+    let Some(pool) =
+        make_pool("an_alien_part_from_another_pmempool_set_is_never_overwritten", 2, &[], 11)
     else {
         return;
     };
@@ -490,12 +495,36 @@ fn an_alien_part_from_another_pmempool_set_is_rebuilt() {
     create_obj_pool(&other, LAYOUT);
     let alien = &set_parts(&other)[1][0];
     fs::copy(alien, pool.part(1, 0)).unwrap();
-    for part in set_parts(&other).iter().flatten() {
-        fs::remove_file(part).unwrap();
-    }
-    fs::remove_file(&other).unwrap();
-    let report = heal(&pool, &[(1, 0, "alien")]);
+    assert_refused(&pool, &[("foreign_part", (1, Some(0)))]);
+    fs::remove_file(pool.part(1, 0)).unwrap();
+    let report = heal(&pool, &[(1, 0, "missing")]);
     assert_eq!(source_replicas(&report), [0]);
+}
+
+/// Runs sync (a dry run, then a real one) on a set whose file disagrees with the pool and
+/// asserts that both refuse with exactly the disagreements `expected` (kind, place), change
+/// nothing and leave no journal or temporary file; and that `pmempool sync` refuses a copy
+/// of the same set too.
+fn assert_refused(pool: &Pool, expected: &[(&str, (usize, Option<usize>))]) {
+    let before = snapshot(&pool.dir);
+    for dry_run in [true, false] {
+        let err = run_sync(&pool.set, dry_run).unwrap_err();
+        let PoolError::SetDisagrees { disagreements, .. } = &err else {
+            panic!("expected a refusal, got {err:?}")
+        };
+        let found: Vec<(&str, (usize, Option<usize>))> =
+            disagreements.iter().map(|d| (d.kind(), d.place())).collect();
+        assert_eq!(found, expected, "{err}");
+        assert!(err.to_string().contains("nothing was changed"), "{err}");
+        assert_eq!(snapshot(&pool.dir), before, "a refused sync changes nothing");
+        assert!(leftovers(&pool.dir).is_empty(), "{:?}", leftovers(&pool.dir));
+    }
+    let health = health::check(&pool.set).unwrap();
+    assert!(!health.is_healthy() && health.disagreements.len() == expected.len());
+    let copy_dir = tempfile::tempdir().unwrap();
+    let copy = common::copy_set(&pool.set, copy_dir.path());
+    let out = common::run_pmempool(&["sync".as_ref(), copy.as_ref()]);
+    assert!(!out.status.success(), "pmempool sync accepted the same set");
 }
 
 #[test]
@@ -775,16 +804,19 @@ fn a_rebuilt_part_keeps_the_owner_and_mode_of_the_file_it_replaces() {
     assert_eq!(found, (uid, gid, "600".to_owned()), "owner, group and mode of the rebuilt part");
 }
 
-/// A valid header (checksum and all) whose link does not fit the rings: PMDK's "broken
-/// link".
+/// A valid header (checksum and all) whose link names a uuid that the part the set file puts
+/// there does not have: the headers contradict each other or the set file, and nothing says
+/// which is right. PMDK refuses ("inconsistent part UUIDs ... cannot synchronize"), and so
+/// does ckpt, changing nothing.
 #[test]
-fn a_header_with_a_broken_link_is_rebuilt() {
-    let Some(pool) = make_pool("a_header_with_a_broken_link_is_rebuilt", 2, &[], 23) else {
+fn a_valid_header_with_a_contradicting_link_is_refused() {
+    let Some(pool) = make_pool("a_valid_header_with_a_contradicting_link_is_refused", 2, &[], 23)
+    else {
         return;
     };
     let part = pool.part(1, 1);
     let mut header = ckpt_poolset::header::validate(&read_at(part, 0, 4096), None).unwrap();
     header.prev_part_uuid = ckpt_poolset::header::Uuid::generate().unwrap();
     write_at(part, 0, &header.encode());
-    heal(&pool, &[(1, 1, "broken_link")]);
+    assert_refused(&pool, &[("misplaced", (1, Some(1)))]);
 }

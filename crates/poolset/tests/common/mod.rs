@@ -492,3 +492,69 @@ pub fn libpmemobj_or_skip_anywhere(test_name: &str) -> bool {
     }
     libpmemobj_or_skip(test_name)
 }
+
+/// Reads the root object through libpmemobj from every replica of a simple pool set, not
+/// only the master that libpmemobj reads: for each replica R, the part files are copied
+/// into a scratch directory and opened with a set file that lists the replicas from R on
+/// (R, R+1, ..., R-1). The rotation keeps the uuid rings valid and makes R the master; the
+/// copies keep libpmemobj's run-time writes out of the pool under test. The error names
+/// the replica and holds the helper's message.
+pub fn verify_root_in_every_replica(set: &Path, seed: u64, len: usize) -> Result<(), String> {
+    let text = fs::read_to_string(set).map_err(|e| format!("{}: {e}", set.display()))?;
+    let options: Vec<&str> =
+        text.lines().map(str::trim).filter(|l| l.starts_with("OPTION")).collect();
+    let sizes: Vec<Vec<String>> = {
+        let mut replicas = vec![Vec::new()];
+        for line in text.lines().map(str::trim) {
+            if line == "REPLICA" {
+                replicas.push(Vec::new());
+            } else if let Some((size, _)) = line.split_once(char::is_whitespace)
+                && size.as_bytes().first().is_some_and(u8::is_ascii_digit)
+                && let Some(last) = replicas.last_mut()
+            {
+                last.push(size.to_owned());
+            }
+        }
+        replicas
+    };
+    let parts = set_parts(set);
+    let count = parts.len();
+    for first in 0..count {
+        let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let mut out = String::from("PMEMPOOLSET\n");
+        for option in &options {
+            writeln!(out, "{option}").unwrap();
+        }
+        for k in 0..count {
+            let r = (first + k) % count;
+            if k > 0 {
+                out.push_str("REPLICA\n");
+            }
+            for (p, path) in parts[r].iter().enumerate() {
+                let copy = scratch.path().join(format!("r{r}p{p}"));
+                fs::copy(path, &copy).map_err(|e| format!("copy {}: {e}", path.display()))?;
+                writeln!(out, "{} {}", sizes[r][p], copy.display()).unwrap();
+            }
+        }
+        let rotated = scratch.path().join("rotated.set");
+        fs::write(&rotated, out).map_err(|e| e.to_string())?;
+        verify_root(&rotated, seed, len).map_err(|e| format!("replica {first}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Every regular file of `dir` (lock files aside) with the xxh3 of its bytes, for "nothing
+/// changed" checks.
+pub fn file_hashes(dir: &Path) -> BTreeMap<String, (u64, u64)> {
+    let mut out = BTreeMap::new();
+    for entry in fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.expect("dir entry").path();
+        let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        if name.ends_with(".ckpt-lock") || !path.is_file() {
+            continue;
+        }
+        let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        out.insert(name, (bytes.len() as u64, xxhash_rust::xxh3::xxh3_64(&bytes)));
+    }
+    out
+}
