@@ -378,6 +378,17 @@ fn placement(health: &PoolHealth, out: &mut Vec<Disagreement>) {
             }
         }
     }
+    // A valid header of this pool at offset 0 of a part the set gives no header (SINGLEHDR)
+    // is a first part listed in the wrong place: where a link names it, that is evidence.
+    for (r, rep) in health.replicas.iter().enumerate() {
+        for (p, part) in rep.parts.iter().enumerate() {
+            if let Some(h) = &part.stray_header
+                && Some(h.poolset_uuid) == health.poolset_uuid
+            {
+                place_of.entry(h.uuid).or_insert((r, p));
+            }
+        }
+    }
     // Uuids named for places without a valid header, and by whom.
     let mut claims: HashMap<(usize, usize), (Uuid, (usize, usize))> = HashMap::new();
     for (r, rep) in health.replicas.iter().enumerate() {
@@ -440,7 +451,11 @@ fn sizes(health: &mut PoolHealth, out: &mut Vec<Disagreement>) {
             }
             let as_found = declared_replica.saturating_sub(usable(&health.set, p, declared))
                 + usable(&health.set, p, found);
-            let must_grow = found < declared && required.is_none_or(|need| as_found < need);
+            // Bytes past the last whole page are no pool data: the layout is the same either
+            // way, so the part is rebuilt to its size with every pool byte it held.
+            let same_layout = usable(&health.set, p, found) == usable(&health.set, p, declared);
+            let must_grow =
+                same_layout || (found < declared && required.is_none_or(|need| as_found < need));
             let problem = &mut health.replicas[r].parts[p].problem;
             if must_grow {
                 if problem.is_none() {

@@ -24,8 +24,9 @@ pub enum PartProblem {
     Missing,
     /// The file exists but cannot be opened or read.
     Unreadable(std::io::Error),
-    /// The file is shorter than the poolset file declares, and the pool's records say its
-    /// replica needs the missing bytes (or it cannot even hold its header).
+    /// The file is shorter than the poolset file declares and the pool's records say its
+    /// replica needs the missing bytes (or it cannot even hold its header); or its size
+    /// differs only past its last whole 4 KiB page, where no pool data lies.
     WrongSize {
         /// The declared size.
         expected: u64,
@@ -119,6 +120,10 @@ pub struct PartHealth {
     pub size: u64,
     /// The file's size, when it exists and could be examined.
     pub found_size: Option<u64>,
+    /// For a part the set file gives no header (`SINGLEHDR`, parts after the first): a
+    /// valid pool header found at its offset 0 all the same, which is what a first part
+    /// listed in the wrong place looks like.
+    pub(crate) stray_header: Option<PoolHeader>,
     /// The decoded header, when the part has one and it is valid.
     pub header: Option<PoolHeader>,
     /// What is wrong, or `None` for a healthy part.
@@ -389,6 +394,7 @@ fn read_part(
         path: path.to_path_buf(),
         size,
         found_size: None,
+        stray_header: None,
         header: None,
         problem: None,
     };
@@ -417,6 +423,10 @@ fn read_part(
     };
     health.found_size = Some(found);
     if header_size == 0 {
+        let mut bytes = vec![0u8; HEADER_SIZE];
+        if found >= HEADER_SIZE as u64 && file.read_exact_at(&mut bytes, 0).is_ok() {
+            health.stray_header = crate::header::validate(&bytes, None).ok();
+        }
         return (health, None);
     }
     if found < size && found < HEADER_SIZE as u64 {

@@ -54,6 +54,9 @@ pub struct TransformReport {
     pub bytes_copied: u64,
     /// Nothing was changed.
     pub dry_run: bool,
+    /// The pool already had DST's structure (an earlier run of this transform finished, or
+    /// this run finished an interrupted one through its journal): nothing else was done.
+    pub already_done: bool,
 }
 
 /// What becomes of each part of DST.
@@ -104,17 +107,33 @@ pub fn transform(
     let _dst_lock = if same_file(src, dst) { None } else { Some(lock_set(dst, [])?) };
     let journal = journal_path(dst);
     let mut recovered = None;
+    let mut finished_earlier = false;
     for j in [journal_path(src), journal.clone()] {
         if let Some(pending) = Journal::load(&j)? {
             recovered = Some(pending.state);
+            finished_earlier = j == journal && pending.state == State::Committed;
             if !opts.dry_run {
                 pending.recover(&j)?;
             }
         }
     }
-    let (kind, fates) = classify(&src_set, &dst_set)?;
+    if finished_earlier {
+        // An interrupted run of this transform had committed: rolling its journal forward
+        // finished it, and the pool now has DST's structure, which SRC no longer describes.
+        return finished(&src_set, dst_set, dst, recovered, opts.dry_run, true);
+    }
+    // SRC first: a source set file that misstates the pool makes every plan wrong, unless
+    // the pool agrees with DST: this transform was done before.
     let health = inspect(src_set);
-    health.refuse_disagreements(src)?;
+    if !health.disagreements.is_empty() {
+        if let Ok(report) =
+            finished(&health.set, dst_set.clone(), dst, recovered, opts.dry_run, false)
+        {
+            return Ok(report);
+        }
+        health.refuse_disagreements(src)?;
+    }
+    let (kind, fates) = classify(&health.set, &dst_set, true)?;
     if !health.is_healthy() {
         let broken: Vec<String> = health
             .replicas
@@ -161,12 +180,48 @@ pub fn transform(
         relinked: plan.writes.iter().map(|(p, _)| p.clone()).collect(),
         bytes_copied: 0,
         dry_run: opts.dry_run,
+        already_done: false,
     };
     if opts.dry_run {
         return Ok(report);
     }
     report.bytes_copied = execute(&health, &plan, &removed, &journal, progress)?;
     Ok(report)
+}
+
+/// The report of a transform that is already done: an interrupted run had committed it
+/// (`from_journal`; this run applied the journal, unless a dry run), or an earlier run
+/// finished it. Checks that the pool agrees with DST and is healthy.
+fn finished(
+    src_set: &PoolSet,
+    dst_set: PoolSet,
+    dst: &Path,
+    recovered: Option<State>,
+    dry_run: bool,
+    from_journal: bool,
+) -> Result<TransformReport, PoolError> {
+    let (kind, _) = classify(src_set, &dst_set, false)?;
+    // A dry run has not applied the journal, so the pool is not in DST's shape yet.
+    if !(dry_run && from_journal) {
+        let health = inspect(dst_set);
+        health.refuse_disagreements(dst)?;
+        if !health.is_healthy() {
+            return Err(PoolError::Unsupported(format!(
+                "the interrupted transform was finished, but {} is not healthy; run `ckpt pool sync` on it",
+                dst.display()
+            )));
+        }
+    }
+    Ok(TransformReport {
+        kind,
+        recovered,
+        built: Vec::new(),
+        removed: Vec::new(),
+        relinked: Vec::new(),
+        bytes_copied: 0,
+        dry_run,
+        already_done: true,
+    })
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -182,7 +237,12 @@ fn same_replica(a: &Replica, b: &Replica) -> bool {
 }
 
 /// Decides the kind of change and what becomes of each DST part.
-fn classify(src: &PoolSet, dst: &PoolSet) -> Result<(TransformKind, Vec<Vec<Fate>>), PoolError> {
+/// With `new_parts_absent`, the part files of added replicas must not exist yet.
+fn classify(
+    src: &PoolSet,
+    dst: &PoolSet,
+    new_parts_absent: bool,
+) -> Result<(TransformKind, Vec<Vec<Fate>>), PoolError> {
     let refuse = |m: String| Err(PoolError::Transform(m));
     if src.options.no_headers != dst.options.no_headers {
         return refuse(
@@ -233,7 +293,7 @@ fn classify(src: &PoolSet, dst: &PoolSet) -> Result<(TransformKind, Vec<Vec<Fate
             "a transform makes one kind of change, but this one adds replicas {added:?} and removes replicas {removed:?}"
         )),
         (false, true) => {
-            for &i in &added {
+            for &i in added.iter().filter(|_| new_parts_absent) {
                 if let Some(p) = dst.replicas[i].parts.iter().find(|p| p.path.exists()) {
                     return refuse(format!(
                         "part {} of the new replica {i} already exists; it is not overwritten",

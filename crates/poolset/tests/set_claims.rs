@@ -368,3 +368,31 @@ fn transform_refuses_a_new_replica_below_the_minimum_or_too_small_for_the_heap()
     }
     assert_intact(&pool);
 }
+
+/// With `SINGLEHDR` only a replica's first part has a header: a replica listed with its
+/// parts swapped shows a data page where the header should be (damage, to the eye of a
+/// header check) and the real first part in second place. Rebuilding the "damaged" first
+/// part would overwrite a healthy part and leave the header part as data; the valid header
+/// found where the set file expects data, and named by the other replica's links, is the
+/// evidence that refuses it.
+#[test]
+fn singlehdr_parts_listed_out_of_order_are_refused() {
+    let Some(pool) =
+        make("singlehdr_parts_listed_out_of_order_are_refused", &TWO_BY_TWO, &["SINGLEHDR"])
+    else {
+        return;
+    };
+    let set = pool.write_set(
+        "swapped.set",
+        &[TWO_BY_TWO[0], &[("16M", "b1"), ("16M", "b0")]],
+        &["SINGLEHDR"],
+    );
+    // PMDK sees only a broken first part here and rebuilds it over b1: not checked.
+    assert_sync_refused(&pool, &set, &[("misplaced", (0, Some(0)))], false);
+    let set = pool.write_set(
+        "swapped-master.set",
+        &[&[("16M", "a1"), ("16M", "a0")], TWO_BY_TWO[1]],
+        &["SINGLEHDR"],
+    );
+    assert_sync_refused(&pool, &set, &[("misplaced", (1, Some(0)))], false);
+}

@@ -263,3 +263,37 @@ fn dry_run_plans_without_changing_anything() {
     assert_eq!(report.relinked.len(), 4, "every kept part gets new replica links");
     assert_eq!(snapshot(d), before);
 }
+
+/// Running a finished transform again finds the pool already in DST's structure (SRC no
+/// longer describes it): nothing to do, nothing changed. A different DST from the same
+/// stale SRC is refused, naming what SRC misstates, as PMDK refuses ("source poolset health
+/// check failed").
+#[test]
+fn a_finished_transform_run_again_is_already_done_and_a_stale_source_is_refused() {
+    if !ready("a_finished_transform_run_again_is_already_done_and_a_stale_source_is_refused") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let src = write_set_named(d, "src.set", &[&[("20M", "a0"), ("20M", "a1")]], &[]);
+    create_obj_pool(&src, "transform");
+    write_root(&src, 5, ROOT);
+    let add = |name: &str, part: &'static str| {
+        write_set_named(d, name, &[&[("20M", "a0"), ("20M", "a1")], &[("40M", part)]], &[])
+    };
+    let out1 = add("out1.set", "b0");
+    run(&src, &out1).unwrap();
+    let before = snapshot(d);
+    let again = run(&src, &out1).unwrap();
+    assert!(again.already_done && again.built.is_empty(), "{again:?}");
+    assert_eq!(snapshot(d), before);
+    let out2 = add("out2.set", "c0");
+    let err = run(&src, &out2).unwrap_err();
+    assert!(matches!(err, PoolError::SetDisagrees { .. }), "{err:?}");
+    assert!(!d.join("c0").exists());
+    assert_eq!(
+        snapshot(d).into_iter().filter(|(p, _)| !p.ends_with("out2.set")).collect::<Vec<_>>(),
+        before
+    );
+    assert_good(&out1, 5);
+}
