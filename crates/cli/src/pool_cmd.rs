@@ -3,6 +3,7 @@
 use crate::{Failure, human, progress_bar};
 use ckpt_cli::size::parse_size;
 use ckpt_poolset::PoolError;
+use ckpt_poolset::agreement::Disagreement;
 use ckpt_poolset::health::{PoolHealth, check};
 use ckpt_poolset::native::{Access, NativePool, ScrubReport};
 use ckpt_poolset::sync::{SyncOptions, SyncReport, sync};
@@ -101,7 +102,12 @@ fn failure(set: &Path, e: &PoolError) -> Failure {
         PoolError::Grammar(_) => 2,
         _ => EXIT_UNHEALTHY,
     };
-    Failure { code, message: format!("{}: {e}", set.display()) }
+    let message = match e {
+        // The error names the set file it is about (SRC or DST of a transform).
+        PoolError::SetDisagrees { .. } => e.to_string(),
+        _ => format!("{}: {e}", set.display()),
+    };
+    Failure { code, message }
 }
 
 pub(crate) fn run(command: PoolCommand) -> Result<u8, Failure> {
@@ -119,7 +125,10 @@ pub(crate) fn run(command: PoolCommand) -> Result<u8, Failure> {
                 bar.set_position(done);
             });
             bar.finish_and_clear();
-            let report = result.map_err(|e| failure(&set, &e))?;
+            let report = result.map_err(|e| {
+                print_refusal_json(&set, &e, json);
+                failure(&set, &e)
+            })?;
             print_sync(&set, &report, started.elapsed().as_secs_f64(), json);
             Ok(0)
         }
@@ -162,7 +171,10 @@ pub(crate) fn run(command: PoolCommand) -> Result<u8, Failure> {
                     bar.set_position(done);
                 });
             bar.finish_and_clear();
-            let report = result.map_err(|e| failure(&src, &e))?;
+            let report = result.map_err(|e| {
+                print_refusal_json(&src, &e, json);
+                failure(&src, &e)
+            })?;
             print_transform(&src, &dst, &report, started.elapsed().as_secs_f64(), json);
             Ok(0)
         }
@@ -232,13 +244,23 @@ fn print_transform(src: &Path, dst: &Path, report: &TransformReport, secs: f64, 
             "recovered_journal": report.recovered.map(|s| format!("{s:?}").to_lowercase()),
             "built": paths(&report.built), "removed": paths(&report.removed),
             "relinked": paths(&report.relinked), "bytes_copied": report.bytes_copied,
-            "seconds": secs,
+            "already_done": report.already_done, "seconds": secs,
         });
         println!("{v:#}");
         return;
     }
     if let Some(state) = report.recovered {
         eprintln!("ckpt: an interrupted run was found ({state:?}) and recovered");
+    }
+    if report.already_done {
+        eprintln!(
+            "ckpt: {} -> {}: the pool already has the structure of {} ({}); nothing to do",
+            src.display(),
+            dst.display(),
+            dst.display(),
+            kind_text(&report.kind)
+        );
+        return;
     }
     let how = if report.dry_run { "would" } else { "did" };
     eprintln!(
@@ -253,10 +275,38 @@ fn print_transform(src: &Path, dst: &Path, report: &TransformReport, secs: f64, 
     );
 }
 
+fn disagreements_json(disagreements: &[Disagreement]) -> Value {
+    disagreements
+        .iter()
+        .map(|d| {
+            let (replica, part) = d.place();
+            json!({ "kind": d.kind(), "replica": replica, "part": part, "message": d.to_string() })
+        })
+        .collect()
+}
+
+/// For `--json` runs: a refusal because the set file disagrees with the pool is printed on
+/// stdout too, naming each disagreement, before the usual message on stderr.
+fn print_refusal_json(set: &Path, e: &PoolError, json: bool) {
+    if let (true, PoolError::SetDisagrees { set: file, disagreements }) = (json, e) {
+        let v = json!({
+            "set": set.display().to_string(),
+            "refused": true,
+            "set_file": file.display().to_string(),
+            "disagreements": disagreements_json(disagreements),
+        });
+        println!("{v:#}");
+    }
+}
+
 fn health_json(health: &PoolHealth) -> Value {
     json!({
         "healthy": health.is_healthy(),
         "pool_size": health.set.pool_size(),
+        "recorded_size": health.recorded_size.map(|r| json!({
+            "bytes": r.bytes, "replica": r.replica, "record": r.record,
+        })),
+        "disagreements": disagreements_json(&health.disagreements),
         "poolset_uuid": health.poolset_uuid.map(|u| u.to_string()),
         "replicas": health.replicas.iter().enumerate().map(|(r, rep)| json!({
             "replica": r,
@@ -295,6 +345,14 @@ fn print_health(set: &Path, health: &PoolHealth, json: bool) {
                 None => println!("  part {p} {}: ok", part.path.display()),
                 Some(problem) => println!("  part {p} {}: {problem}", part.path.display()),
             }
+        }
+    }
+    if !health.disagreements.is_empty() {
+        println!(
+            "the set file disagrees with the pool's own records (sync and transform refuse until it is corrected):"
+        );
+        for d in &health.disagreements {
+            println!("  - {d}");
         }
     }
 }
