@@ -302,14 +302,16 @@ pub(crate) fn limits_of(pool_type: PoolType) -> Limits {
     }
 }
 
-/// The size the pool's data needs, from the descriptor in part 0 of the first replica whose
-/// part 0 is healthy and whose record verifies. `descriptors[r]` holds the bytes at offset
-/// 4096 of replica `r`'s part 0, when its header was valid.
+/// The size the pool's data needs, from the descriptors in part 0 of the replicas whose
+/// part 0 is healthy and whose record verifies: the largest, since pmemobj's `heap_size` is
+/// outside the descriptor's checksum and a smaller value read from a damaged copy must not
+/// let a replica shrink. `descriptors[r]` holds the bytes at offset 4096 of replica `r`'s
+/// part 0, when its header was valid.
 pub(crate) fn recorded_size(
     pool_type: Option<PoolType>,
     descriptors: &[Option<Vec<u8>>],
 ) -> Option<RecordedSize> {
-    descriptors.iter().enumerate().find_map(|(replica, bytes)| {
+    let records = descriptors.iter().enumerate().filter_map(|(replica, bytes)| {
         let bytes = bytes.as_deref()?;
         match pool_type? {
             PoolType::Obj => {
@@ -324,6 +326,11 @@ pub(crate) fn recorded_size(
                 .map(|bytes| RecordedSize { bytes, replica, record: "native pool descriptor" }),
             PoolType::Blk | PoolType::Log => None,
         }
+    });
+    // The largest; on a tie the first replica's.
+    records.fold(None, |best: Option<RecordedSize>, r| match best {
+        Some(b) if b.bytes >= r.bytes => Some(b),
+        _ => Some(r),
     })
 }
 

@@ -396,3 +396,24 @@ fn singlehdr_parts_listed_out_of_order_are_refused() {
     );
     assert_sync_refused(&pool, &set, &[("misplaced", (1, Some(0)))], false);
 }
+
+/// pmemobj's `heap_size` lies outside the descriptor's checksum: a damaged smaller value in
+/// one replica must not become the pool's record (it would let a transform cut the heap).
+/// The largest verified record wins, and says which replica it came from.
+#[test]
+fn the_largest_heap_record_of_the_replicas_is_the_pools() {
+    let Some(pool) = make("the_largest_heap_record_of_the_replicas_is_the_pools", &TWO_BY_TWO, &[])
+    else {
+        return;
+    };
+    let truth = health::check(&pool.set).unwrap().recorded_size.expect("a heap record");
+    assert_eq!(truth.bytes, (32 << 20) - 4096, "the heap fills the 2 x 16 MiB pool");
+    // heap_size is at descriptor offset 2080, the descriptor at 4096 of part 0.
+    let at = 4096 + 2080;
+    let small = (truth.bytes / 2).to_le_bytes();
+    common::write_at(&pool.path("a0"), at, &small);
+    let health = health::check(&pool.set).unwrap();
+    let record = health.recorded_size.expect("a heap record");
+    assert_eq!((record.bytes, record.replica), (truth.bytes, 1), "{record:?}");
+    assert!(health.disagreements.is_empty(), "{:?}", health.disagreements);
+}
