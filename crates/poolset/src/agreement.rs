@@ -64,8 +64,10 @@ pub enum Placed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Disagreement {
-    /// A part whose valid header belongs to another pool set: it may be a part of another,
-    /// live pool, so it is never overwritten.
+    /// A part whose header belongs to another pool set: it may be a part of another, live
+    /// pool, so it is never overwritten. A damaged header counts when the rest of it is
+    /// still well formed (zero reserved area, this machine's architecture flags) and
+    /// neither its pool set uuid nor its own uuid is the one this pool has for the place.
     ForeignPart {
         /// Its replica.
         replica: usize,
@@ -77,6 +79,20 @@ pub enum Disagreement {
         pool: Uuid,
         /// The pool set uuid in this part's header.
         found: Uuid,
+        /// The header fails its checks (its pool set uuid is read from the damaged bytes).
+        damaged: bool,
+    },
+    /// A part the set file lists after the first of its replica holds the pool descriptor
+    /// that only a replica's first part holds, and the part listed first does not.
+    FirstPartElsewhere {
+        /// The replica.
+        replica: usize,
+        /// The part holding the descriptor.
+        part: usize,
+        /// Its file.
+        path: PathBuf,
+        /// The file the set lists first.
+        listed_first: PathBuf,
     },
     /// A part whose valid header is of another pool type than the rest of the set.
     ForeignType {
@@ -180,6 +196,7 @@ impl Disagreement {
         match self {
             Self::ForeignPart { .. } => "foreign_part",
             Self::ForeignType { .. } => "foreign_type",
+            Self::FirstPartElsewhere { .. } => "first_part_elsewhere",
             Self::Misplaced { .. } => "misplaced",
             Self::HeaderOption { .. } => "header_option",
             Self::PartSize { .. } => "part_size",
@@ -194,6 +211,7 @@ impl Disagreement {
         match self {
             Self::ForeignPart { replica, part, .. }
             | Self::ForeignType { replica, part, .. }
+            | Self::FirstPartElsewhere { replica, part, .. }
             | Self::Misplaced { replica, part, .. }
             | Self::HeaderOption { replica, part, .. }
             | Self::PartSize { replica, part, .. }
@@ -208,13 +226,22 @@ impl Disagreement {
 impl fmt::Display for Disagreement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::ForeignPart { replica, part, path, pool, found } => write!(
+            Self::ForeignPart { replica, part, path, pool, found, damaged } => write!(
                 f,
-                "replica {replica} part {part} ({}) belongs to another pool set: its header says \
-                 pool set {found}, this pool is {pool}; it is not overwritten (it may be a part \
-                 of another pool): take it out of the set file, or move it away if it is a \
-                 stray copy",
-                path.display()
+                "replica {replica} part {part} ({}) belongs to another pool set: its {}header \
+                 says pool set {found}, this pool is {pool}; it is not overwritten (it may be a \
+                 part of another pool): take it out of the set file, or move it away if it is \
+                 a stray copy",
+                path.display(),
+                if *damaged { "damaged " } else { "" }
+            ),
+            Self::FirstPartElsewhere { replica, part, path, listed_first } => write!(
+                f,
+                "replica {replica} part {part} ({}) holds the pool descriptor, which only a \
+                 replica's first part holds, but the set file lists {} first (parts out of \
+                 order)",
+                path.display(),
+                listed_first.display()
             ),
             Self::ForeignType { replica, part, path, pool, found } => write!(
                 f,
@@ -317,6 +344,7 @@ pub(crate) fn recorded_size(
             PoolType::Obj => {
                 let d = ObjDescriptor::decode(bytes).ok()?;
                 d.validate(None).ok()?;
+                (d.heap_offset > 0).then_some(())?;
                 // Pools of PMDK before 1.5 keep no heap size; their heap is the pool.
                 (d.heap_size > 0).then_some(())?;
                 let bytes = d.heap_offset.checked_add(d.heap_size)?;
@@ -343,6 +371,8 @@ fn usable(set: &PoolSet, part: usize, size: u64) -> u64 {
 /// bigger into [`PartProblem::WrongSize`].
 pub(crate) fn judge(health: &mut PoolHealth, foreign: Vec<Disagreement>) -> Vec<Disagreement> {
     let mut out = foreign;
+    damaged_foreign(health, &mut out);
+    first_parts(health, &mut out);
     header_options(health, &mut out);
     placement(health, &mut out);
     sizes(health, &mut out);
@@ -351,6 +381,71 @@ pub(crate) fn judge(health: &mut PoolHealth, foreign: Vec<Disagreement>) -> Vec<
         too_small(&health.set, required, &mut out);
     }
     out
+}
+
+/// Damaged headers that still say, in well-formed fields, that they are another pool set's.
+fn damaged_foreign(health: &PoolHealth, out: &mut Vec<Disagreement>) {
+    let Some(pool) = health.poolset_uuid else { return };
+    for (replica, rep) in health.replicas.iter().enumerate() {
+        for (part, p) in rep.parts.iter().enumerate() {
+            let Some(h) = &p.damaged_header else { continue };
+            let well_formed = h.unused.iter().all(|&b| b == 0) && h.arch_flags.check_host().is_ok();
+            let ours = h.poolset_uuid == pool
+                || h.poolset_uuid.is_nil()
+                || health.expected_part_uuid(replica, part) == Some(h.uuid);
+            if well_formed && !ours {
+                out.push(Disagreement::ForeignPart {
+                    replica,
+                    part,
+                    path: p.path.clone(),
+                    pool,
+                    found: h.poolset_uuid,
+                    damaged: true,
+                });
+            }
+        }
+    }
+}
+
+/// Whether `bytes` (from offset 4096 of a part) are a pool descriptor that verifies. All
+/// zeros verify as a pmemobj descriptor (fletcher64 of zeros is zero), and unused heap is
+/// zeros: a descriptor must also place the heap.
+fn is_descriptor(pool_type: PoolType, bytes: &[u8]) -> Option<bool> {
+    match pool_type {
+        PoolType::Obj => Some(
+            ObjDescriptor::decode(bytes)
+                .is_ok_and(|d| d.validate(None).is_ok() && d.heap_offset > 0 && d.nlanes > 0),
+        ),
+        PoolType::Native => Some(crate::native::recorded_pool_size(bytes).is_some()),
+        PoolType::Blk | PoolType::Log => None,
+    }
+}
+
+/// Only a replica's first part holds the pool descriptor (at offset 4096). In a replica of
+/// two parts the part links cannot show their order (each names the other both ways), so
+/// a descriptor in a later part, with none in the part listed first, is the evidence.
+fn first_parts(health: &PoolHealth, out: &mut Vec<Disagreement>) {
+    let Some(pool_type) = health.pool_type else { return };
+    for (replica, rep) in health.replicas.iter().enumerate() {
+        let holds = |p: &crate::health::PartHealth| {
+            p.header.is_some()
+                && p.record.as_deref().and_then(|b| is_descriptor(pool_type, b)) == Some(true)
+        };
+        let Some(first) = rep.parts.first() else { continue };
+        if holds(first) {
+            continue;
+        }
+        for (part, p) in rep.parts.iter().enumerate().skip(1) {
+            if health.set.header_size(part) > 0 && holds(p) {
+                out.push(Disagreement::FirstPartElsewhere {
+                    replica,
+                    part,
+                    path: p.path.clone(),
+                    listed_first: first.path.clone(),
+                });
+            }
+        }
+    }
 }
 
 fn header_options(health: &PoolHealth, out: &mut Vec<Disagreement>) {

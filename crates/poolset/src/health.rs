@@ -124,6 +124,11 @@ pub struct PartHealth {
     /// valid pool header found at its offset 0 all the same, which is what a first part
     /// listed in the wrong place looks like.
     pub(crate) stray_header: Option<PoolHeader>,
+    /// The fields of a header that fails validation (not all zeros): damaged, but what it
+    /// still says about its pool set is evidence of whose part this is.
+    pub(crate) damaged_header: Option<PoolHeader>,
+    /// The bytes at offset 4096, where a replica's first part keeps the pool descriptor.
+    pub(crate) record: Option<Vec<u8>>,
     /// The decoded header, when the part has one and it is valid.
     pub header: Option<PoolHeader>,
     /// What is wrong, or `None` for a healthy part.
@@ -313,21 +318,19 @@ impl Pending {
 
 /// [`inspect`] as if `pending` had been applied.
 pub(crate) fn inspect_as_if(set: PoolSet, pending: &Pending) -> PoolHealth {
-    let mut descriptors = Vec::with_capacity(set.replicas.len());
-    let mut replicas: Vec<ReplicaHealth> = Vec::with_capacity(set.replicas.len());
-    for replica in &set.replicas {
-        let mut parts = Vec::with_capacity(replica.parts.len());
-        let mut descriptor = None;
-        for (p, part) in replica.parts.iter().enumerate() {
-            let (health, record) = read_part(&part.path, part.size, set.header_size(p), pending);
-            if p == 0 {
-                descriptor = record;
-            }
-            parts.push(health);
-        }
-        descriptors.push(descriptor);
-        replicas.push(ReplicaHealth { parts });
-    }
+    let replicas: Vec<ReplicaHealth> = set
+        .replicas
+        .iter()
+        .map(|replica| ReplicaHealth {
+            parts: replica
+                .parts
+                .iter()
+                .enumerate()
+                .map(|(p, part)| read_part(&part.path, part.size, set.header_size(p), pending))
+                .collect(),
+        })
+        .collect();
+    let mut replicas = replicas;
     let (pool_type, poolset_uuid) = majority(&replicas);
     // Headers of another set or type are not part of this one, and may be part of another
     // live pool.
@@ -344,6 +347,7 @@ pub(crate) fn inspect_as_if(set: PoolSet, pending: &Pending) -> PoolHealth {
                     path: part.path.clone(),
                     pool: expected,
                     found: h.poolset_uuid,
+                    damaged: false,
                 });
                 part.problem = Some(PartProblem::WrongPoolset { expected, found: h.poolset_uuid });
                 part.header = None;
@@ -363,11 +367,13 @@ pub(crate) fn inspect_as_if(set: PoolSet, pending: &Pending) -> PoolHealth {
             }
         }
     }
-    for (replica, descriptor) in replicas.iter().zip(descriptors.iter_mut()) {
-        if replica.parts.first().is_none_or(|p| p.header.is_none()) {
-            *descriptor = None;
-        }
-    }
+    // The first part's record, where its header is one of this pool's.
+    let descriptors: Vec<Option<Vec<u8>>> = replicas
+        .iter()
+        .map(|replica| {
+            replica.parts.first().filter(|p| p.header.is_some()).and_then(|p| p.record.clone())
+        })
+        .collect();
     let recorded_size = crate::agreement::recorded_size(pool_type, &descriptors);
     let mut health = PoolHealth {
         set,
@@ -384,41 +390,38 @@ pub(crate) fn inspect_as_if(set: PoolSet, pending: &Pending) -> PoolHealth {
 
 /// Stats, opens and reads the header of one part; for a part with a header, also the bytes
 /// after it where part 0 keeps the pool descriptor.
-fn read_part(
-    path: &Path,
-    size: u64,
-    header_size: u64,
-    pending: &Pending,
-) -> (PartHealth, Option<Vec<u8>>) {
+fn read_part(path: &Path, size: u64, header_size: u64, pending: &Pending) -> PartHealth {
     let mut health = PartHealth {
         path: path.to_path_buf(),
         size,
         found_size: None,
         stray_header: None,
+        damaged_header: None,
+        record: None,
         header: None,
         problem: None,
     };
     if pending.removed.iter().any(|r| r == path) {
         health.problem = Some(PartProblem::Missing);
-        return (health, None);
+        return health;
     }
     let source = pending.renamed.get(path).map_or(path, PathBuf::as_path);
     let found = match std::fs::metadata(source) {
         Ok(m) => m.len(),
         Err(e) if e.kind() == ErrorKind::NotFound => {
             health.problem = Some(PartProblem::Missing);
-            return (health, None);
+            return health;
         }
         Err(e) => {
             health.problem = Some(PartProblem::Unreadable(e));
-            return (health, None);
+            return health;
         }
     };
     let file = match File::open(source) {
         Ok(f) => f,
         Err(e) => {
             health.problem = Some(PartProblem::Unreadable(e));
-            return (health, None);
+            return health;
         }
     };
     health.found_size = Some(found);
@@ -427,11 +430,11 @@ fn read_part(
         if found >= HEADER_SIZE as u64 && file.read_exact_at(&mut bytes, 0).is_ok() {
             health.stray_header = crate::header::validate(&bytes, None).ok();
         }
-        return (health, None);
+        return health;
     }
     if found < size && found < HEADER_SIZE as u64 {
         health.problem = Some(PartProblem::WrongSize { expected: size, found });
-        return (health, None);
+        return health;
     }
     let mut bytes = vec![0u8; HEADER_SIZE];
     if let Some(h) = pending.headers.get(path) {
@@ -439,16 +442,19 @@ fn read_part(
         bytes.extend_from_slice(h);
     } else if let Err(e) = file.read_exact_at(&mut bytes, 0) {
         health.problem = Some(PartProblem::Unreadable(e));
-        return (health, None);
+        return health;
     }
     match crate::header::validate(&bytes, None) {
         Ok(h) => health.header = Some(h),
         Err(HeaderError::Zeroed) => health.problem = Some(PartProblem::ZeroedHeader),
-        Err(e) => health.problem = Some(PartProblem::BadHeader(e)),
+        Err(e) => {
+            health.damaged_header = PoolHeader::decode(&bytes).ok();
+            health.problem = Some(PartProblem::BadHeader(e));
+        }
     }
     let mut record = vec![0u8; ObjDescriptor::LEN];
-    let record = file.read_exact_at(&mut record, HEADER_SIZE as u64).is_ok().then_some(record);
-    (health, record)
+    health.record = file.read_exact_at(&mut record, HEADER_SIZE as u64).is_ok().then_some(record);
+    health
 }
 
 /// The pool type and pool set uuid most valid headers agree on (ties: the earliest).

@@ -417,3 +417,20 @@ fn the_largest_heap_record_of_the_replicas_is_the_pools() {
     assert_eq!((record.bytes, record.replica), (truth.bytes, 1), "{record:?}");
     assert!(health.disagreements.is_empty(), "{:?}", health.disagreements);
 }
+
+/// A header overwritten with random bytes is damage, not another pool's part: it is not
+/// well formed (its reserved area is not zero), so sync rebuilds the part as before.
+#[test]
+fn a_header_of_random_bytes_is_damage_and_is_rebuilt() {
+    let Some(pool) = make("a_header_of_random_bytes_is_damage_and_is_rebuilt", &TWO_BY_TWO, &[])
+    else {
+        return;
+    };
+    let noise: Vec<u8> = common::root_pattern(99, 4096);
+    common::write_at(&pool.path("b1"), 0, &noise);
+    let health = health::check(&pool.set).unwrap();
+    assert!(health.disagreements.is_empty(), "{:?}", health.disagreements);
+    let report = sync(&pool.set, &SyncOptions::default(), &mut |_, _| {}).unwrap();
+    assert_eq!(report.rebuilt.len(), 1, "{report:?}");
+    assert_intact(&pool);
+}
