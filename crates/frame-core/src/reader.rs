@@ -801,6 +801,73 @@ impl<S: Source> FrameReader<'_, S> {
         Ok(())
     }
 
+    /// Hands the next buffer to `sink` piece by piece, in order, each piece with its offset
+    /// in the buffer and at most one chunk (64 KiB) long, and returns the buffer's length,
+    /// or `None` at the end of the frame. Every piece has passed its chunk's checks before
+    /// `sink` sees it. Memory stays at one chunk whatever length the frame claims: a length
+    /// that the stored bytes do not back fails (truncation or corruption) after the pieces
+    /// that are there, so a caller that writes pieces out must treat what it wrote as
+    /// unverified until this returns `Ok`.
+    ///
+    /// # Errors
+    /// Corruption, truncation or I/O errors, converted with `E: From<Error>`; or the first
+    /// error of `sink`, after which the frame is left inside the buffer and the reader is
+    /// failed like after any error ([`Error::Failed`] from then on).
+    ///
+    /// # Examples
+    /// ```
+    /// use ckpt_frame_core::{CheckpointId, Error, Reader, SliceSource, Style, VecSink, Writer};
+    /// let mut w = Writer::new(VecSink::new(), CheckpointId::from_bytes([7; 16]));
+    /// let data = vec![5u8; 200_000];
+    /// let mut f = w.open_frame(Style::Raw)?;
+    /// f.add(&data)?;
+    /// f.close()?;
+    /// w.finish()?;
+    /// let bytes = w.into_sink().into_inner();
+    /// let mut r = Reader::new(SliceSource::new(&bytes));
+    /// let mut f = r.next_frame()?.expect("a frame");
+    /// let mut seen = 0;
+    /// let len = f.read_each(|at, piece: &[u8]| -> Result<(), Error> {
+    ///     assert_eq!(at, seen);
+    ///     assert!(piece.len() <= 64 * 1024);
+    ///     seen += piece.len() as u64;
+    ///     Ok(())
+    /// })?;
+    /// assert_eq!((len, seen), (Some(200_000), 200_000));
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn read_each<E: From<Error>>(
+        &mut self,
+        mut sink: impl FnMut(u64, &[u8]) -> Result<(), E>,
+    ) -> Result<Option<u64>, E> {
+        if let State::Failed(first) = self.reader.state {
+            return Err(Error::Failed { first }.into());
+        }
+        let len = match self.next_len_inner() {
+            Ok(Some(len)) => len,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(self.reader.fail(e).into()),
+        };
+        let mut done = 0u64;
+        while done < len {
+            let chunk = match self.chunk_rest("frame ends inside a buffer") {
+                Ok(chunk) => chunk,
+                Err(e) => return Err(self.reader.fail(e).into()),
+            };
+            let n = chunk.len().min(usize::try_from(len - done).unwrap_or(usize::MAX));
+            let passed = sink(done, chunk.get(..n).unwrap_or_default());
+            if let Err(e) = passed {
+                self.reader.state = State::Failed(ErrorKind::Io);
+                return Err(e);
+            }
+            self.reader.dec.copied += n as u64;
+            self.frame.chunk_at += n;
+            done += n as u64;
+        }
+        self.buffer_done(len);
+        Ok(Some(len))
+    }
+
     /// Restores the next buffer into a new vector, or returns `None` at the end of the
     /// frame. Memory grows with the bytes actually decoded, never with a length claimed by
     /// damaged input.

@@ -313,3 +313,52 @@ fn restoring_8_mib_copies_at_most_192_kib() {
         }
     }
 }
+
+/// `read_each` streams a buffer in pieces of at most one chunk, and a checkpoint cut inside
+/// the buffer fails after the pieces that are there, never handing on unchecked bytes;
+/// a failing sink leaves the reader failed.
+#[test]
+fn read_each_streams_checked_pieces_and_stops_at_a_cut_or_a_failing_sink() {
+    use ckpt_frame_core::{CheckpointId, Error, Reader, SliceSource, Style, VecSink, Writer};
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    for style in [Style::Raw, Style::Lz4] {
+        let mut w = Writer::new(VecSink::new(), CheckpointId::from_bytes([3; 16]));
+        let mut f = w.open_frame(style).unwrap();
+        f.add(&data).unwrap();
+        f.close().unwrap();
+        w.finish().unwrap();
+        let bytes = w.into_sink().into_inner();
+        let mut r = Reader::new(SliceSource::new(&bytes));
+        let mut f = r.next_frame().unwrap().unwrap();
+        let mut got = Vec::new();
+        let len = f
+            .read_each(|at, piece: &[u8]| -> Result<(), Error> {
+                assert_eq!(at, got.len() as u64);
+                assert!(piece.len() <= 64 * 1024);
+                got.extend_from_slice(piece);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!((len, got == data), (Some(data.len() as u64), true), "{style:?}");
+        // Cut in the middle of the buffer.
+        let cut = &bytes[..bytes.len() / 2];
+        let mut r = Reader::new(SliceSource::new(cut));
+        let mut f = r.next_frame().unwrap().unwrap();
+        let mut seen = 0usize;
+        let err = f
+            .read_each(|_, piece: &[u8]| -> Result<(), Error> {
+                seen += piece.len();
+                Ok(())
+            })
+            .unwrap_err();
+        assert!(seen < data.len(), "{style:?}: {err}");
+        assert!(data[..seen] == got[..seen]);
+        // A sink that fails.
+        let mut r = Reader::new(SliceSource::new(&bytes));
+        let mut f = r.next_frame().unwrap().unwrap();
+        let err =
+            f.read_each(|_, _: &[u8]| Err(Error::Failed { first: ckpt_frame_core::ErrorKind::Io }));
+        assert!(err.is_err());
+        assert!(f.next_len().is_err(), "the reader is failed after a sink error");
+    }
+}
