@@ -32,6 +32,9 @@ const HEADER_LEN: usize = 24;
 const ENTRY_FIXED_LEN: usize = 40;
 /// Longest path or symlink target accepted (Linux's `PATH_MAX`).
 pub const MAX_PATH: usize = 4096;
+/// Largest frame size a writer uses and a reader accepts: restore holds a frame's worth of
+/// pieces in its plan, and `write` a frame in memory.
+pub const MAX_FRAME_SIZE: u64 = 1 << 30;
 
 /// What an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +143,20 @@ pub enum ManifestError {
     },
     /// The frame size is 0.
     ZeroFrameSize,
+    /// The frame size is over [`MAX_FRAME_SIZE`], which no writer uses.
+    FrameSizeTooLarge {
+        /// The frame size in the manifest.
+        found: u64,
+    },
+    /// Two entries have the same path: which one a restore should keep is not defined.
+    DuplicatePath {
+        /// The later entry.
+        entry: u64,
+        /// The earlier entry with that path.
+        first: u64,
+        /// The path, lossily decoded for the message.
+        path: String,
+    },
 }
 
 impl fmt::Display for ManifestError {
@@ -158,11 +175,32 @@ impl fmt::Display for ManifestError {
                 write!(f, "manifest has extra bytes from byte {offset}")
             }
             Self::ZeroFrameSize => f.write_str("manifest frame size is 0"),
+            Self::FrameSizeTooLarge { found } => write!(
+                f,
+                "manifest frame size {found} is over the {MAX_FRAME_SIZE} bytes any writer uses"
+            ),
+            Self::DuplicatePath { entry, first, path } => {
+                write!(f, "manifest entry {entry}: path {path:?} is also entry {first}")
+            }
         }
     }
 }
 
 impl std::error::Error for ManifestError {}
+
+/// Two entries with one path: which one a restore keeps would be an accident of its order.
+fn refuse_duplicates(entries: &[Entry]) -> Result<(), ManifestError> {
+    let mut seen: std::collections::HashMap<&[u8], u64> =
+        std::collections::HashMap::with_capacity(entries.len());
+    for (i, e) in (0u64..).zip(entries) {
+        if let Some(&first) = seen.get(e.path.as_slice()) {
+            let path = String::from_utf8_lossy(&e.path).into_owned();
+            return Err(ManifestError::DuplicatePath { entry: i, first, path });
+        }
+        seen.insert(&e.path, i);
+    }
+    Ok(())
+}
 
 /// Why `path` may not be restored, if it may not.
 pub fn path_problem(path: &[u8]) -> Option<&'static str> {
@@ -244,6 +282,9 @@ impl Manifest {
         if frame_size == 0 {
             return Err(ManifestError::ZeroFrameSize);
         }
+        if frame_size > MAX_FRAME_SIZE {
+            return Err(ManifestError::FrameSizeTooLarge { found: frame_size });
+        }
         let count = u64::from_le_bytes(r.take()?);
         // Each entry takes at least ENTRY_FIXED_LEN bytes, which bounds the allocation.
         let room = (bytes.len().saturating_sub(HEADER_LEN) / ENTRY_FIXED_LEN) as u64;
@@ -321,6 +362,7 @@ impl Manifest {
         if r.at != bytes.len() {
             return Err(ManifestError::TrailingBytes { offset: r.at });
         }
+        refuse_duplicates(&entries)?;
         Ok(Self { frame_size, entries })
     }
 
