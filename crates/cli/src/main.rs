@@ -163,7 +163,7 @@ fn parse_id(s: &str) -> Result<CheckpointId, String> {
 fn parse_frame_size(s: &str) -> Result<u64, String> {
     match parse_size(s)? {
         0 => Err("the frame size must be at least 1 byte".into()),
-        n if n > 1 << 30 => {
+        n if n > ckpt_cli::manifest::MAX_FRAME_SIZE => {
             Err("the frame size must be at most 1 GiB (it is held in memory)".into())
         }
         n => Ok(n),
@@ -376,6 +376,13 @@ pub(crate) fn restore(input: &str, dir: &Path, io: IoMode, threads: usize) -> Re
         human(summary.data_bytes),
         dir.display()
     );
+    if summary.privileges_dropped > 0 {
+        eprintln!(
+            "ckpt: {} setuid/setgid bits not restored: the checkpoint does not store owners, \
+             and the bits would give the restoring user's privileges",
+            summary.privileges_dropped
+        );
+    }
     Ok(())
 }
 
@@ -392,7 +399,22 @@ fn region_json(r: &Region) -> serde_json::Value {
 pub(crate) fn verify(input: &Path, as_json: bool) -> Result<u8, Failure> {
     let mut src = open_input(input, IoMode::Buffered).map_err(|e| backend_failure(&e))?;
     let report = scan(&mut src, Depth::Decoded).map_err(|e| format_failure(input, &e))?;
+    if report.regions.is_empty() {
+        return Err(Failure::bad_data(format!(
+            "{}: not a ckpt checkpoint ({} bytes, no frame, index or tail)",
+            input.display(),
+            report.len
+        )));
+    }
     let bad: Vec<&Region> = report.bad_regions().collect();
+    if bad.is_empty() {
+        // Every check value holds; a tree checkpoint's manifest must also describe its
+        // frames, or restore would refuse what verify passed.
+        let src = open_input(input, IoMode::Buffered).map_err(|e| backend_failure(&e))?;
+        let mut reader = Reader::open(src).map_err(|e| format_failure(input, &e))?;
+        tree::check_layout(&mut reader)
+            .map_err(|e| Failure::bad_data(format!("{}: {e}", input.display())))?;
+    }
     if as_json {
         let bad_chunks: Vec<_> = bad.iter().map(|r| region_json(r)).collect();
         println!("{}", json!({ "ok": bad.is_empty(), "bad_chunks": bad_chunks }));

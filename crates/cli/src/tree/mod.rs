@@ -4,10 +4,11 @@
 //! This module collects the inputs and holds what writing (`write.rs`) and restoring
 //! (`restore.rs`) share.
 
+mod dest;
 mod restore;
 mod write;
 
-pub use restore::{RestoreSummary, restore_checkpoint, restore_checkpoint_parallel};
+pub use restore::{RestoreSummary, check_layout, restore_checkpoint, restore_checkpoint_parallel};
 pub use write::{WriteSummary, write_checkpoint};
 
 use crate::manifest::{Entry, Kind, Manifest, ManifestError};

@@ -1,19 +1,17 @@
 //! Restoring a tree checkpoint.
 
+use super::dest::{Dest, DirHandle, TempFile, make_symlink, open_dir_file};
 use super::{TreeError, io_err};
 use crate::manifest::{Entry, Kind, Manifest, Piece};
 use ckpt_frame_core::{Error as FormatError, FrameReader, Reader, Source};
 use ckpt_parallel::{ParallelError, Parallelism, restore_with};
-use std::cell::RefCell;
-use std::fs::OpenOptions;
 use std::fs::{self, File};
-use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
-use std::os::unix::fs::{PermissionsExt, symlink};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 /// What a restore produced.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RestoreSummary {
@@ -25,50 +23,19 @@ pub struct RestoreSummary {
     pub symlinks: u64,
     /// File bytes restored.
     pub data_bytes: u64,
+    /// Files and directories whose setuid or setgid bit was not restored (ownership is not
+    /// stored, so the bits would grant the restoring user's privileges).
+    pub privileges_dropped: u64,
 }
 
-/// A file being restored under a temporary name; removed unless published.
-struct PendingFile {
-    tmp: PathBuf,
-    published: bool,
-}
+/// Permission bits restore never sets: ownership is not stored, so a setuid or setgid bit
+/// would hand the restoring user's (often root's) privileges to whatever the checkpoint
+/// holds, as tar's non-owner restore avoids.
+const PRIVILEGE_BITS: u32 = 0o6000;
 
-impl Drop for PendingFile {
-    fn drop(&mut self) {
-        if !self.published {
-            let _ = fs::remove_file(&self.tmp);
-        }
-    }
-}
-
-/// Joins a checked relative path to `dest`, creating missing parent directories and
-/// refusing to go through anything that is not a real directory (a symlink above all).
-fn safe_join(dest: &Path, rel: &[u8]) -> Result<PathBuf, TreeError> {
-    let mut path = dest.to_path_buf();
-    let components: Vec<&[u8]> = rel.split(|&b| b == b'/').collect();
-    let (last, parents) =
-        components.split_last().ok_or(TreeError::Layout { what: "empty path" })?;
-    for c in parents {
-        path.push(std::ffi::OsStr::from_bytes(c));
-        match fs::symlink_metadata(&path) {
-            Ok(m) if m.file_type().is_dir() => {}
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(TreeError::Refused {
-                    path,
-                    reason: "the path goes through a symbolic link",
-                });
-            }
-            Ok(_) => {
-                return Err(TreeError::Refused { path, reason: "a parent is not a directory" });
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir(&path).map_err(io_err(&path, "cannot create directory"))?;
-            }
-            Err(e) => return Err(TreeError::Io { path, op: "cannot inspect", source: e }),
-        }
-    }
-    path.push(std::ffi::OsStr::from_bytes(last));
-    Ok(path)
+/// The mode an entry is restored with, and whether privilege bits were dropped from it.
+fn restored_mode(e: &Entry) -> (u32, bool) {
+    (e.mode & !PRIVILEGE_BITS, e.mode & PRIVILEGE_BITS != 0)
 }
 
 fn system_time(e: &Entry) -> SystemTime {
@@ -80,78 +47,75 @@ fn system_time(e: &Entry) -> SystemTime {
     }
 }
 
-/// Creates a directory of the checkpoint, or accepts one already there.
-fn make_dir(path: &Path) -> Result<(), TreeError> {
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_dir() => Ok(()),
-        Ok(_) => Err(TreeError::Refused {
-            path: path.to_path_buf(),
-            reason: "something that is not a directory is in the way",
-        }),
-        Err(_) => fs::create_dir(path).map_err(io_err(path, "cannot create directory")),
-    }
+/// A directory entry of the checkpoint, opened (or created) in the destination.
+struct DirEntry<'m> {
+    parent: DirHandle,
+    name: &'m [u8],
+    entry: &'m Entry,
 }
 
 /// Creates the symlinks, after every file and directory, so no restored path goes through
 /// one.
-fn create_links(links: &[(PathBuf, &Entry)]) -> Result<u64, TreeError> {
-    for (path, e) in links {
-        if fs::symlink_metadata(path).is_ok() {
-            return Err(TreeError::Refused {
-                path: path.clone(),
-                reason: "a symlink would replace an existing path",
-            });
-        }
-        symlink(std::ffi::OsStr::from_bytes(&e.target), path)
-            .map_err(io_err(path, "cannot create symlink"))?;
+fn create_links(dest: &mut Dest, links: &[&Entry]) -> Result<u64, TreeError> {
+    for e in links {
+        let (parent, name) = dest.parent(&e.path)?;
+        make_symlink(&parent, name, &e.target)?;
     }
     Ok(links.len() as u64)
 }
 
 /// Sets directories' modes and times last, deepest first, since restoring their contents
-/// changed their times and a read-only mode would have blocked it.
-fn set_dir_attributes(dirs: &[(PathBuf, &Entry)]) -> Result<(), TreeError> {
-    for (path, e) in dirs.iter().rev() {
-        fs::set_permissions(path, fs::Permissions::from_mode(e.mode))
-            .map_err(io_err(path, "cannot set mode of"))?;
-        File::open(path)
-            .and_then(|d| d.set_modified(system_time(e)))
-            .map_err(io_err(path, "cannot set time of"))?;
+/// changed their times and a read-only mode would have blocked it. Returns how many lost
+/// privilege bits.
+fn set_dir_attributes(dirs: &[DirEntry<'_>]) -> Result<u64, TreeError> {
+    let mut dropped = 0;
+    for d in dirs.iter().rev() {
+        let path = d.parent.path().join(std::ffi::OsStr::from_bytes(d.name));
+        let file = open_dir_file(&d.parent, d.name)?;
+        let (mode, stripped) = restored_mode(d.entry);
+        dropped += u64::from(stripped);
+        file.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(io_err(&path, "cannot set mode of"))?;
+        file.set_modified(system_time(d.entry)).map_err(io_err(&path, "cannot set time of"))?;
     }
-    Ok(())
+    Ok(dropped)
 }
 
-/// `len` bytes of `buf` starting on a cache line: the kernel copies out of memory 16 bytes
-/// past one (where large `malloc` blocks start) about four times slower.
-fn aligned(buf: &mut Vec<u8>, len: usize) -> &mut [u8] {
-    const LINE: usize = 64;
-    if buf.len() < len.saturating_add(LINE) {
-        *buf = vec![0u8; len.saturating_add(LINE)];
+/// Restores the frame's next buffer, which must be `piece`, into `file` at the piece's
+/// offset, one checked chunk at a time: memory follows the bytes stored, never a length
+/// the manifest or the frame claims.
+fn restore_piece<S: Source>(
+    frame: &mut FrameReader<'_, S>,
+    piece: &Piece,
+    file: &File,
+    path: &Path,
+) -> Result<(), TreeError> {
+    if frame.next_len()? != Some(piece.len) {
+        return Err(TreeError::Layout {
+            what: "a data buffer's length differs from the manifest's",
+        });
     }
-    let start = buf.as_ptr().align_offset(LINE);
-    let start = if start < LINE { start } else { 0 };
-    buf.get_mut(start..start + len).unwrap_or_default()
+    let read = frame.read_each(|at, bytes: &[u8]| -> Result<(), TreeError> {
+        file.write_all_at(bytes, piece.offset + at).map_err(io_err(path, "cannot write"))
+    })?;
+    if read == Some(piece.len) {
+        Ok(())
+    } else {
+        Err(TreeError::Layout { what: "a data buffer's length differs from the manifest's" })
+    }
 }
 
-/// Writes `bytes` at `offset` in 128 KiB pieces: on this project's Linux 6.18 / ext4
-/// machines, larger writes into the page cache are up to five times slower (the write size
-/// sets the folio size; see `ckpt-io-backends`' block writer).
-fn write_in_pieces(file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
-    const PIECE: usize = 128 * 1024;
-    let mut at = offset;
-    for piece in bytes.chunks(PIECE) {
-        file.write_all_at(piece, at)?;
-        at += piece.len() as u64;
-    }
-    Ok(())
-}
-
-/// Creates a file to restore into at its final size: the ranges no data piece fills stay
-/// holes, which is how a sparse file's holes come back.
-fn create_sized(tmp: &Path, size: u64) -> Result<File, TreeError> {
-    let file = File::create(tmp).map_err(io_err(tmp, "cannot create"))?;
-    file.set_len(size).map_err(io_err(tmp, "cannot size"))?;
-    Ok(file)
+/// Gives a fully restored temporary file its size (the holes after its last data), mode
+/// and time, and renames it into place. Returns whether privilege bits were dropped.
+fn publish_file(temp: TempFile, file: &File, name: &[u8], e: &Entry) -> Result<bool, TreeError> {
+    let temp_path = temp.path();
+    file.set_len(e.size).map_err(io_err(&temp_path, "cannot size"))?;
+    let (mode, stripped) = restored_mode(e);
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(io_err(&temp_path, "cannot set mode of"))?;
+    file.set_modified(system_time(e)).map_err(io_err(&temp_path, "cannot set time of"))?;
+    temp.publish(file, name)?;
+    Ok(stripped)
 }
 
 /// Reads and decodes the manifest: frame 0, holding exactly one buffer.
@@ -163,31 +127,53 @@ fn read_manifest<S: Source>(f: &mut FrameReader<'_, S>) -> Result<(Manifest, Vec
     Ok((Manifest::decode(&bytes).map_err(TreeError::Manifest)?, bytes))
 }
 
-/// The temporary name a file is restored under, next to its final path.
-fn temp_path(path: &Path) -> PathBuf {
-    let mut name = std::ffi::OsString::from(".");
-    name.push(path.file_name().unwrap_or_default());
-    name.push(format!(".ckpt-restore.{}", std::process::id()));
-    path.with_file_name(name)
+/// Checks a tree checkpoint's manifest against its frames without restoring anything:
+/// decodes the manifest in frame 0 and compares every data frame the manifest plans (how
+/// many, how many buffers, how many bytes) with what the checkpoint's index records. Returns
+/// `None` when frame 0 holds no manifest (a checkpoint written by another program), and
+/// the manifest otherwise. Reads the manifest and the index only.
+///
+/// # Errors
+/// [`TreeError::Manifest`] for an invalid manifest, [`TreeError::Layout`] where the frames
+/// differ from it, [`TreeError::Format`] for damage met reading frame 0.
+pub fn check_layout<S: Source>(reader: &mut Reader<S>) -> Result<Option<Manifest>, TreeError> {
+    if reader.frame_count().unwrap_or(0) == 0 {
+        return Ok(None);
+    }
+    let bytes = {
+        let mut f = reader.open_frame(0)?;
+        let Some(bytes) = f.read_to_vec()? else { return Ok(None) };
+        if !bytes.starts_with(b"CKMF") {
+            return Ok(None);
+        }
+        if f.next_len()?.is_some() {
+            return Err(TreeError::Layout { what: "manifest frame holds more than the manifest" });
+        }
+        f.close()?;
+        bytes
+    };
+    let manifest = Manifest::decode(&bytes).map_err(TreeError::Manifest)?;
+    check_frames(reader, &manifest)?;
+    Ok(Some(manifest))
 }
 
-/// Gives a fully restored temporary file its mode and time and renames it into place.
-fn publish_file(pending: &mut PendingFile, path: &Path, e: &Entry) -> Result<(), TreeError> {
-    let file = OpenOptions::new()
-        .write(true)
-        .open(&pending.tmp)
-        .map_err(io_err(&pending.tmp, "cannot open"))?;
-    file.set_permissions(fs::Permissions::from_mode(e.mode))
-        .map_err(io_err(&pending.tmp, "cannot set mode of"))?;
-    file.set_modified(system_time(e)).map_err(io_err(&pending.tmp, "cannot set time of"))?;
-    if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_dir()) {
-        return Err(TreeError::Refused {
-            path: path.to_owned(),
-            reason: "a directory is in the way of a file",
-        });
+/// The index's frames against the manifest's plan (count first: a hostile manifest may
+/// claim billions of frames).
+fn check_frames<S: Source>(reader: &Reader<S>, manifest: &Manifest) -> Result<(), TreeError> {
+    if reader.frame_count() != manifest.data_frame_count().checked_add(1) {
+        return Err(TreeError::Layout { what: "frame count differs from the manifest's" });
     }
-    fs::rename(&pending.tmp, path).map_err(io_err(path, "cannot publish"))?;
-    pending.published = true;
+    for (i, pieces) in manifest.data_frames_iter().enumerate() {
+        let info = reader
+            .frame_info(i as u64 + 1)
+            .ok_or(TreeError::Layout { what: "frame count differs from the manifest's" })?;
+        let bytes: u64 = pieces.iter().map(|p| p.len).sum();
+        if info.buffer_count != pieces.len() as u64 || info.user_bytes != bytes {
+            return Err(TreeError::Layout {
+                what: "a data frame's buffers differ from the manifest's plan",
+            });
+        }
+    }
     Ok(())
 }
 
@@ -214,30 +200,30 @@ pub fn restore_checkpoint<S: Source>(
         manifest
     };
     progress(0, manifest.data_bytes());
-    fs::create_dir_all(dest).map_err(io_err(dest, "cannot create destination"))?;
+    let mut dest = Dest::open(dest)?;
     // Lazily: a manifest may claim more frames than the checkpoint holds.
     let mut planned = manifest.data_frames_iter();
     let mut pieces: std::vec::IntoIter<Piece> = Vec::new().into_iter();
     let mut frame = None;
-    let mut buf = Vec::new();
     let mut summary = RestoreSummary::default();
     let mut dirs = Vec::new();
     let mut links = Vec::new();
     for (i, e) in manifest.entries.iter().enumerate() {
-        let path = safe_join(dest, &e.path)?;
         match e.kind {
             Kind::Dir => {
-                make_dir(&path)?;
-                dirs.push((path, e));
+                dest.make_dir(&e.path)?;
+                let (parent, name) = dest.parent(&e.path)?;
+                dirs.push(DirEntry { parent, name, entry: e });
                 summary.dirs += 1;
             }
             Kind::Symlink => {
-                links.push((path, e));
+                dest.parent(&e.path)?;
+                links.push(e);
             }
             Kind::File => {
-                let tmp = temp_path(&path);
-                let file = create_sized(&tmp, e.size)?;
-                let mut pending = PendingFile { tmp, published: false };
+                let (parent, name) = dest.parent(&e.path)?;
+                let (temp, file) = TempFile::create(&parent)?;
+                let temp_path = temp.path();
                 let mut restored = 0;
                 while restored < e.data_len() {
                     let Some(piece) = pieces.next() else {
@@ -254,23 +240,18 @@ pub fn restore_checkpoint<S: Source>(
                         })?);
                         continue;
                     };
-                    let len = usize::try_from(piece.len).unwrap_or(usize::MAX);
-                    let piece_buf = aligned(&mut buf, len);
-                    let f = frame
-                        .as_mut()
-                        .ok_or(TreeError::Layout { what: "data piece outside a frame" })?;
-                    f.read_into(piece_buf)?;
                     if piece.entry != i {
                         return Err(TreeError::Layout { what: "a data piece of another file" });
                     }
-                    write_in_pieces(&file, piece_buf, piece.offset)
-                        .map_err(io_err(&pending.tmp, "cannot write"))?;
+                    let f = frame
+                        .as_mut()
+                        .ok_or(TreeError::Layout { what: "data piece outside a frame" })?;
+                    restore_piece(f, &piece, &file, &temp_path)?;
                     restored += piece.len;
                     summary.data_bytes += piece.len;
                     progress(summary.data_bytes, manifest.data_bytes());
                 }
-                drop(file);
-                publish_file(&mut pending, &path, e)?;
+                summary.privileges_dropped += u64::from(publish_file(temp, &file, name, e)?);
                 summary.files += 1;
             }
         }
@@ -282,8 +263,8 @@ pub fn restore_checkpoint<S: Source>(
         return Err(TreeError::Layout { what: "more data frames than the files need" });
     }
     reader.finish()?;
-    summary.symlinks = create_links(&links)?;
-    set_dir_attributes(&dirs)?;
+    summary.symlinks = create_links(&mut dest, &links)?;
+    summary.privileges_dropped += set_dir_attributes(&dirs)?;
     Ok(summary)
 }
 
@@ -317,41 +298,48 @@ where
         }
         Err(e) => return Err(e.into()),
     };
+    // The same answer as the streaming path gives on stdin: not a tree checkpoint (exit 1).
+    if reader.frame_count() == Some(0) {
+        return Err(TreeError::Layout { what: "no manifest frame" });
+    }
     let (manifest, manifest_bytes) = {
         let mut f = reader.open_frame(0)?;
         let read = read_manifest(&mut f)?;
         f.close()?;
         read
     };
-    // Checked before the plan is built: a hostile manifest may claim billions of frames.
-    if reader.frame_count() != manifest.data_frame_count().checked_add(1) {
-        return Err(TreeError::Layout { what: "frame count differs from the manifest's" });
-    }
+    // Checked before the plan is built or anything is created: a hostile manifest may
+    // claim billions of frames, or buffers the frames do not hold.
+    check_frames(&reader, &manifest)?;
     let data_frames = manifest.data_frames();
     drop(reader);
     let total = manifest.data_bytes();
     progress(0, total);
-    fs::create_dir_all(dest).map_err(io_err(dest, "cannot create destination"))?;
+    let mut dest = Dest::open(dest)?;
     let mut summary = RestoreSummary::default();
     let (mut dirs, mut links, mut files) = (Vec::new(), Vec::new(), Vec::new());
-    let mut temps: Vec<Option<PathBuf>> = vec![None; manifest.entries.len()];
-    for (i, e) in manifest.entries.iter().enumerate() {
-        let path = safe_join(dest, &e.path)?;
+    let mut temps: Vec<Option<TempFile>> = Vec::with_capacity(manifest.entries.len());
+    for e in &manifest.entries {
+        let mut temp = None;
         match e.kind {
             Kind::Dir => {
-                make_dir(&path)?;
-                dirs.push((path, e));
+                dest.make_dir(&e.path)?;
+                let (parent, name) = dest.parent(&e.path)?;
+                dirs.push(DirEntry { parent, name, entry: e });
             }
-            Kind::Symlink => links.push((path, e)),
+            Kind::Symlink => {
+                dest.parent(&e.path)?;
+                links.push(e);
+            }
             Kind::File => {
-                let tmp = temp_path(&path);
-                drop(create_sized(&tmp, e.size)?);
-                if let Some(slot) = temps.get_mut(i) {
-                    *slot = Some(tmp.clone());
-                }
-                files.push((PendingFile { tmp, published: false }, path, e));
+                let (parent, name) = dest.parent(&e.path)?;
+                // Closed at once: a restore may hold thousands of files pending.
+                let (t, _) = TempFile::create(&parent)?;
+                temp = Some(t);
+                files.push((temps.len(), name, e));
             }
         }
+        temps.push(temp);
     }
     let done = AtomicU64::new(0);
     let visit = |frame: &mut FrameReader<'_, S>| -> Result<(), TreeError> {
@@ -367,25 +355,15 @@ where
             .ok()
             .and_then(|i| data_frames.get(i))
             .ok_or(TreeError::Layout { what: "more data frames than the files need" })?;
-        thread_local! {
-            static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        for p in pieces {
+            let temp = temps.get(p.entry).and_then(Option::as_ref).ok_or(TreeError::Layout {
+                what: "a data piece belongs to an entry that is not a file",
+            })?;
+            let file = temp.reopen()?;
+            restore_piece(frame, p, &file, &temp.path())?;
+            progress(done.fetch_add(p.len, Ordering::Relaxed) + p.len, total);
         }
-        BUF.with_borrow_mut(|buf| {
-            for p in pieces {
-                let buf = aligned(buf, usize::try_from(p.len).unwrap_or(usize::MAX));
-                frame.read_into(buf)?;
-                let tmp = temps.get(p.entry).and_then(Option::as_ref).ok_or(TreeError::Layout {
-                    what: "a data piece belongs to an entry that is not a file",
-                })?;
-                OpenOptions::new()
-                    .write(true)
-                    .open(tmp)
-                    .and_then(|f| write_in_pieces(&f, buf, p.offset))
-                    .map_err(io_err(tmp, "cannot write"))?;
-                progress(done.fetch_add(p.len, Ordering::Relaxed) + p.len, total);
-            }
-            Ok(())
-        })
+        Ok(())
     };
     restore_with(open, Parallelism::threads(threads), visit).map_err(|e| match e {
         ParallelError::Callback { error, .. } => error,
@@ -394,12 +372,17 @@ where
         _ => TreeError::Threads { reason: e.to_string() },
     })?;
     summary.data_bytes = done.into_inner();
-    for (pending, path, e) in &mut files {
-        publish_file(pending, path, e)?;
+    for (i, name, e) in files {
+        let temp = temps
+            .get_mut(i)
+            .and_then(Option::take)
+            .ok_or(TreeError::Layout { what: "a file restored twice" })?;
+        let file = temp.reopen()?;
+        summary.privileges_dropped += u64::from(publish_file(temp, &file, name, e)?);
         summary.files += 1;
     }
     summary.dirs = dirs.len() as u64;
-    summary.symlinks = create_links(&links)?;
-    set_dir_attributes(&dirs)?;
+    summary.symlinks = create_links(&mut dest, &links)?;
+    summary.privileges_dropped += set_dir_attributes(&dirs)?;
     Ok(summary)
 }

@@ -1,0 +1,362 @@
+//! The destination of a restore, handled through directory handles.
+//!
+//! A destination may hold anything someone placed there before or during the restore:
+//! symlinks at the names restore will use, FIFOs, files named like its temporary files. So
+//! nothing here resolves a path inside the destination by name from the top: each directory
+//! is opened relative to its opened parent with `O_NOFOLLOW | O_DIRECTORY`, files are
+//! created exclusively (`O_CREAT | O_EXCL | O_NOFOLLOW`) under short temporary names in the
+//! opened directory and renamed into place within it, symlinks are made with `symlinkat`.
+//! Nothing can then redirect a write outside the destination, make restore open a FIFO, or
+//! make a temporary name longer than `NAME_MAX` when the final name fits.
+//!
+//! Opened directories are kept in a bounded cache keyed by their relative path, so restoring
+//! N entries costs O(N · path length), not a walk from the top per entry.
+
+use super::TreeError;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Opened directories kept at once: well under the usual 1024 open files.
+const CACHE_MAX: usize = 256;
+/// The prefix of restore's temporary names: `.ckpt-r.{pid}.{16 hex digits}` (at most 42
+/// bytes, so a temporary name fits `NAME_MAX` whatever the final name's length).
+const TEMP_PREFIX: &[u8] = b".ckpt-r.";
+
+fn io_error(path: &Path, op: &'static str, e: Errno) -> TreeError {
+    TreeError::Io { path: path.to_path_buf(), op, source: e.into() }
+}
+
+/// An opened directory of the destination and its path (for messages).
+#[derive(Clone)]
+pub(super) struct DirHandle {
+    fd: Arc<OwnedFd>,
+    path: PathBuf,
+}
+
+impl DirHandle {
+    /// The directory's path, for messages.
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The destination directory of a restore.
+pub(super) struct Dest {
+    root: DirHandle,
+    cache: HashMap<Vec<u8>, DirHandle>,
+    /// Directories that existed before and were cleaned of stale temporary files.
+    cleaned: HashSet<Vec<u8>>,
+}
+
+impl Dest {
+    /// Creates `path` if missing (the caller named it: it may be a symlink) and opens it.
+    pub(super) fn open(path: &Path) -> Result<Self, TreeError> {
+        std::fs::create_dir_all(path).map_err(|source| TreeError::Io {
+            path: path.to_path_buf(),
+            op: "cannot create destination",
+            source,
+        })?;
+        let fd = rustix::fs::open(
+            path,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io_error(path, "cannot open destination", e))?;
+        let root = DirHandle { fd: Arc::new(fd), path: path.to_path_buf() };
+        remove_stale_temps(&root)?;
+        Ok(Self { root, cache: HashMap::new(), cleaned: HashSet::new() })
+    }
+
+    /// The opened directory `rel` (a relative path of directories, empty for the top),
+    /// creating missing ones; refuses to go through anything that is not a directory.
+    pub(super) fn dir(&mut self, rel: &[u8]) -> Result<DirHandle, TreeError> {
+        if rel.is_empty() {
+            return Ok(self.root.clone());
+        }
+        if let Some(d) = self.cache.get(rel) {
+            return Ok(d.clone());
+        }
+        // Start from the deepest cached ancestor.
+        let mut start = self.root.clone();
+        let mut done = 0;
+        let mut at = rel.len();
+        while let Some(slash) = rel.get(..at).and_then(|r| r.iter().rposition(|&b| b == b'/')) {
+            if let Some(d) = rel.get(..slash).and_then(|p| self.cache.get(p)) {
+                start = d.clone();
+                done = slash + 1;
+                break;
+            }
+            at = slash;
+        }
+        let mut dir = start;
+        let rest = rel.get(done..).unwrap_or_default();
+        let mut walked = done;
+        for component in rest.split(|&b| b == b'/') {
+            let (next, created) = open_or_make_dir(&dir, component)?;
+            dir = next;
+            walked += component.len();
+            if let Some(prefix) = rel.get(..walked)
+                && !created
+                && self.cleaned.insert(prefix.to_vec())
+            {
+                remove_stale_temps(&dir)?;
+            }
+            if self.cache.len() >= CACHE_MAX {
+                self.cache.clear();
+            }
+            if let Some(prefix) = rel.get(..walked) {
+                self.cache.insert(prefix.to_vec(), dir.clone());
+            }
+            walked += 1;
+        }
+        Ok(dir)
+    }
+
+    /// The opened parent directory of `rel` and `rel`'s last component.
+    pub(super) fn parent<'r>(&mut self, rel: &'r [u8]) -> Result<(DirHandle, &'r [u8]), TreeError> {
+        match rel.iter().rposition(|&b| b == b'/') {
+            Some(slash) => {
+                let parent = rel.get(..slash).unwrap_or_default();
+                let name = rel.get(slash + 1..).unwrap_or_default();
+                Ok((self.dir(parent)?, name))
+            }
+            None => Ok((self.root.clone(), rel)),
+        }
+    }
+
+    /// Creates directory `rel` or accepts the directory already there, and opens it.
+    pub(super) fn make_dir(&mut self, rel: &[u8]) -> Result<DirHandle, TreeError> {
+        self.dir(rel)
+    }
+}
+
+/// Opens directory `name` in `parent` without following a symlink, creating it if missing;
+/// says whether it was created.
+fn open_or_make_dir(parent: &DirHandle, name: &[u8]) -> Result<(DirHandle, bool), TreeError> {
+    let path = parent.path.join(OsStr::from_bytes(name));
+    let flags = OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC;
+    let mut created = false;
+    let opened = match rustix::fs::openat(&*parent.fd, name, flags, Mode::empty()) {
+        Err(Errno::NOENT) => {
+            match rustix::fs::mkdirat(&*parent.fd, name, Mode::from_raw_mode(0o777)) {
+                Ok(()) => created = true,
+                Err(Errno::EXIST) => {}
+                Err(e) => return Err(io_error(&path, "cannot create directory", e)),
+            }
+            rustix::fs::openat(&*parent.fd, name, flags, Mode::empty())
+        }
+        other => other,
+    };
+    match opened {
+        Ok(fd) => Ok((DirHandle { fd: Arc::new(fd), path }, created)),
+        // O_NOFOLLOW | O_DIRECTORY on a symlink fails with ENOTDIR (or ELOOP): say which.
+        Err(Errno::LOOP | Errno::NOTDIR) => {
+            let link = rustix::fs::statat(&*parent.fd, name, AtFlags::SYMLINK_NOFOLLOW)
+                .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink);
+            let reason = if link {
+                "the path goes through a symbolic link"
+            } else {
+                "something that is not a directory is in the way"
+            };
+            Err(TreeError::Refused { path, reason })
+        }
+        Err(e) => Err(io_error(&path, "cannot open directory", e)),
+    }
+}
+
+/// What is at `name` in `dir`, without following a symlink (`None`: nothing).
+pub(super) fn kind_at(dir: &DirHandle, name: &[u8]) -> Result<Option<FileType>, TreeError> {
+    match rustix::fs::statat(&*dir.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(FileType::from_raw_mode(st.st_mode))),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(io_error(&dir.path.join(OsStr::from_bytes(name)), "cannot inspect", e)),
+    }
+}
+
+/// Creates symlink `name` in `dir` pointing at `target`; refuses when anything is there.
+pub(super) fn make_symlink(dir: &DirHandle, name: &[u8], target: &[u8]) -> Result<(), TreeError> {
+    let path = dir.path.join(OsStr::from_bytes(name));
+    match rustix::fs::symlinkat(target, &*dir.fd, name) {
+        Ok(()) => Ok(()),
+        Err(Errno::EXIST) => {
+            Err(TreeError::Refused { path, reason: "a symlink would replace an existing path" })
+        }
+        Err(e) => Err(io_error(&path, "cannot create symlink", e)),
+    }
+}
+
+/// Opens directory `name` of `dir` (never through a symlink) as a `File`, to set its mode
+/// and time.
+pub(super) fn open_dir_file(dir: &DirHandle, name: &[u8]) -> Result<File, TreeError> {
+    open_or_make_dir(dir, name).and_then(|(d, _)| {
+        Arc::try_unwrap(d.fd)
+            .map(File::from)
+            .map_err(|_| io_error(&d.path, "cannot open directory", Errno::BUSY))
+    })
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A number nobody outside this process can predict (std's hash keys come from the OS's
+/// random source), so names cannot be taken in advance; `O_EXCL` makes them safe anyway.
+fn unguessable() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(TEMP_COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.finish()
+}
+
+/// A file being restored under a short temporary name in its directory; removed unless
+/// published. It holds no open file between uses: a restore may have thousands pending.
+pub(super) struct TempFile {
+    dir: DirHandle,
+    name: Vec<u8>,
+    dev: u64,
+    ino: u64,
+    published: bool,
+}
+
+impl TempFile {
+    /// Creates a new empty file exclusively in `dir`, mode 0600, and returns it open for
+    /// writing. Names already taken (by anyone) are skipped, never opened.
+    pub(super) fn create(dir: &DirHandle) -> Result<(Self, File), TreeError> {
+        let flags =
+            OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::WRONLY | OFlags::CLOEXEC;
+        for _ in 0..64 {
+            let mut name = TEMP_PREFIX.to_vec();
+            name.extend_from_slice(
+                format!("{}.{:016x}", std::process::id(), unguessable()).as_bytes(),
+            );
+            match rustix::fs::openat(&*dir.fd, name.as_slice(), flags, Mode::from_raw_mode(0o600)) {
+                Ok(fd) => {
+                    let st = rustix::fs::fstat(&fd)
+                        .map_err(|e| io_error(&dir.path, "cannot inspect", e))?;
+                    let temp = Self {
+                        dir: dir.clone(),
+                        name,
+                        dev: st.st_dev,
+                        ino: st.st_ino,
+                        published: false,
+                    };
+                    return Ok((temp, File::from(fd)));
+                }
+                Err(Errno::EXIST) => {}
+                Err(e) => return Err(io_error(&dir.path, "cannot create a temporary file in", e)),
+            }
+        }
+        Err(TreeError::Refused {
+            path: dir.path.clone(),
+            reason: "every temporary name tried is taken",
+        })
+    }
+
+    /// The temporary file's path, for messages.
+    pub(super) fn path(&self) -> PathBuf {
+        self.dir.path.join(OsStr::from_bytes(&self.name))
+    }
+
+    /// Opens the temporary file again for writing, checking it is still the file created.
+    pub(super) fn reopen(&self) -> Result<File, TreeError> {
+        let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(&*self.dir.fd, self.name.as_slice(), flags, Mode::empty())
+            .map_err(|e| io_error(&self.path(), "cannot open", e))?;
+        self.check_same(&fd)?;
+        Ok(File::from(fd))
+    }
+
+    fn check_same(&self, fd: &OwnedFd) -> Result<(), TreeError> {
+        let st = rustix::fs::fstat(fd).map_err(|e| io_error(&self.path(), "cannot inspect", e))?;
+        if (st.st_dev, st.st_ino) == (self.dev, self.ino) {
+            Ok(())
+        } else {
+            Err(TreeError::Refused {
+                path: self.path(),
+                reason: "the temporary file was replaced by someone else during the restore",
+            })
+        }
+    }
+
+    /// Renames the temporary file onto `name` in its directory (replacing a file or symlink
+    /// there, never a directory), after checking it is still the file created.
+    pub(super) fn publish(mut self, file: &File, name: &[u8]) -> Result<(), TreeError> {
+        let path = self.dir.path.join(OsStr::from_bytes(name));
+        if kind_at(&self.dir, name)? == Some(FileType::Directory) {
+            return Err(TreeError::Refused { path, reason: "a directory is in the way of a file" });
+        }
+        let st = rustix::fs::statat(&*self.dir.fd, self.name.as_slice(), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| io_error(&self.path(), "cannot inspect", e))?;
+        let fd_st =
+            rustix::fs::fstat(file).map_err(|e| io_error(&self.path(), "cannot inspect", e))?;
+        if (st.st_dev, st.st_ino) != (self.dev, self.ino)
+            || (fd_st.st_dev, fd_st.st_ino) != (self.dev, self.ino)
+        {
+            return Err(TreeError::Refused {
+                path: self.path(),
+                reason: "the temporary file was replaced by someone else during the restore",
+            });
+        }
+        rustix::fs::renameat(&*self.dir.fd, self.name.as_slice(), &*self.dir.fd, name)
+            .map_err(|e| io_error(&path, "cannot publish", e))?;
+        self.published = true;
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.published {
+            let _ = rustix::fs::unlinkat(&*self.dir.fd, self.name.as_slice(), AtFlags::empty());
+        }
+    }
+}
+
+/// Removes the temporary files that restores no longer running left in `dir` (killed, or
+/// stopped by a power cut), and returns how many. A name is only taken as ours if it has
+/// restore's prefix, a pid that is not alive, and is a regular file.
+pub(super) fn remove_stale_temps(dir: &DirHandle) -> Result<usize, TreeError> {
+    let listing = rustix::fs::openat(
+        &*dir.fd,
+        ".",
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io_error(&dir.path, "cannot list", e))?;
+    let entries =
+        rustix::fs::Dir::read_from(&listing).map_err(|e| io_error(&dir.path, "cannot list", e))?;
+    let mut stale = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error(&dir.path, "cannot list", e))?;
+        let name = entry.file_name().to_bytes();
+        let Some(rest) = name.strip_prefix(TEMP_PREFIX) else { continue };
+        let pid = rest
+            .iter()
+            .position(|&b| b == b'.')
+            .and_then(|dot| std::str::from_utf8(rest.get(..dot)?).ok())
+            .and_then(|digits| digits.parse::<i32>().ok())
+            .and_then(rustix::process::Pid::from_raw);
+        let Some(pid) = pid else { continue };
+        let alive = !matches!(rustix::process::test_kill_process(pid), Err(Errno::SRCH));
+        if !alive && kind_at(dir, name)? == Some(FileType::RegularFile) {
+            stale.push(name.to_vec());
+        }
+    }
+    for name in &stale {
+        match rustix::fs::unlinkat(&*dir.fd, name.as_slice(), AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => {
+                tracing::info!(dir = %dir.path.display(), "removed a stale temporary file of an interrupted restore");
+            }
+            Err(e) => {
+                return Err(io_error(&dir.path.join(OsStr::from_bytes(name)), "cannot remove", e));
+            }
+        }
+    }
+    Ok(stale.len())
+}
