@@ -1,6 +1,7 @@
 //! Invariant: the tree-checkpoint manifest decoder (`ckpt_cli::manifest::Manifest::decode`)
 //! never panics on arbitrary bytes and never allocates more than the input justifies (entry
 //! and extent counts are checked against the bytes present). A manifest that decodes:
+//! - has a frame size from 1 to `MAX_FRAME_SIZE` and no path twice;
 //! - holds only paths that are safe to restore (`path_problem` is `None`), sizes and targets
 //!   that fit each entry's kind, modes within 0o7777, nanoseconds below 10^9, and sparse
 //!   extents that are ascending, non-empty, not touching and inside the file;
@@ -17,7 +18,7 @@
 #![no_main]
 
 use arbitrary::{Arbitrary, Unstructured};
-use ckpt_cli::manifest::{Entry, Kind, MAX_PATH, Manifest, path_problem};
+use ckpt_cli::manifest::{Entry, Kind, MAX_FRAME_SIZE, MAX_PATH, Manifest, path_problem};
 use libfuzzer_sys::fuzz_target;
 
 /// Layouts with more pieces than this are not materialised by the target (a hostile manifest
@@ -113,6 +114,8 @@ fn check_decode(data: &[u8]) {
         }
     };
     assert!(m.frame_size > 0, "a zero frame size decoded");
+    assert!(m.frame_size <= MAX_FRAME_SIZE, "a frame size over the maximum decoded");
+    assert!(unique_paths(&m), "a manifest with a path twice decoded");
     for (i, e) in m.entries.iter().enumerate() {
         if let Some(problem) = entry_problem(e) {
             panic!("decoded entry {i} breaks the format's rules ({problem}): {e:?}");
@@ -124,6 +127,11 @@ fn check_decode(data: &[u8]) {
     }
     assert_eq!(Manifest::decode(&encoded).as_ref(), Ok(&m), "decode(encode(m)) != m");
     check_layout(&m);
+}
+
+fn unique_paths(m: &Manifest) -> bool {
+    let mut seen = std::collections::HashSet::new();
+    m.entries.iter().all(|e| seen.insert(e.path.as_slice()))
 }
 
 fn path(u: &mut Unstructured<'_>) -> arbitrary::Result<Vec<u8>> {
@@ -197,7 +205,11 @@ fn entry(u: &mut Unstructured<'_>) -> arbitrary::Result<Entry> {
 }
 
 fn built(u: &mut Unstructured<'_>) -> arbitrary::Result<Manifest> {
-    let frame_size = if u.ratio(1, 32)? { 0 } else { u.int_in_range(1..=1u64 << 24)? };
+    let frame_size = if u.ratio(1, 32)? {
+        *u.choose(&[0, MAX_FRAME_SIZE, MAX_FRAME_SIZE + 1, u64::MAX])?
+    } else {
+        u.int_in_range(1..=1u64 << 24)?
+    };
     let mut entries = Vec::new();
     u.arbitrary_loop(None, Some(32), |u| {
         entries.push(entry(u)?);
@@ -214,6 +226,8 @@ fuzz_target!(|data: &[u8]| {
         let total_fits =
             m.entries.iter().try_fold(0u64, |total, e| total.checked_add(e.data_len())).is_some();
         let valid = m.frame_size > 0
+            && m.frame_size <= MAX_FRAME_SIZE
+            && unique_paths(&m)
             && total_fits
             && m.entries.iter().all(|e| entry_problem(e).is_none());
         match Manifest::decode(&m.encode()) {
