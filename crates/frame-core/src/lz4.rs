@@ -113,6 +113,54 @@ impl ChunkCompressor for Lz4Compressor {
     }
 }
 
+/// What [`check_offsets`] and liblz4 report for a block that does not parse or decode.
+const INVALID_BLOCK: CodecError =
+    CodecError { message: "LZ4 block is invalid or has the wrong length" };
+
+/// Walks an LZ4 block's sequences without decoding them, and rejects a match offset of 0.
+///
+/// The format forbids offset 0 (`docs/format.md` section 6.3), but liblz4's safe decoders
+/// accept it and write zeros (or whatever the output held) for the match, so it has to be
+/// caught before the block reaches them. The walk also rejects a block whose sequences run
+/// past its end or that ends inside a sequence; liblz4 rejects those too. It reads each byte
+/// of the block at most once and allocates nothing.
+fn check_offsets(block: &[u8]) -> Result<(), CodecError> {
+    // Reads a length continued in 255-steps after a 15 in the token: at most one step per
+    // byte of the block, so the sum stays below 255 * block.len().
+    fn extended(block: &[u8], at: &mut usize, mut n: usize) -> Result<usize, CodecError> {
+        loop {
+            let b = *block.get(*at).ok_or(INVALID_BLOCK)?;
+            *at += 1;
+            n = n.saturating_add(usize::from(b));
+            if b != 255 {
+                return Ok(n);
+            }
+        }
+    }
+    let mut at = 0usize;
+    loop {
+        let token = *block.get(at).ok_or(INVALID_BLOCK)?;
+        at += 1;
+        let mut literals = usize::from(token >> 4);
+        if literals == 15 {
+            literals = extended(block, &mut at, literals)?;
+        }
+        at = at.saturating_add(literals);
+        if at == block.len() {
+            // The last sequence: literals only.
+            return Ok(());
+        }
+        let offset = block.get(at..at.saturating_add(2)).ok_or(INVALID_BLOCK)?;
+        if offset == [0, 0] {
+            return Err(CodecError { message: "LZ4 match offset is 0, which the format forbids" });
+        }
+        at += 2;
+        if token & 0x0F == 15 {
+            extended(block, &mut at, 15)?;
+        }
+    }
+}
+
 /// Decoder ring: two 64 KiB windows plus room for the largest chunk. liblz4 documents
 /// 64 KiB + 14 + the block size as the minimum (`LZ4_DECODER_RING_BUFFER_SIZE`), but then a
 /// block decoded after the wrap can sit under the previous block's 64 KiB history window,
@@ -177,6 +225,7 @@ impl ChunkDecompressor for Lz4Decompressor {
         }
         let src_len = c_int::try_from(stored.len())
             .map_err(|_| CodecError { message: "stored chunk too large" })?;
+        check_offsets(stored)?;
         if self.pos + CHUNK_MAX > self.ring.len() {
             // The history window [pos - 64 KiB, pos) must lie past any block decoded at 0.
             debug_assert!(self.pos >= HISTORY + CHUNK_MAX, "ring wraps under its history");
@@ -204,7 +253,7 @@ impl ChunkDecompressor for Lz4Decompressor {
             )
         };
         if n != want {
-            return Err(CodecError { message: "LZ4 block is invalid or has the wrong length" });
+            return Err(INVALID_BLOCK);
         }
         self.pos = start + logical_len;
         self.last = start..start + logical_len;
@@ -228,6 +277,7 @@ impl ChunkDecompressor for Lz4Decompressor {
         }
         let src_len = c_int::try_from(stored.len())
             .map_err(|_| CodecError { message: "stored chunk too large" })?;
+        check_offsets(stored)?;
         let dict_len = at.min(LZ4_HISTORY);
         // Both fit in c_int: each is at most 64 KiB.
         let want = c_int::try_from(logical_len).unwrap_or(0);
@@ -259,7 +309,7 @@ impl ChunkDecompressor for Lz4Decompressor {
             )
         };
         if n != want {
-            return Err(CodecError { message: "LZ4 block is invalid or has the wrong length" });
+            return Err(INVALID_BLOCK);
         }
         Ok(())
     }

@@ -980,6 +980,14 @@ impl<S: Source> FrameReader<'_, S> {
                     .table
                     .next(table)
                     .map_err(|_| self.corrupt("length table does not decode"))?;
+                // A buffer starts at the current position of the chunk whose table holds
+                // its length; a non-empty one needs a byte there (section 6.2), or its
+                // length is in the table of a chunk before the one holding its first byte.
+                if len.is_some_and(|l| l > 0) && self.frame.chunk_at == self.frame.chunk_len {
+                    return Err(self.corrupt(
+                        "a non-empty buffer's length is in the table of a chunk whose data ran out",
+                    ));
+                }
                 self.frame.pending_len = len;
                 return Ok(len);
             }
@@ -1226,9 +1234,7 @@ fn decode_lz4<S: Source>(
     } else {
         d.decompress_linked(bytes, logical)
     };
-    Ok(result.map_err(|_| Error::Corrupt {
-        frame,
-        offset: at,
-        what: "LZ4 chunk does not decode to its logical length",
-    }))
+    // The decoder's own words say what is wrong: a block that does not decode to the
+    // chunk's logical length, or one with a match offset of 0 (section 6.3).
+    Ok(result.map_err(|e| Error::Corrupt { frame, offset: at, what: e.message }))
 }
