@@ -542,26 +542,58 @@ impl<S: Source + ?Sized> Scanner<'_, S> {
     }
 }
 
-/// What healing a damaged copy from a good one would do.
+/// What healing a damaged copy from a donor copy would do.
+///
+/// Every region of the donor's scan whose bytes differ between the copies lands in exactly
+/// one of the five lists.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealPlan {
     /// The checkpoint both copies hold.
     pub id: CheckpointId,
-    /// Regions of the good copy whose bytes replace the damaged copy's (which fail their
-    /// checks there).
+    /// Regions whose donor bytes replace the damaged copy's: they fail their checks in the
+    /// damaged copy, verify in the donor, and the damaged copy's own surviving check values
+    /// record exactly the donor's bytes.
     pub rewrite: Vec<Region>,
-    /// Damaged regions the good copy cannot heal (its own bytes there are damaged too).
+    /// Damaged regions the donor cannot heal: its own bytes there are damaged too (damaged
+    /// in both copies). `problem` is the donor's.
     pub unhealable: Vec<Region>,
-    /// Regions whose bytes differ between the copies although the damaged copy's verify;
-    /// never rewritten.
+    /// Damaged regions whose donor bytes verify in the donor but are not the bytes the
+    /// damaged copy's surviving check values record (a donor that is not a true copy: same
+    /// identity and length, other contents). Never rewritten; `problem` names the check of
+    /// the damaged copy that disagrees.
+    pub donor_mismatch: Vec<Region>,
+    /// Damaged regions whose donor bytes verify in the donor but that nothing surviving in
+    /// the damaged copy records, so the donor's bytes cannot be checked against the damaged
+    /// copy. Never rewritten; `problem` says which records are damaged too.
+    pub unvouched: Vec<Region>,
+    /// Regions whose bytes differ between the copies although the damaged copy's verify
+    /// (or, for a frame footer, verify on their own against the frame header, when a damaged
+    /// chunk header makes the damaged copy's scan call the footer bad); never rewritten.
     pub differ_but_verify: Vec<Region>,
     /// The damaged copy's scan.
     pub damaged: ScanReport,
 }
 
+impl HealPlan {
+    /// Whether the plan refuses any damaged region: damaged in both copies, a donor that
+    /// disagrees with the damaged copy's records, or nothing left to check the donor with.
+    pub fn refuses_any(&self) -> bool {
+        !(self.unhealable.is_empty() && self.donor_mismatch.is_empty() && self.unvouched.is_empty())
+    }
+}
+
 /// Plans a corrective heal: which regions of `damaged` fail their checks and can be
 /// replaced by the bytes of the same region in `good`, a copy of the same checkpoint.
-/// Regions of `damaged` that verify are never in the plan.
+///
+/// Regions of `damaged` that verify are never in the plan. A region is rewritten only when
+/// the donor's bytes verify in the donor **and** the damaged copy's own surviving check
+/// values record exactly those bytes: the chunk's own header when it survives, or else the
+/// frame footer's counts and digest of chunk checksums; for a frame header, the footer bound
+/// to it or the index entry; for a footer, the frame's chunks and the index entry; for the
+/// index, the tail or the frames; for the tail, the index (`docs/format.md` section 8.5).
+/// A donor with the same identity and length but other contents therefore heals nothing it
+/// cannot prove: such regions are listed in [`HealPlan::donor_mismatch`] or
+/// [`HealPlan::unvouched`], not rewritten.
 ///
 /// # Errors
 /// [`Error::NotACopy`] when the copies are not the same checkpoint (different identity or
@@ -611,32 +643,593 @@ pub fn plan_heal<D: Source + ?Sized, G: Source + ?Sized>(
         id,
         rewrite: Vec::new(),
         unhealable: Vec::new(),
+        donor_mismatch: Vec::new(),
+        unvouched: Vec::new(),
         differ_but_verify: Vec::new(),
         damaged: damaged_report,
     };
+    let mut classes = Vec::with_capacity(good_report.regions.len());
+    let mut candidates = Vec::new();
     let mut mine = Vec::new();
     let mut theirs = Vec::new();
     for r in &good_report.regions {
-        let len = usize::try_from(r.len).unwrap_or(usize::MAX);
-        mine.resize(len, 0);
-        theirs.resize(len, 0);
-        read_at(damaged, r.offset, &mut mine)?;
-        read_at(good, r.offset, &mut theirs)?;
-        if mine == theirs {
-            continue;
+        read_region(damaged, r, &mut mine)?;
+        read_region(good, r, &mut theirs)?;
+        let overlapping =
+            plan.damaged.regions.iter().filter(|d| d.offset < r.end() && r.offset < d.end());
+        let (mut any_ok, mut all_ok) = (false, true);
+        for d in overlapping {
+            any_ok |= d.is_ok();
+            all_ok &= d.is_ok();
         }
-        let damaged_verifies = plan
-            .damaged
-            .regions
-            .iter()
-            .any(|d| d.is_ok() && d.offset == r.offset && d.len == r.len && d.kind == r.kind);
-        if damaged_verifies {
+        let class = if mine == theirs {
+            Class::Same
+        } else if all_ok {
             plan.differ_but_verify.push(*r);
-        } else if r.is_ok() {
-            plan.rewrite.push(*r);
-        } else {
+            Class::Verifies
+        } else if !r.is_ok() {
             plan.unhealable.push(*r);
+            Class::Both
+        } else if any_ok {
+            plan.donor_mismatch.push(Region { problem: Some(PART_VERIFIES), ..*r });
+            Class::Refused
+        } else {
+            candidates.push(*r);
+            Class::Candidate(candidates.len() - 1)
+        };
+        classes.push(class);
+    }
+    let verdicts = Vouching {
+        damaged,
+        good,
+        id: id.to_bytes(),
+        donor: &good_report.regions,
+        classes: &classes,
+        mine: &plan.damaged,
+        verdicts: vec![None; candidates.len()],
+    }
+    .run()?;
+    for (r, verdict) in candidates.iter().zip(verdicts) {
+        match verdict {
+            Some(Verdict::Vouched) => plan.rewrite.push(*r),
+            Some(Verdict::OwnVerifies) => plan.differ_but_verify.push(*r),
+            Some(Verdict::Mismatch(why)) => {
+                plan.donor_mismatch.push(Region { problem: Some(why), ..*r });
+            }
+            Some(Verdict::Unvouched(why)) => {
+                plan.unvouched.push(Region { problem: Some(why), ..*r });
+            }
+            None => plan.unvouched.push(Region { problem: Some(NOT_IN_A_STRUCTURE), ..*r }),
         }
     }
+    plan.donor_mismatch.sort_by_key(|r| r.offset);
+    plan.differ_but_verify.sort_by_key(|r| r.offset);
     Ok(plan)
+}
+
+// Why a region is in `donor_mismatch`: the check of the damaged copy that disagrees.
+const PART_VERIFIES: &str = "part of these bytes verify in this copy, as other structures";
+const HEADER_VS_INDEX: &str = "this copy's frame index records another frame header here";
+const HEADER_FOREIGN: &str = "the donor's frame header names another frame or checkpoint";
+const FOOTER_VS_HEADER: &str = "the donor's frame footer is bound to another frame header";
+const FOOTER_VS_INDEX: &str = "this copy's frame index records other counts for this frame";
+const FOOTER_VS_CHUNKS: &str =
+    "this copy's chunks do not add up to the donor footer's counts and digest";
+const CHUNK_VS_FOOTER: &str = "this copy's frame footer records other chunk checksums";
+const INDEX_VS_TAIL: &str = "this copy's tail records another frame index digest";
+const INDEX_VS_FRAMES: &str = "this copy's frames describe another frame index";
+const TAIL_FOREIGN: &str = "the donor's tail names another checkpoint";
+const TAIL_VS_INDEX: &str = "this copy's frame index does not hash to the donor tail's digest";
+// Why a region is in `unvouched`: which records of the damaged copy are damaged too.
+const NOT_IN_A_STRUCTURE: &str = "the donor's region is not part of a frame, index or tail";
+const HEADER_UNRECORDED: &str =
+    "this copy's frame footer and frame index, which record the frame header, are damaged too";
+const FOOTER_NO_HEADER: &str =
+    "this copy's frame header, which the footer is checked with, is damaged too";
+const FOOTER_NO_CHUNKS: &str =
+    "other chunks of this frame are damaged in this copy too, so they cannot vouch for the footer";
+const CHUNK_UNRECORDED: &str =
+    "this copy's chunk header and frame footer, which record the chunk, are damaged too";
+const CHUNK_NO_FOOTER: &str = "the donor's frame cannot be followed to its footer, so this copy's footer cannot vouch for the chunk";
+const CHUNK_UNCHECKABLE: &str = "other chunks of this frame are damaged in both copies, so the frame footer cannot vouch for this one";
+const INDEX_UNRECORDED: &str =
+    "this copy's tail and some of its frames, which record the frame index, are damaged too";
+const TAIL_INDEX_REFUSED: &str = "this copy's frame index, which the tail records, is not healed";
+const TAIL_UNCHECKABLE: &str = "this copy's frame index does not hash to the donor tail's digest and cannot be checked without a tail";
+
+/// Reads region `r` of `src` into `buf`.
+fn read_region<S: Source + ?Sized>(
+    src: &mut S,
+    r: &Region,
+    buf: &mut Vec<u8>,
+) -> Result<(), Error> {
+    buf.resize(usize::try_from(r.len).unwrap_or(usize::MAX), 0);
+    read_at(src, r.offset, buf)?;
+    Ok(())
+}
+
+/// Reads `N` bytes at `offset`, or `None` when the checkpoint ends first.
+fn read_fixed<const N: usize, S: Source + ?Sized>(
+    src: &mut S,
+    offset: u64,
+) -> Result<Option<[u8; N]>, Error> {
+    let mut b = [0u8; N];
+    Ok(read_at(src, offset, &mut b)?.then_some(b))
+}
+
+/// Where a region of the donor's scan stands between the two copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// The same bytes in both copies.
+    Same,
+    /// The bytes differ, and the damaged copy's regions there all verify.
+    Verifies,
+    /// The bytes differ, and the region is damaged in both copies.
+    Both,
+    /// The bytes differ, and part of them verify in the damaged copy: refused.
+    Refused,
+    /// The bytes differ, the damaged copy's do not verify and the donor's do; the index is
+    /// the candidate's, whose verdict [`Vouching`] decides.
+    Candidate(usize),
+}
+
+/// Whether the damaged copy's surviving check values record a candidate's donor bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// They do: the region is rewritten.
+    Vouched,
+    /// They record other bytes.
+    Mismatch(&'static str),
+    /// Nothing surviving records the region.
+    Unvouched(&'static str),
+    /// The damaged copy's own bytes verify on their own after all (a frame footer that its
+    /// scan calls bad only because a damaged chunk header disagrees with it): not damaged.
+    OwnVerifies,
+}
+
+/// A frame of the donor's scan: indexes into its regions.
+#[derive(Debug)]
+struct FrameLayout {
+    index: u64,
+    header: usize,
+    chunks: Vec<usize>,
+    footer: Option<usize>,
+    /// Header, chunks and footer follow each other with nothing else in the frame.
+    complete: bool,
+}
+
+/// What the damaged copy, healed as far as vouched, says about a frame.
+#[derive(Debug, Clone, Copy)]
+struct FrameRecord {
+    offset: u64,
+    end: u64,
+    style: u8,
+    footer: FrameFooter,
+}
+
+/// How a chunk of a frame links into the frame footer's digest chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// The damaged copy's chunk verifies: its header's values are its own, checked.
+    Trusted,
+    /// A candidate whose chunk header in the damaged copy is byte for byte the donor's:
+    /// that header records the donor's stored data and table.
+    OwnHeader(usize),
+    /// A RAW candidate whose chunk header alone differs from the donor's: this copy's own
+    /// stored data and table are the donor's, and they determine the header.
+    OwnBody(usize),
+    /// A candidate whose chunk header in the damaged copy differs from the donor's, and
+    /// whose body does too (or whose frame is LZ4).
+    Candidate(usize),
+    /// Damaged in both copies (or not comparable): its values are a guess.
+    Unverified,
+}
+
+struct Vouching<'a, D: Source + ?Sized, G: Source + ?Sized> {
+    damaged: &'a mut D,
+    good: &'a mut G,
+    id: [u8; 16],
+    donor: &'a [Region],
+    classes: &'a [Class],
+    mine: &'a ScanReport,
+    verdicts: Vec<Option<Verdict>>,
+}
+
+impl<D: Source + ?Sized, G: Source + ?Sized> Vouching<'_, D, G> {
+    fn run(mut self) -> Result<Vec<Option<Verdict>>, Error> {
+        let entries = self.damaged_index()?;
+        let mut records = Vec::new();
+        for layout in frame_layouts(self.donor) {
+            let record = self.frame(&layout, entries.as_deref())?;
+            records.push((layout.index, record));
+        }
+        let derived = derived_index(&records);
+        let index_ok = self.index(derived.as_deref())?;
+        self.tail(index_ok, derived.as_deref())?;
+        Ok(self.verdicts)
+    }
+
+    fn region(&self, i: usize) -> Option<(Region, Class)> {
+        Some((*self.donor.get(i)?, *self.classes.get(i)?))
+    }
+
+    fn decide(&mut self, candidate: usize, verdict: Verdict) {
+        if let Some(v) = self.verdicts.get_mut(candidate) {
+            *v = Some(verdict);
+        }
+    }
+
+    /// The damaged copy's index entries, when its index and tail verify.
+    fn damaged_index(&mut self) -> Result<Option<Vec<IndexEntry>>, Error> {
+        let Some(r) = self.mine.regions.iter().find(|r| r.kind == RegionKind::Index && r.is_ok())
+        else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::new();
+        read_region(self.damaged, r, &mut bytes)?;
+        let entries =
+            bytes.get(INDEX_HEADER_LEN..).unwrap_or_default().chunks_exact(INDEX_ENTRY_LEN);
+        Ok(entries
+            .map(|e| {
+                <&[u8; INDEX_ENTRY_LEN]>::try_from(e).ok().and_then(|e| IndexEntry::decode(e).ok())
+            })
+            .collect())
+    }
+
+    /// Decides the frame's candidates (header, chunks, footer) and returns what the damaged
+    /// copy, healed as far as vouched, records about the frame.
+    fn frame(
+        &mut self,
+        l: &FrameLayout,
+        entries: Option<&[IndexEntry]>,
+    ) -> Result<Option<FrameRecord>, Error> {
+        let Some((hr, h_class)) = self.region(l.header) else { return Ok(None) };
+        let entry = entries.and_then(|e| e.get(usize::try_from(l.index).ok()?));
+        let footer = l.footer.and_then(|i| self.region(i));
+        let header = self.frame_header(l, hr, h_class, entry, footer.map(|(r, _)| r.offset))?;
+
+        // The chunks, as the digest chain sees them.
+        let raw = header.is_some_and(|(h, _)| Style::from_byte(h.style) == Some(Style::Raw));
+        let mut links = Vec::with_capacity(l.chunks.len());
+        for &i in &l.chunks {
+            let Some((r, class)) = self.region(i) else { continue };
+            links.push(self.chunk_link(r, class, raw)?);
+        }
+        let summary = summarise(links.iter().map(|(_, v)| *v));
+        let circular = links.iter().any(|(l, _)| matches!(l, Link::Candidate(_)));
+        let guessed = links.iter().any(|(l, _)| *l == Link::Unverified) || summary.is_none();
+
+        // The footer: the damaged copy's own when it verifies, else the donor's if vouched.
+        let hc = header.map(|(_, hc)| hc);
+        let mut surviving = None;
+        let mut vouched = None;
+        if let Some((fr, f_class)) = footer {
+            // The damaged copy's footer survives when it verifies on its own against the
+            // frame header: its scan may still call it bad, because a damaged chunk header
+            // makes the chunks disagree with it.
+            if let Some(hc) = hc {
+                surviving = read_fixed::<FRAME_FOOTER_LEN, _>(self.damaged, fr.offset)?
+                    .and_then(|b| FrameFooter::decode(&b, hc).ok());
+            }
+            if let Class::Candidate(c) = f_class {
+                let verdict = match hc {
+                    _ if surviving.is_some() => Verdict::OwnVerifies,
+                    None => Verdict::Unvouched(FOOTER_NO_HEADER),
+                    Some(hc) => {
+                        let theirs = read_fixed::<FRAME_FOOTER_LEN, _>(self.good, fr.offset)?
+                            .and_then(|b| FrameFooter::decode(&b, hc).ok());
+                        match theirs {
+                            None => Verdict::Mismatch(FOOTER_VS_HEADER),
+                            Some(f) if entry.is_some_and(|e| !entry_fits(e, &f, fr.end())) => {
+                                Verdict::Mismatch(FOOTER_VS_INDEX)
+                            }
+                            Some(f) if l.complete && !circular && summary == Some(f) => {
+                                vouched = Some(f);
+                                Verdict::Vouched
+                            }
+                            Some(_) if l.complete && !circular && !guessed => {
+                                Verdict::Mismatch(FOOTER_VS_CHUNKS)
+                            }
+                            Some(_) => Verdict::Unvouched(FOOTER_NO_CHUNKS),
+                        }
+                    }
+                };
+                self.decide(c, verdict);
+            }
+        }
+
+        // Chunk candidates: their own header or body, or the surviving footer's chain. When
+        // that chain, computed without guesses, disagrees, the candidates nothing else
+        // vouches for are blamed; the others only when there are none of those.
+        let chain = surviving.filter(|_| l.complete).map(|f| summary == Some(f));
+        let disagrees = chain == Some(false) && !guessed;
+        let blame_own_body = !circular;
+        let blame_own_header =
+            !links.iter().any(|(l, _)| matches!(l, Link::Candidate(_) | Link::OwnBody(_)));
+        for (link, _) in &links {
+            let verdict = match (*link, chain) {
+                (Link::OwnHeader(_), _) if disagrees && blame_own_header => {
+                    Verdict::Mismatch(CHUNK_VS_FOOTER)
+                }
+                (Link::OwnBody(_), _) if disagrees && blame_own_body => {
+                    Verdict::Mismatch(CHUNK_VS_FOOTER)
+                }
+                (Link::OwnHeader(_) | Link::OwnBody(_), _) | (Link::Candidate(_), Some(true)) => {
+                    Verdict::Vouched
+                }
+                (Link::Candidate(_), Some(false)) if guessed => {
+                    Verdict::Unvouched(CHUNK_UNCHECKABLE)
+                }
+                (Link::Candidate(_), Some(false)) => Verdict::Mismatch(CHUNK_VS_FOOTER),
+                (Link::Candidate(_), None) if footer.is_none() || !l.complete => {
+                    Verdict::Unvouched(CHUNK_NO_FOOTER)
+                }
+                (Link::Candidate(_), None) => Verdict::Unvouched(CHUNK_UNRECORDED),
+                (Link::Trusted | Link::Unverified, _) => continue,
+            };
+            if let Link::OwnHeader(c) | Link::OwnBody(c) | Link::Candidate(c) = *link {
+                self.decide(c, verdict);
+            }
+        }
+
+        let footer_record = surviving.or(vouched);
+        Ok(match (header, footer, footer_record) {
+            (Some((h, _)), Some((fr, _)), Some(f)) => {
+                Some(FrameRecord { offset: hr.offset, end: fr.end(), style: h.style, footer: f })
+            }
+            _ => None,
+        })
+    }
+
+    /// How chunk region `r` of class `class` links into its frame's digest chain, with the
+    /// header values the chain uses for it. `raw` says the frame is RAW, as the damaged
+    /// copy's frame header (its own, or the donor's if vouched) records.
+    fn chunk_link(
+        &mut self,
+        r: Region,
+        class: Class,
+        raw: bool,
+    ) -> Result<(Link, Option<ChunkHeader>), Error> {
+        let mine = read_fixed::<CHUNK_HEADER_LEN, _>(self.damaged, r.offset)?;
+        let theirs = read_fixed::<CHUNK_HEADER_LEN, _>(self.good, r.offset)?;
+        let decode =
+            |b: Option<[u8; CHUNK_HEADER_LEN]>| b.and_then(|b| ChunkHeader::decode(&b).ok());
+        let own_verifies = self.mine.regions.iter().any(|d| {
+            d.kind == RegionKind::Chunk && d.offset == r.offset && d.len == r.len && d.is_ok()
+        });
+        Ok(match class {
+            Class::Same if r.is_ok() => (Link::Trusted, decode(mine)),
+            Class::Verifies if own_verifies => (Link::Trusted, decode(mine)),
+            Class::Candidate(c) if mine.is_some() && mine == theirs => {
+                (Link::OwnHeader(c), decode(theirs))
+            }
+            Class::Candidate(c) => {
+                // Only the header differs: in a RAW chunk every header field is a function
+                // of the stored data and table (the checksum is over the data itself), so
+                // this copy's own body records the donor's header. Not so for LZ4, whose
+                // logical data also depends on the chunks before.
+                let body = Region {
+                    offset: r.offset + CHUNK_HEADER_LEN as u64,
+                    len: r.len.saturating_sub(CHUNK_HEADER_LEN as u64),
+                    ..r
+                };
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                if raw {
+                    read_region(self.damaged, &body, &mut a)?;
+                    read_region(self.good, &body, &mut b)?;
+                }
+                let link = if raw && a == b { Link::OwnBody(c) } else { Link::Candidate(c) };
+                (link, decode(theirs))
+            }
+            _ => (Link::Unverified, decode(mine).or_else(|| decode(theirs))),
+        })
+    }
+
+    /// Decides a frame header candidate; returns the frame header the damaged copy has
+    /// (its own when it verifies, else the donor's if vouched), with its check value.
+    fn frame_header(
+        &mut self,
+        l: &FrameLayout,
+        hr: Region,
+        class: Class,
+        entry: Option<&IndexEntry>,
+        footer_at: Option<u64>,
+    ) -> Result<Option<(FrameHeader, u64)>, Error> {
+        let fits = |(h, _): &(FrameHeader, u64)| h.index == l.index && h.checkpoint_id == self.id;
+        let Class::Candidate(c) = class else {
+            let mine = read_fixed::<FRAME_HEADER_LEN, _>(self.damaged, hr.offset)?;
+            return Ok(mine.and_then(|b| FrameHeader::decode(&b).ok()).filter(fits));
+        };
+        let theirs = read_fixed::<FRAME_HEADER_LEN, _>(self.good, hr.offset)?
+            .and_then(|b| FrameHeader::decode(&b).ok());
+        let Some((h, hc)) = theirs else {
+            self.decide(c, Verdict::Unvouched(NOT_IN_A_STRUCTURE));
+            return Ok(None);
+        };
+        if !fits(&(h, hc)) {
+            self.decide(c, Verdict::Mismatch(HEADER_FOREIGN));
+            return Ok(None);
+        }
+        // The damaged copy's footer was bound to its header's check value when written.
+        let bound = match footer_at {
+            Some(at) => read_fixed::<FRAME_FOOTER_LEN, _>(self.damaged, at)?
+                .is_some_and(|b| FrameFooter::decode(&b, hc).is_ok()),
+            None => false,
+        };
+        let verdict = match entry {
+            Some(e) if e.style != h.style || e.offset != hr.offset => {
+                Verdict::Mismatch(HEADER_VS_INDEX)
+            }
+            Some(_) => Verdict::Vouched,
+            None if bound => Verdict::Vouched,
+            None => Verdict::Unvouched(HEADER_UNRECORDED),
+        };
+        self.decide(c, verdict);
+        Ok((verdict == Verdict::Vouched).then_some((h, hc)))
+    }
+
+    /// Decides an index candidate; returns whether the index, after healing, is vouched
+    /// for (`None` when it is refused).
+    fn index(&mut self, derived: Option<&[u8]>) -> Result<Option<bool>, Error> {
+        let found = self.donor.iter().zip(self.classes).find(|(r, _)| r.kind == RegionKind::Index);
+        let Some((r, Class::Candidate(c))) = found.map(|(r, c)| (*r, *c)) else {
+            return Ok(Some(false));
+        };
+        let mut theirs = Vec::new();
+        read_region(self.good, &r, &mut theirs)?;
+        let tail = match self.mine.regions.iter().find(|t| t.kind == RegionKind::Tail && t.is_ok())
+        {
+            Some(t) => read_fixed::<TAIL_LEN, _>(self.damaged, t.offset)?
+                .and_then(|b| Tail::decode(&b).ok()),
+            None => None,
+        };
+        let verdict = match (tail, derived) {
+            (Some(t), _) if t.index_offset == r.offset && t.index_digest == checksum(&theirs) => {
+                Verdict::Vouched
+            }
+            (Some(_), _) => Verdict::Mismatch(INDEX_VS_TAIL),
+            (None, Some(d)) if d == theirs.as_slice() => Verdict::Vouched,
+            (None, Some(_)) => Verdict::Mismatch(INDEX_VS_FRAMES),
+            (None, None) => Verdict::Unvouched(INDEX_UNRECORDED),
+        };
+        self.decide(c, verdict);
+        Ok((verdict == Verdict::Vouched).then_some(true))
+    }
+
+    /// Decides a tail candidate: the index as it will be after healing must hash to the
+    /// donor tail's digest. `index_vouched` is what [`Self::index`] returned.
+    fn tail(&mut self, index_vouched: Option<bool>, derived: Option<&[u8]>) -> Result<(), Error> {
+        let found = self.donor.iter().zip(self.classes).find(|(r, _)| r.kind == RegionKind::Tail);
+        let Some((r, Class::Candidate(c))) = found.map(|(r, c)| (*r, *c)) else { return Ok(()) };
+        let theirs =
+            read_fixed::<TAIL_LEN, _>(self.good, r.offset)?.and_then(|b| Tail::decode(&b).ok());
+        let Some(t) = theirs else {
+            self.decide(c, Verdict::Unvouched(NOT_IN_A_STRUCTURE));
+            return Ok(());
+        };
+        if t.checkpoint_id != self.id {
+            self.decide(c, Verdict::Mismatch(TAIL_FOREIGN));
+            return Ok(());
+        }
+        let Some(index_vouched) = index_vouched else {
+            self.decide(c, Verdict::Unvouched(TAIL_INDEX_REFUSED));
+            return Ok(());
+        };
+        // The index region: the donor's bytes if it is rewritten, the damaged copy's if not.
+        let index = Region {
+            kind: RegionKind::Index,
+            frame: None,
+            offset: t.index_offset,
+            len: r.offset.saturating_sub(t.index_offset),
+            problem: None,
+        };
+        let mut bytes = Vec::new();
+        if index_vouched {
+            read_region(self.good, &index, &mut bytes)?;
+        } else {
+            read_region(self.damaged, &index, &mut bytes)?;
+        }
+        let verdict = if checksum(&bytes) == t.index_digest {
+            Verdict::Vouched
+        } else if derived == Some(bytes.as_slice()) {
+            Verdict::Mismatch(TAIL_VS_INDEX)
+        } else {
+            Verdict::Unvouched(TAIL_UNCHECKABLE)
+        };
+        self.decide(c, verdict);
+        Ok(())
+    }
+}
+
+/// The index the damaged copy's frames (healed as far as vouched) describe, when every
+/// frame's header and footer are known.
+fn derived_index(records: &[(u64, Option<FrameRecord>)]) -> Option<Vec<u8>> {
+    let mut bytes = crate::wire::encode_index_header().to_vec();
+    for (i, (index, record)) in (0u64..).zip(records) {
+        let r = record.filter(|_| *index == i)?;
+        let entry = IndexEntry {
+            offset: r.offset,
+            frame_len: r.end.checked_sub(r.offset)?,
+            buffer_count: r.footer.buffer_count,
+            user_bytes: r.footer.user_bytes,
+            style: r.style,
+        };
+        bytes.extend_from_slice(&entry.encode());
+    }
+    Some(bytes)
+}
+
+/// Whether index entry `e` records the counts of footer `f` and a frame ending at `end`.
+fn entry_fits(e: &IndexEntry, f: &FrameFooter, end: u64) -> bool {
+    e.buffer_count == f.buffer_count
+        && e.user_bytes == f.user_bytes
+        && e.offset.checked_add(e.frame_len) == Some(end)
+}
+
+/// The footer a frame of these chunk headers has (`None` if one is unknown).
+fn summarise(chunks: impl Iterator<Item = Option<ChunkHeader>>) -> Option<FrameFooter> {
+    let mut f = FrameFooter::default();
+    for h in chunks {
+        let h = h?;
+        f.buffer_count += u64::from(h.starts);
+        f.user_bytes += u64::from(h.logical_len);
+        f.chunk_count += 1;
+        f.chunk_bytes += CHUNK_HEADER_LEN as u64 + u64::from(h.stored_len) + u64::from(h.table_len);
+        f.chunks_digest = crate::checksum::chain_digest(f.chunks_digest, h.checksum);
+    }
+    Some(f)
+}
+
+/// The frames of a scan, with the regions of each.
+fn frame_layouts(regions: &[Region]) -> Vec<FrameLayout> {
+    let mut out: Vec<FrameLayout> = Vec::new();
+    let mut open = false;
+    for (i, r) in regions.iter().enumerate() {
+        let current = out.last_mut().filter(|l| open && Some(l.index) == r.frame);
+        match (r.kind, current) {
+            (RegionKind::FrameHeader, _) => {
+                if let Some(frame) = r.frame {
+                    out.push(FrameLayout {
+                        index: frame,
+                        header: i,
+                        chunks: Vec::new(),
+                        footer: None,
+                        complete: true,
+                    });
+                    open = true;
+                    continue;
+                }
+            }
+            (RegionKind::Chunk, Some(l)) => {
+                l.chunks.push(i);
+                continue;
+            }
+            (RegionKind::FrameFooter, Some(l)) => {
+                l.footer = Some(i);
+                open = false;
+                continue;
+            }
+            _ => {}
+        }
+        // Anything else inside a frame leaves it not followed to its end.
+        if open && let Some(l) = out.last_mut() {
+            l.complete = false;
+        }
+        open = false;
+    }
+    if open && let Some(l) = out.last_mut() {
+        l.complete = false;
+    }
+    for l in &mut out {
+        let mut at = regions.get(l.header).map(Region::end);
+        for &i in l.chunks.iter().chain(&l.footer) {
+            let r = regions.get(i);
+            if at != r.map(|r| r.offset) {
+                l.complete = false;
+            }
+            at = r.map(Region::end);
+        }
+        l.complete &= l.footer.is_some();
+    }
+    out
 }
