@@ -536,13 +536,16 @@ pub(crate) fn heal(
     };
     let ok = !dry_run && still_bad == 0;
     if as_json {
+        let regions = |list: &[Region]| list.iter().map(region_json).collect::<Vec<_>>();
         println!(
             "{}",
             json!({
                 "ok": ok, "dry_run": dry_run, "id": plan.id.to_string(),
-                "healed": plan.rewrite.iter().map(region_json).collect::<Vec<_>>(),
-                "unhealable": plan.unhealable.iter().map(region_json).collect::<Vec<_>>(),
-                "differ_but_verify": plan.differ_but_verify.iter().map(region_json).collect::<Vec<_>>(),
+                "healed": regions(&plan.rewrite),
+                "unhealable": regions(&plan.unhealable),
+                "donor_mismatch": regions(&plan.donor_mismatch),
+                "unvouched": regions(&plan.unvouched),
+                "differ_but_verify": regions(&plan.differ_but_verify),
                 "bad_after": still_bad,
             })
         );
@@ -555,12 +558,8 @@ pub(crate) fn heal(
             plan.rewrite.iter().map(|r| r.len).sum::<u64>(),
             good.display()
         );
-        for r in &plan.unhealable {
-            eprintln!(
-                "ckpt: cannot heal {} at offset {}: damaged in both copies",
-                r.kind.name(),
-                r.offset
-            );
+        for line in heal_refusals(&plan) {
+            eprintln!("ckpt: {line}");
         }
         if !dry_run {
             eprintln!(
@@ -570,7 +569,37 @@ pub(crate) fn heal(
             );
         }
     }
-    Ok(if ok || (dry_run && plan.unhealable.is_empty()) { 0 } else { EXIT_BAD_DATA })
+    Ok(if ok || (dry_run && !plan.refuses_any()) { 0 } else { EXIT_BAD_DATA })
+}
+
+/// One line per region `heal` refuses, saying why: damaged in both copies (the donor's own
+/// region fails its checks), a donor whose bytes are not the ones the damaged copy's checks
+/// record, or nothing left in the damaged copy to check the donor's bytes against.
+fn heal_refusals(plan: &ckpt_frame_core::scan::HealPlan) -> Vec<String> {
+    let why = |r: &Region| r.problem.unwrap_or("");
+    let both = plan.unhealable.iter().map(|r| {
+        format!("cannot heal {} at offset {}: damaged in both copies", r.kind.name(), r.offset)
+    });
+    let mismatch = plan.donor_mismatch.iter().map(|r| {
+        format!(
+            "cannot heal {} at offset {}: the donor's bytes at offset {} are not the ones this \
+             copy's checks record (an impostor copy?): {}; not healed",
+            r.kind.name(),
+            r.offset,
+            r.offset,
+            why(r)
+        )
+    });
+    let unvouched = plan.unvouched.iter().map(|r| {
+        format!(
+            "cannot heal {} at offset {}: nothing left in this copy records what its bytes \
+             should be ({}), so the donor's bytes cannot be checked; not healed",
+            r.kind.name(),
+            r.offset,
+            why(r)
+        )
+    });
+    both.chain(mismatch).chain(unvouched).collect()
 }
 
 pub(crate) fn human(bytes: u64) -> String {
