@@ -890,8 +890,14 @@ impl<D: Source + ?Sized, G: Source + ?Sized> Vouching<'_, D, G> {
 
         // The chunks, as the digest chain sees them.
         let raw = header.is_some_and(|(h, _)| Style::from_byte(h.style) == Some(Style::Raw));
-        let mut links = Vec::with_capacity(l.chunks.len());
-        for &i in &l.chunks {
+        // Only a frame with a chunk or footer to decide needs its chunk headers read.
+        let deciding = l
+            .chunks
+            .iter()
+            .chain(&l.footer)
+            .any(|&i| matches!(self.classes.get(i), Some(Class::Candidate(_))));
+        let mut links = Vec::with_capacity(if deciding { l.chunks.len() } else { 0 });
+        for &i in l.chunks.iter().filter(|_| deciding) {
             let Some((r, class)) = self.region(i) else { continue };
             links.push(self.chunk_link(r, class, raw)?);
         }
