@@ -229,8 +229,8 @@ pub fn write_set_2x2(dir: &Path) -> PathBuf {
     write_set(dir, &[&[("16M", "r0p0"), ("16M", "r0p1")], &[("16M", "r1p0"), ("16M", "r1p1")]], &[])
 }
 
-/// The part file paths of a simple pool set file (lines `SIZE PATH`), by replica.
-pub fn set_parts(set: &Path) -> Vec<Vec<PathBuf>> {
+/// The part lines of a simple pool set file (`SIZE PATH`), by replica: (size token, path).
+pub fn set_part_lines(set: &Path) -> Vec<Vec<(String, PathBuf)>> {
     let text = fs::read_to_string(set).unwrap_or_else(|e| panic!("{}: {e}", set.display()));
     let mut replicas = vec![Vec::new()];
     for line in text.lines().map(str::trim) {
@@ -240,10 +240,15 @@ pub fn set_parts(set: &Path) -> Vec<Vec<PathBuf>> {
             && size.as_bytes().first().is_some_and(u8::is_ascii_digit)
             && let Some(last) = replicas.last_mut()
         {
-            last.push(PathBuf::from(path.trim()));
+            last.push((size.to_owned(), PathBuf::from(path.trim())));
         }
     }
     replicas
+}
+
+/// The part file paths of a simple pool set file (lines `SIZE PATH`), by replica.
+pub fn set_parts(set: &Path) -> Vec<Vec<PathBuf>> {
+    set_part_lines(set).into_iter().map(|r| r.into_iter().map(|(_, p)| p).collect()).collect()
 }
 
 /// Copies a simple pool set (its part files and set file) into `dir`, keeping part file
@@ -503,21 +508,7 @@ pub fn verify_root_in_every_replica(set: &Path, seed: u64, len: usize) -> Result
     let text = fs::read_to_string(set).map_err(|e| format!("{}: {e}", set.display()))?;
     let options: Vec<&str> =
         text.lines().map(str::trim).filter(|l| l.starts_with("OPTION")).collect();
-    let sizes: Vec<Vec<String>> = {
-        let mut replicas = vec![Vec::new()];
-        for line in text.lines().map(str::trim) {
-            if line == "REPLICA" {
-                replicas.push(Vec::new());
-            } else if let Some((size, _)) = line.split_once(char::is_whitespace)
-                && size.as_bytes().first().is_some_and(u8::is_ascii_digit)
-                && let Some(last) = replicas.last_mut()
-            {
-                last.push(size.to_owned());
-            }
-        }
-        replicas
-    };
-    let parts = set_parts(set);
+    let parts = set_part_lines(set);
     let count = parts.len();
     for first in 0..count {
         let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -530,10 +521,10 @@ pub fn verify_root_in_every_replica(set: &Path, seed: u64, len: usize) -> Result
             if k > 0 {
                 out.push_str("REPLICA\n");
             }
-            for (p, path) in parts[r].iter().enumerate() {
+            for (p, (size, path)) in parts[r].iter().enumerate() {
                 let copy = scratch.path().join(format!("r{r}p{p}"));
                 fs::copy(path, &copy).map_err(|e| format!("copy {}: {e}", path.display()))?;
-                writeln!(out, "{} {}", sizes[r][p], copy.display()).unwrap();
+                writeln!(out, "{size} {}", copy.display()).unwrap();
             }
         }
         let rotated = scratch.path().join("rotated.set");
