@@ -366,3 +366,35 @@ fn a_later_restore_removes_the_temporary_files_of_a_dead_one() {
     assert!(fs::symlink_metadata(&not_ours).is_ok(), "a symlink is not restore's: kept");
     assert_eq!(fs::read(dest.join("d/f")).unwrap(), b"1");
 }
+
+/// Restoring again into the same directory replaces what the checkpoint holds, symlinks
+/// included: a symlink someone left at a symlink's name (pointing outside) is replaced,
+/// never followed; a directory in the way of a symlink is refused.
+#[test]
+fn restoring_again_replaces_files_and_symlinks_without_following_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outside = tmp.path().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    fs::write(outside.join("victim"), b"precious").unwrap();
+    let mut link = entry(Kind::Symlink, "l", 0, 0o777);
+    link.target = b"f".to_vec();
+    let entries = vec![entry(Kind::File, "f", 2, 0o644), link];
+    let c = tmp.path().join("c.ckpt");
+    fs::write(&c, checkpoint(1 << 20, entries, &[&[b"hi"]])).unwrap();
+    let dest = tmp.path().join("dest");
+    for round in 0..2 {
+        let run = ckpt(&["restore", s(&c), "-C", s(&dest)], None);
+        assert_eq!(run.code, Some(0), "round {round}: {}", run.stderr);
+    }
+    fs::remove_file(dest.join("l")).unwrap();
+    symlink(outside.join("victim"), dest.join("l")).unwrap();
+    let run = ckpt(&["restore", s(&c), "-C", s(&dest)], None);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(fs::read_link(dest.join("l")).unwrap(), Path::new("f"));
+    assert_eq!(fs::read(outside.join("victim")).unwrap(), b"precious");
+    fs::remove_file(dest.join("l")).unwrap();
+    fs::create_dir(dest.join("l")).unwrap();
+    let run = ckpt(&["restore", s(&c), "-C", s(&dest)], None);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("a directory is in the way of a symlink"), "{}", run.stderr);
+}

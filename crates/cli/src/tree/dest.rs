@@ -181,16 +181,35 @@ pub(super) fn kind_at(dir: &DirHandle, name: &[u8]) -> Result<Option<FileType>, 
     }
 }
 
-/// Creates symlink `name` in `dir` pointing at `target`; refuses when anything is there.
+/// Creates symlink `name` in `dir` pointing at `target`. A file or symlink already there
+/// is replaced atomically (the new link is made under a temporary name and renamed over
+/// it, never written through); a directory there is refused.
 pub(super) fn make_symlink(dir: &DirHandle, name: &[u8], target: &[u8]) -> Result<(), TreeError> {
     let path = dir.path.join(OsStr::from_bytes(name));
     match rustix::fs::symlinkat(target, &*dir.fd, name) {
-        Ok(()) => Ok(()),
-        Err(Errno::EXIST) => {
-            Err(TreeError::Refused { path, reason: "a symlink would replace an existing path" })
-        }
-        Err(e) => Err(io_error(&path, "cannot create symlink", e)),
+        Ok(()) => return Ok(()),
+        Err(Errno::EXIST) => {}
+        Err(e) => return Err(io_error(&path, "cannot create symlink", e)),
     }
+    if kind_at(dir, name)? == Some(FileType::Directory) {
+        return Err(TreeError::Refused { path, reason: "a directory is in the way of a symlink" });
+    }
+    for _ in 0..64 {
+        let temp = temp_name();
+        match rustix::fs::symlinkat(target, &*dir.fd, temp.as_slice()) {
+            Ok(()) => {
+                return rustix::fs::renameat(&*dir.fd, temp.as_slice(), &*dir.fd, name).map_err(
+                    |e| {
+                        let _ = rustix::fs::unlinkat(&*dir.fd, temp.as_slice(), AtFlags::empty());
+                        io_error(&path, "cannot replace with a symlink", e)
+                    },
+                );
+            }
+            Err(Errno::EXIST) => {}
+            Err(e) => return Err(io_error(&path, "cannot create symlink", e)),
+        }
+    }
+    Err(TreeError::Refused { path, reason: "every temporary name tried is taken" })
 }
 
 /// Opens directory `name` of `dir` (never through a symlink) as a `File`, to set its mode
@@ -204,6 +223,13 @@ pub(super) fn open_dir_file(dir: &DirHandle, name: &[u8]) -> Result<File, TreeEr
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh temporary name: `.ckpt-r.{pid}.{16 hex digits}`.
+fn temp_name() -> Vec<u8> {
+    let mut name = TEMP_PREFIX.to_vec();
+    name.extend_from_slice(format!("{}.{:016x}", std::process::id(), unguessable()).as_bytes());
+    name
+}
 
 /// A number nobody outside this process can predict (std's hash keys come from the OS's
 /// random source), so names cannot be taken in advance; `O_EXCL` makes them safe anyway.
@@ -231,10 +257,7 @@ impl TempFile {
         let flags =
             OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::WRONLY | OFlags::CLOEXEC;
         for _ in 0..64 {
-            let mut name = TEMP_PREFIX.to_vec();
-            name.extend_from_slice(
-                format!("{}.{:016x}", std::process::id(), unguessable()).as_bytes(),
-            );
+            let name = temp_name();
             match rustix::fs::openat(&*dir.fd, name.as_slice(), flags, Mode::from_raw_mode(0o600)) {
                 Ok(fd) => {
                     let st = rustix::fs::fstat(&fd)
