@@ -73,7 +73,7 @@ pub use align::{AlignmentSource, DirectAlignment, direct_alignment};
 pub use error::BackendError;
 pub use input::{InputSource, open_input, stdin_source, stream_source};
 pub use mode::{IoMode, OutputOptions, ParseIoModeError};
-pub use publish::{PublishSink, TEMP_MARKER, remove_stale_temps, temp_prefix};
+pub use publish::{PublishSink, TEMP_MARKER, process_alive, remove_stale_temps, temp_prefix};
 pub use rewrite::rewrite_ranges;
 pub use stream::{StreamSink, stdout_sink};
 

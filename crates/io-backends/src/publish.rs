@@ -601,7 +601,7 @@ pub fn remove_stale_temps<N: AsRef<OsStr>>(dir: &Path, name: N) -> Result<usize,
             continue;
         };
         let Some(pid) = parse_pid(rest) else { continue };
-        if !entry.file_type().is_ok_and(|t| t.is_file()) || pid_alive(pid) {
+        if !entry.file_type().is_ok_and(|t| t.is_file()) || process_alive(pid) {
             continue;
         }
         match std::fs::remove_file(entry.path()) {
@@ -633,7 +633,16 @@ fn parse_pid(rest: &[u8]) -> Option<i32> {
     digits.parse::<i32>().ok().filter(|&p| p > 0)
 }
 
-fn pid_alive(pid: i32) -> bool {
+/// Whether a process with id `pid` exists (`kill(pid, 0)`; one of another user counts): how
+/// a cleaner of temporary files named by pid tells a dead writer's file from a live one's.
+///
+/// # Examples
+/// ```
+/// assert!(ckpt_io_backends::process_alive(std::process::id().try_into()?));
+/// assert!(!ckpt_io_backends::process_alive(0));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn process_alive(pid: i32) -> bool {
     let Some(pid) = rustix::process::Pid::from_raw(pid) else { return false };
     // kill(pid, 0): ESRCH means no such process; EPERM means it exists (another user).
     !matches!(rustix::process::test_kill_process(pid), Err(Errno::SRCH))

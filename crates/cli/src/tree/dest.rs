@@ -131,34 +131,20 @@ impl Dest {
             None => Ok((self.root.clone(), rel)),
         }
     }
-
-    /// Creates directory `rel` or accepts the directory already there, and opens it.
-    pub(super) fn make_dir(&mut self, rel: &[u8]) -> Result<DirHandle, TreeError> {
-        self.dir(rel)
-    }
 }
 
-/// Opens directory `name` in `parent` without following a symlink, creating it if missing;
-/// says whether it was created.
-fn open_or_make_dir(parent: &DirHandle, name: &[u8]) -> Result<(DirHandle, bool), TreeError> {
-    let path = parent.path.join(OsStr::from_bytes(name));
+/// Opens directory `name` in `parent` without following a symlink.
+fn open_dir_fd(parent: &DirHandle, name: &[u8]) -> Result<OwnedFd, Errno> {
     let flags = OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC;
-    let mut created = false;
-    let opened = match rustix::fs::openat(&*parent.fd, name, flags, Mode::empty()) {
-        Err(Errno::NOENT) => {
-            match rustix::fs::mkdirat(&*parent.fd, name, Mode::from_raw_mode(0o777)) {
-                Ok(()) => created = true,
-                Err(Errno::EXIST) => {}
-                Err(e) => return Err(io_error(&path, "cannot create directory", e)),
-            }
-            rustix::fs::openat(&*parent.fd, name, flags, Mode::empty())
-        }
-        other => other,
-    };
-    match opened {
-        Ok(fd) => Ok((DirHandle { fd: Arc::new(fd), path }, created)),
+    rustix::fs::openat(&*parent.fd, name, flags, Mode::empty())
+}
+
+/// The error for directory `name` of `parent` that [`open_dir_fd`] could not open.
+fn open_dir_error(parent: &DirHandle, name: &[u8], e: Errno) -> TreeError {
+    let path = parent.path.join(OsStr::from_bytes(name));
+    match e {
         // O_NOFOLLOW | O_DIRECTORY on a symlink fails with ENOTDIR (or ELOOP): say which.
-        Err(Errno::LOOP | Errno::NOTDIR) => {
+        Errno::LOOP | Errno::NOTDIR => {
             let link = rustix::fs::statat(&*parent.fd, name, AtFlags::SYMLINK_NOFOLLOW)
                 .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink);
             let reason = if link {
@@ -166,10 +152,33 @@ fn open_or_make_dir(parent: &DirHandle, name: &[u8]) -> Result<(DirHandle, bool)
             } else {
                 "something that is not a directory is in the way"
             };
-            Err(TreeError::Refused { path, reason })
+            TreeError::Refused { path, reason }
         }
-        Err(e) => Err(io_error(&path, "cannot open directory", e)),
+        e => io_error(&path, "cannot open directory", e),
     }
+}
+
+/// Opens directory `name` in `parent` without following a symlink, creating it if missing;
+/// says whether it was created.
+fn open_or_make_dir(parent: &DirHandle, name: &[u8]) -> Result<(DirHandle, bool), TreeError> {
+    let mut created = false;
+    let opened = match open_dir_fd(parent, name) {
+        Err(Errno::NOENT) => {
+            match rustix::fs::mkdirat(&*parent.fd, name, Mode::from_raw_mode(0o777)) {
+                Ok(()) => created = true,
+                Err(Errno::EXIST) => {}
+                Err(e) => {
+                    let path = parent.path.join(OsStr::from_bytes(name));
+                    return Err(io_error(&path, "cannot create directory", e));
+                }
+            }
+            open_dir_fd(parent, name)
+        }
+        other => other,
+    };
+    let fd = opened.map_err(|e| open_dir_error(parent, name, e))?;
+    let path = parent.path.join(OsStr::from_bytes(name));
+    Ok((DirHandle { fd: Arc::new(fd), path }, created))
 }
 
 /// What is at `name` in `dir`, without following a symlink (`None`: nothing).
@@ -215,11 +224,7 @@ pub(super) fn make_symlink(dir: &DirHandle, name: &[u8], target: &[u8]) -> Resul
 /// Opens directory `name` of `dir` (never through a symlink) as a `File`, to set its mode
 /// and time.
 pub(super) fn open_dir_file(dir: &DirHandle, name: &[u8]) -> Result<File, TreeError> {
-    open_or_make_dir(dir, name).and_then(|(d, _)| {
-        Arc::try_unwrap(d.fd)
-            .map(File::from)
-            .map_err(|_| io_error(&d.path, "cannot open directory", Errno::BUSY))
-    })
+    open_dir_fd(dir, name).map(File::from).map_err(|e| open_dir_error(dir, name, e))
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -345,15 +350,9 @@ impl Drop for TempFile {
 /// stopped by a power cut), and returns how many. A name is only taken as ours if it has
 /// restore's prefix, a pid that is not alive, and is a regular file.
 pub(super) fn remove_stale_temps(dir: &DirHandle) -> Result<usize, TreeError> {
-    let listing = rustix::fs::openat(
-        &*dir.fd,
-        ".",
-        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| io_error(&dir.path, "cannot list", e))?;
+    // `Dir::read_from` reads through its own descriptor of the directory.
     let entries =
-        rustix::fs::Dir::read_from(&listing).map_err(|e| io_error(&dir.path, "cannot list", e))?;
+        rustix::fs::Dir::read_from(&*dir.fd).map_err(|e| io_error(&dir.path, "cannot list", e))?;
     let mut stale = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| io_error(&dir.path, "cannot list", e))?;
@@ -363,10 +362,9 @@ pub(super) fn remove_stale_temps(dir: &DirHandle) -> Result<usize, TreeError> {
             .iter()
             .position(|&b| b == b'.')
             .and_then(|dot| std::str::from_utf8(rest.get(..dot)?).ok())
-            .and_then(|digits| digits.parse::<i32>().ok())
-            .and_then(rustix::process::Pid::from_raw);
+            .and_then(|digits| digits.parse::<i32>().ok());
         let Some(pid) = pid else { continue };
-        let alive = !matches!(rustix::process::test_kill_process(pid), Err(Errno::SRCH));
+        let alive = ckpt_io_backends::process_alive(pid);
         if !alive && kind_at(dir, name)? == Some(FileType::RegularFile) {
             stale.push(name.to_vec());
         }

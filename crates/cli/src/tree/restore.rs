@@ -249,7 +249,7 @@ pub fn restore_checkpoint<S: Source>(
     for (i, e) in manifest.entries.iter().enumerate() {
         match e.kind {
             Kind::Dir => {
-                dest.make_dir(&e.path)?;
+                dest.dir(&e.path)?;
                 let (parent, name) = dest.parent(&e.path)?;
                 dirs.push(DirEntry { parent, name, entry: e });
                 summary.dirs += 1;
@@ -361,7 +361,7 @@ where
         let mut temp = None;
         match e.kind {
             Kind::Dir => {
-                dest.make_dir(&e.path)?;
+                dest.dir(&e.path)?;
                 let (parent, name) = dest.parent(&e.path)?;
                 dirs.push(DirEntry { parent, name, entry: e });
             }
