@@ -1,4 +1,4 @@
-//! Invariant: the tree-checkpoint manifest decoder (`ckpt_cli::manifest::Manifest::decode`)
+//! Invariant: the tree-checkpoint manifest decoder (`ckpt_tree::manifest::Manifest::decode`)
 //! never panics on arbitrary bytes and never allocates more than the input justifies (entry
 //! and extent counts are checked against the bytes present). A manifest that decodes:
 //! - has a frame size from 1 to `MAX_FRAME_SIZE` and no path twice;
@@ -14,11 +14,11 @@
 //!
 //! Then the input drives `arbitrary` to build a manifest (mostly valid entries, some broken
 //! on purpose), which must decode after encoding exactly when it satisfies the rules of the
-//! format's documentation (`crates/cli/src/manifest.rs`), and then to itself.
+//! format's documentation (`crates/tree/src/manifest.rs`), and then to itself.
 #![no_main]
 
 use arbitrary::{Arbitrary, Unstructured};
-use ckpt_cli::manifest::{Entry, Kind, MAX_FRAME_SIZE, MAX_PATH, Manifest, path_problem};
+use ckpt_tree::manifest::{Entry, Kind, MAX_FRAME_SIZE, MAX_PATH, Manifest, path_problem};
 use libfuzzer_sys::fuzz_target;
 
 /// Layouts with more pieces than this are not materialised by the target (a hostile manifest

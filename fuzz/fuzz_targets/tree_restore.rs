@@ -1,4 +1,4 @@
-//! Invariant: restoring arbitrary bytes as a tree checkpoint (`ckpt_cli::tree`), streaming
+//! Invariant: restoring arbitrary bytes as a tree checkpoint (`ckpt_tree`), streaming
 //! and indexed, into a fresh directory never panics, never allocates what the input cannot
 //! justify (libFuzzer's -malloc_limit_mb: a manifest may claim any size), and never creates
 //! anything outside the destination: the directory holding it contains only the
@@ -6,7 +6,7 @@
 //! in an error.
 #![no_main]
 
-use ckpt_cli::tree::{restore_checkpoint, restore_checkpoint_parallel};
+use ckpt_tree::{restore_checkpoint, restore_checkpoint_parallel};
 use ckpt_frame_core::SliceSource;
 use libfuzzer_sys::fuzz_target;
 

@@ -1,7 +1,5 @@
-//! The library behind the `ckpt` command: checkpoints of file trees (a manifest frame, then
-//! the files' bytes) on top of `ckpt-frame-core` and `ckpt-io-backends`. The binary only
-//! parses arguments, shows progress and prints reports.
+//! Helpers of the `ckpt` command that other tools of this workspace share (size parsing).
+//! The work itself lives in the library crates: tree checkpoints in `ckpt-tree`, pools in
+//! `ckpt-poolset`, sparse files in `ckpt-sparse`.
 
-pub mod manifest;
 pub mod size;
-pub mod tree;

@@ -1,16 +1,14 @@
 //! `ckpt`: checkpoints of files and directories that prove every byte they restore.
 //!
 //! A thin layer: argument parsing, progress bars on a terminal, `--json` reports and exit
-//! codes. The work is done by `ckpt-cli`'s library, `ckpt-frame-core` and
+//! codes. The work is done by `ckpt-tree`, `ckpt-poolset`, `ckpt-sparse`, `ckpt-frame-core` and
 //! `ckpt-io-backends`.
 
 mod demo;
 mod pool_cmd;
 mod sparse_cmd;
 
-use ckpt_cli::manifest::Kind;
 use ckpt_cli::size::parse_size;
-use ckpt_cli::tree::{self, TreeError, format_exit_code};
 use ckpt_frame_core::scan::{Depth, Region, plan_heal, scan};
 use ckpt_frame_core::{CheckpointId, Reader, Style};
 use ckpt_io_backends::{
@@ -18,6 +16,8 @@ use ckpt_io_backends::{
     stdout_sink, stream_source,
 };
 use ckpt_poolset::native::{Access, NativePool, PublishedReader};
+use ckpt_tree::manifest::Kind;
+use ckpt_tree::{self as tree, TreeError, format_exit_code};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -163,7 +163,7 @@ fn parse_id(s: &str) -> Result<CheckpointId, String> {
 fn parse_frame_size(s: &str) -> Result<u64, String> {
     match parse_size(s)? {
         0 => Err("the frame size must be at least 1 byte".into()),
-        n if n > ckpt_cli::manifest::MAX_FRAME_SIZE => {
+        n if n > ckpt_tree::manifest::MAX_FRAME_SIZE => {
             Err("the frame size must be at most 1 GiB (it is held in memory)".into())
         }
         n => Ok(n),
@@ -444,7 +444,7 @@ fn info(input: &Path, as_json: bool) -> Result<(), Failure> {
     let manifest = {
         let mut f = reader.open_frame(0).map_err(|e| format_failure(input, &e))?;
         let bytes = f.read_to_vec().map_err(|e| format_failure(input, &e))?.unwrap_or_default();
-        ckpt_cli::manifest::Manifest::decode(&bytes)
+        ckpt_tree::manifest::Manifest::decode(&bytes)
             .map_err(|e| Failure::bad_data(format!("{}: {e}", input.display())))?
     };
     let kinds = |k| manifest.entries.iter().filter(|e| e.kind == k).count();

@@ -1,9 +1,9 @@
 //! The real `ckpt` binary on real files: round trips, pipes, every --io mode, verify, heal,
 //! hostile checkpoints, clear errors, and a writer killed mid-way.
 
-use ckpt_cli::manifest::{Entry, Kind, Manifest};
 use ckpt_frame_core::scan::{Depth, RegionKind, scan};
 use ckpt_frame_core::{CheckpointId, SliceSource, Style, VecSink, Writer};
+use ckpt_tree::manifest::{Entry, Kind, Manifest};
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};

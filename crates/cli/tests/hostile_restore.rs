@@ -7,9 +7,9 @@
 //! destination changed, bounded memory (the child's own peak from `wait4`) and no hang
 //! (every run has a timeout).
 
-use ckpt_cli::manifest::{Entry, Kind, Manifest};
-use ckpt_cli::tree::{restore_checkpoint, restore_checkpoint_parallel};
 use ckpt_frame_core::{CheckpointId, SliceSource, Style, VecSink, Writer};
+use ckpt_tree::manifest::{Entry, Kind, Manifest};
+use ckpt_tree::{restore_checkpoint, restore_checkpoint_parallel};
 use rustix::fs::{Mode, OFlags};
 use std::collections::BTreeMap;
 use std::fs;

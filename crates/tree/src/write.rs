@@ -1,7 +1,7 @@
 //! Writing a tree checkpoint.
 
-use super::{Collected, TreeError, io_err};
 use crate::manifest::Piece;
+use crate::{Collected, TreeError, error::io_err};
 use ckpt_frame_core::{CheckpointId, IoError, IoErrorKind, Sink, Style, Writer};
 use ckpt_parallel::{LoadedFrame, ParallelError, Parallelism, write_loaded};
 use std::fs::File;

@@ -12,7 +12,7 @@
 //! Opened directories are kept in a bounded cache keyed by their relative path, so restoring
 //! N entries costs O(N · path length), not a walk from the top per entry.
 
-use super::TreeError;
+use crate::TreeError;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use std::collections::{HashMap, HashSet};

@@ -1,130 +1,13 @@
-//! Checkpoints of files and directories: a manifest frame, then the files' bytes in data
-//! frames of a fixed size, in manifest order.
-//!
-//! This module collects the inputs and holds what writing (`write.rs`) and restoring
-//! (`restore.rs`) share.
+//! Walking the inputs into a manifest.
 
-mod dest;
-mod restore;
-mod write;
-
-pub use restore::{RestoreSummary, check_layout, restore_checkpoint, restore_checkpoint_parallel};
-pub use write::{WriteSummary, write_checkpoint};
-
-use crate::manifest::{Entry, Kind, Manifest, ManifestError};
-use ckpt_frame_core::{Error as FormatError, Style};
-use std::fmt;
+use crate::TreeError;
+use crate::error::io_err;
+use crate::manifest::{Entry, Kind, Manifest};
+use ckpt_frame_core::Style;
 use std::fs;
-use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-
-/// Everything that can stop a tree checkpoint or restore.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum TreeError {
-    /// The checkpoint format reported an error (corruption, truncation, I/O under it, ...).
-    Format(FormatError),
-    /// The manifest in frame 0 is not valid.
-    Manifest(ManifestError),
-    /// A file system operation failed.
-    Io {
-        /// The path involved.
-        path: PathBuf,
-        /// What was being done.
-        op: &'static str,
-        /// The operating system's error.
-        source: io::Error,
-    },
-    /// A file changed size while it was being checkpointed.
-    Changed {
-        /// The file.
-        path: PathBuf,
-        /// How.
-        how: &'static str,
-    },
-    /// An input or restore path that must be refused.
-    Refused {
-        /// The path.
-        path: PathBuf,
-        /// Why.
-        reason: &'static str,
-    },
-    /// Worker threads could not be started.
-    Threads {
-        /// What the system said.
-        reason: String,
-    },
-    /// The checkpoint's frames do not match what its manifest describes.
-    Layout {
-        /// What is wrong.
-        what: &'static str,
-    },
-}
-
-impl TreeError {
-    /// The exit status the CLI uses: 1 when the checkpoint's data is bad, 2 for usage or
-    /// environment errors.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Self::Format(e) => format_exit_code(e),
-            Self::Manifest(_) | Self::Layout { .. } => 1,
-            Self::Refused { .. }
-            | Self::Io { .. }
-            | Self::Changed { .. }
-            | Self::Threads { .. } => 2,
-        }
-    }
-}
-
-/// 1 for damaged or foreign data, 2 for I/O and misuse.
-pub fn format_exit_code(e: &FormatError) -> u8 {
-    use ckpt_frame_core::ErrorKind as K;
-    match e.kind() {
-        K::Io | K::InvalidUse => 2,
-        _ => 1,
-    }
-}
-
-impl fmt::Display for TreeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Format(e) => write!(f, "{e}"),
-            Self::Manifest(e) => write!(f, "{e}"),
-            Self::Io { path, op, source } => write!(f, "{op} {}: {source}", path.display()),
-            Self::Changed { path, how } => {
-                write!(f, "{} {how} while it was being checkpointed", path.display())
-            }
-            Self::Refused { path, reason } => write!(f, "refusing {}: {reason}", path.display()),
-            Self::Threads { reason } => write!(f, "cannot start worker threads: {reason}"),
-            Self::Layout { what } => {
-                write!(f, "checkpoint layout differs from its manifest: {what}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for TreeError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Format(e) => Some(e),
-            Self::Manifest(e) => Some(e),
-            Self::Io { source, .. } => Some(source),
-            _ => None,
-        }
-    }
-}
-
-impl From<FormatError> for TreeError {
-    fn from(e: FormatError) -> Self {
-        Self::Format(e)
-    }
-}
-
-fn io_err<'p>(path: &'p Path, op: &'static str) -> impl FnOnce(io::Error) -> TreeError + 'p {
-    move |source| TreeError::Io { path: path.to_path_buf(), op, source }
-}
 
 /// The inputs of a checkpoint: its manifest and, for each file entry, where to read it.
 #[derive(Debug, Clone)]

@@ -1,8 +1,8 @@
 //! Restoring a tree checkpoint.
 
-use super::dest::{Dest, DirHandle, TempFile, make_symlink, open_dir_file};
-use super::{TreeError, io_err};
+use crate::dest::{Dest, DirHandle, TempFile, make_symlink, open_dir_file};
 use crate::manifest::{Entry, Kind, Manifest, Piece};
+use crate::{TreeError, error::io_err};
 use ckpt_frame_core::{Error as FormatError, FrameReader, Reader, Source};
 use ckpt_parallel::{ParallelError, Parallelism, restore_with};
 use std::fs::{self, File};

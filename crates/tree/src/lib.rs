@@ -1,0 +1,22 @@
+//! File-tree checkpoints on top of `ckpt-frame-core`: a manifest frame (frame 0, what the
+//! tree holds), then the files' bytes in data frames of a fixed size, in manifest order.
+//!
+//! The crate collects inputs into a [`Manifest`](manifest::Manifest), writes a checkpoint
+//! into any [`Sink`](ckpt_frame_core::Sink), and restores any
+//! [`Source`](ckpt_frame_core::Source) into a directory, never writing outside it. The
+//! `ckpt` command is a thin layer over it.
+//!
+//! Linux only: restore works through directory handles (`openat`, `renameat`) and the
+//! collector asks the kernel for holes, owners and extended attributes.
+
+mod collect;
+mod dest;
+mod error;
+pub mod manifest;
+mod restore;
+mod write;
+
+pub use collect::{Collected, collect, frame_plan};
+pub use error::{TreeError, format_exit_code};
+pub use restore::{RestoreSummary, check_layout, restore_checkpoint, restore_checkpoint_parallel};
+pub use write::{WriteSummary, write_checkpoint};
