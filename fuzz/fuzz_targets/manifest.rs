@@ -5,8 +5,8 @@
 //! - holds only paths that are safe to restore (`path_problem` is `None`), sizes and targets
 //!   that fit each entry's kind, modes within 0o7777, nanoseconds below 10^9, and sparse
 //!   extents that are ascending, non-empty, not touching and inside the file;
-//! - re-encodes to exactly its input when the input is version 2 (version 1 re-encodes as
-//!   version 2), and decode(encode(m)) == m;
+//! - re-encodes to exactly its input when the input is version 3 (versions 1 and 2
+//!   re-encode as version 3), and decode(encode(m)) == m;
 //! - gives a data layout that restore can use: `data_bytes` does not overflow and equals the
 //!   sum of the entries' `data_len`; and, when it has at most `MAX_CHECKED_PIECES` pieces,
 //!   `data_frames` cuts exactly each entry's `data_ranges`, in manifest order, into frames of
@@ -18,7 +18,10 @@
 #![no_main]
 
 use arbitrary::{Arbitrary, Unstructured};
-use ckpt_tree::manifest::{Entry, Kind, MAX_FRAME_SIZE, MAX_PATH, Manifest, path_problem};
+use ckpt_tree::manifest::{
+    Entry, Kind, MAX_FRAME_SIZE, MAX_PATH, MAX_XATTR_NAME, MAX_XATTR_VALUE, Manifest, Owner, Xattr,
+    path_problem,
+};
 use libfuzzer_sys::fuzz_target;
 
 /// Layouts with more pieces than this are not materialised by the target (a hostile manifest
@@ -41,16 +44,33 @@ fn entry_problem(e: &Entry) -> Option<&'static str> {
     }
     let kind_ok = match e.kind {
         Kind::File => e.target.is_empty(),
-        Kind::Dir => e.target.is_empty() && e.size == 0,
         Kind::Symlink => !e.target.is_empty() && !e.target.contains(&0) && e.size == 0,
+        Kind::HardLink => path_problem(&e.target).is_none() && e.size == 0,
+        _ => e.target.is_empty() && e.size == 0,
     };
     if !kind_ok {
         return Some("size or target for its kind");
     }
+    if e.owner.is_some_and(|o| o.uid == u32::MAX || o.gid == u32::MAX) {
+        return Some("owner id 4294967295");
+    }
+    if e.device.is_some() != matches!(e.kind, Kind::CharDevice | Kind::BlockDevice) {
+        return Some("device numbers");
+    }
+    let names_ok = e.xattrs.windows(2).all(|w| w[0].name < w[1].name)
+        && e.xattrs.iter().all(|x| {
+            !x.name.is_empty()
+                && x.name.len() <= MAX_XATTR_NAME
+                && !x.name.contains(&0)
+                && x.value.len() <= MAX_XATTR_VALUE
+        });
+    if !names_ok {
+        return Some("xattrs");
+    }
     match (&e.extents, e.kind) {
         (None, _) => None,
-        (Some(_), Kind::Dir | Kind::Symlink) => Some("extents on an entry that is not a file"),
-        (Some(x), Kind::File) => {
+        (Some(_), kind) if kind != Kind::File => Some("extents on an entry that is not a file"),
+        (Some(x), _) => {
             let mut end_of_previous: Option<u64> = None;
             for &(offset, len) in x {
                 let Some(end) = offset.checked_add(len) else { return Some("extent overflow") };
@@ -121,9 +141,18 @@ fn check_decode(data: &[u8]) {
             panic!("decoded entry {i} breaks the format's rules ({problem}): {e:?}");
         }
     }
+    // A hard link names an earlier entry that is neither a directory nor a hard link.
+    for (i, e) in m.entries.iter().enumerate() {
+        if e.kind == Kind::HardLink {
+            let ok = m.entries[..i].iter().any(|t| {
+                t.path == e.target && !matches!(t.kind, Kind::Dir | Kind::HardLink)
+            });
+            assert!(ok, "entry {i}: a hard link to no earlier linkable entry decoded");
+        }
+    }
     let encoded = m.encode();
-    if data.get(4..6) == Some(&2u16.to_le_bytes()[..]) {
-        assert!(encoded == data, "a version 2 manifest re-encodes to other bytes");
+    if data.get(4..6) == Some(&3u16.to_le_bytes()[..]) {
+        assert!(encoded == data, "a version 3 manifest re-encodes to other bytes");
     }
     assert_eq!(Manifest::decode(&encoded).as_ref(), Ok(&m), "decode(encode(m)) != m");
     check_layout(&m);
@@ -156,7 +185,14 @@ fn path(u: &mut Unstructured<'_>) -> arbitrary::Result<Vec<u8>> {
 }
 
 fn entry(u: &mut Unstructured<'_>) -> arbitrary::Result<Entry> {
-    let kind = *u.choose(&[Kind::Dir, Kind::File, Kind::Symlink])?;
+    let kind = *u.choose(&[
+        Kind::Dir,
+        Kind::File,
+        Kind::Symlink,
+        Kind::Fifo,
+        Kind::CharDevice,
+        Kind::BlockDevice,
+    ])?;
     let broken = u.ratio(1, 8)?;
     let mut e = Entry {
         kind,
@@ -167,6 +203,7 @@ fn entry(u: &mut Unstructured<'_>) -> arbitrary::Result<Entry> {
         size: 0,
         target: Vec::new(),
         extents: None,
+        ..Entry::default()
     };
     match kind {
         Kind::File => {
@@ -191,7 +228,20 @@ fn entry(u: &mut Unstructured<'_>) -> arbitrary::Result<Entry> {
             e.target = Vec::<u8>::arbitrary(u)?;
             e.target.truncate(MAX_PATH + usize::from(broken));
         }
-        Kind::Dir => {}
+        Kind::CharDevice | Kind::BlockDevice => e.device = Some(<(u32, u32)>::arbitrary(u)?),
+        _ => {}
+    }
+    if u.ratio(3, 4)? {
+        let uid = if broken { u32::arbitrary(u)? } else { u.int_in_range(0..=u32::MAX - 1)? };
+        e.owner = Some(Owner { uid, gid: u.int_in_range(0..=u32::MAX - 1)? });
+    }
+    for i in 0..u.int_in_range(0..=3)? {
+        let mut name = format!("user.{i}").into_bytes();
+        if broken && u.ratio(1, 4)? {
+            name = Vec::<u8>::arbitrary(u)?;
+        }
+        let len = u.int_in_range(0..=if broken { MAX_XATTR_VALUE + 1 } else { 64 })?;
+        e.xattrs.push(Xattr { name, value: vec![b'v'; len] });
     }
     if broken && u.ratio(1, 4)? {
         // One field that does not fit the kind.

@@ -6,15 +6,17 @@
 //! in an error.
 #![no_main]
 
-use ckpt_tree::{restore_checkpoint, restore_checkpoint_parallel};
+use ckpt_tree::{RestoreOptions, restore_checkpoint, restore_checkpoint_parallel};
 use ckpt_frame_core::SliceSource;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let outer = tempfile::tempdir().expect("tempdir");
     let dest = outer.path().join("dest");
-    let _ = restore_checkpoint(SliceSource::new(data), &dest.join("s"), &|_, _| {});
-    let _ = restore_checkpoint_parallel(|| Ok(SliceSource::new(data)), &dest.join("i"), 1, &|_, _| {});
+    // Owners are left alone: the fuzzer runs as root, and chown is not what is fuzzed.
+    let options = RestoreOptions { same_owner: false, ..RestoreOptions::default() };
+    let _ = restore_checkpoint(SliceSource::new(data), &dest.join("s"), &options, &|_, _| {});
+    let _ = restore_checkpoint_parallel(|| Ok(SliceSource::new(data)), &dest.join("i"), &options, 1, &|_, _| {});
     let names: Vec<_> = std::fs::read_dir(outer.path())
         .expect("list")
         .map(|e| e.expect("entry").file_name())

@@ -650,14 +650,36 @@ where
 {
     let count =
         open().and_then(Reader::open).map_err(ParallelError::Open)?.frame_count().unwrap_or(0);
+    let frames: Vec<u64> = (0..count).collect();
+    restore_frames_with(open, &frames, par, visit)
+}
+
+/// [`restore_with`] for some frames only (ascending indices, as a partial restore needs):
+/// frames not listed are never read.
+///
+/// # Errors
+/// As [`restore_with`]; an index past the checkpoint's last frame is a
+/// [`ParallelError::Frame`] for that index.
+pub fn restore_frames_with<S, O, V, E>(
+    open: O,
+    frames: &[u64],
+    par: Parallelism,
+    visit: V,
+) -> Result<(), ParallelError<E>>
+where
+    S: Source,
+    O: Fn() -> Result<S, Error> + Sync,
+    V: for<'f, 'r> Fn(&'f mut FrameReader<'r, S>) -> Result<(), E> + Sync,
+    E: Send,
+{
     let pool = pool(par.threads)?;
-    let limit = AtomicU64::new(count);
+    let limit = AtomicU64::new(u64::MAX);
     let results: Vec<Option<Result<(), ParallelError<E>>>> = pool.install(|| {
-        (0..count)
-            .into_par_iter()
+        frames
+            .par_iter()
             .map_init(
                 || None,
-                |reader: &mut Option<Reader<S>>, i| {
+                |reader: &mut Option<Reader<S>>, &i| {
                     if i >= limit.load(Ordering::Acquire) {
                         return None;
                     }

@@ -1,13 +1,38 @@
 //! Walking the inputs into a manifest.
 
-use crate::TreeError;
 use crate::error::io_err;
-use crate::manifest::{Entry, Kind, Manifest};
+use crate::manifest::{Entry, Kind, MAX_XATTR_VALUE, Manifest, Owner, Xattr};
+use crate::pattern::Excludes;
+use crate::{TreeError, Warning};
 use ckpt_frame_core::Style;
+use rustix::io::Errno;
+use std::collections::HashMap;
 use std::fs;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+
+/// What to collect.
+#[derive(Debug, Clone)]
+pub struct CollectOptions {
+    /// Bytes of file data per data frame.
+    pub frame_size: u64,
+    /// Paths left out, with their contents (tar's `--exclude`).
+    pub excludes: Excludes,
+    /// Store directories on another file system than their input without their contents
+    /// (tar's `--one-file-system`).
+    pub one_file_system: bool,
+    /// Store extended attributes, POSIX ACLs included (on by default: a restored tree
+    /// without its ACLs or file capabilities is silently less secure or broken).
+    pub xattrs: bool,
+}
+
+impl CollectOptions {
+    /// Everything stored, `frame_size` bytes of data per frame.
+    pub fn new(frame_size: u64) -> Self {
+        Self { frame_size, excludes: Excludes::default(), one_file_system: false, xattrs: true }
+    }
+}
 
 /// The inputs of a checkpoint: its manifest and, for each file entry, where to read it.
 #[derive(Debug, Clone)]
@@ -16,22 +41,47 @@ pub struct Collected {
     pub manifest: Manifest,
     /// For each entry, the file to read its bytes from (files only).
     pub sources: Vec<Option<PathBuf>>,
+    /// What was skipped while walking the inputs.
+    pub warnings: Vec<Warning>,
 }
 
 fn mtime(meta: &fs::Metadata) -> (i64, u32) {
     (meta.mtime(), u32::try_from(meta.mtime_nsec()).unwrap_or(0))
 }
 
-/// Walks `inputs` (files, directories, symlinks; directories recursively, in name order)
-/// into a manifest. Each input is stored under its own name; a directory's contents under
-/// `name/...`.
+/// Walks `inputs` (files, directories, symlinks, FIFOs, devices; directories recursively,
+/// in name order) into a manifest with owners, modes, times and extended attributes.
+/// Each input is stored under its own name; a directory's contents under `name/...`. A
+/// second name of an inode already stored becomes a hard link entry; sockets are skipped
+/// with a warning.
 ///
 /// # Errors
 /// [`TreeError::Io`] for unreadable inputs, [`TreeError::Refused`] for two inputs with the
-/// same name, an input without a name (`/`, `..`), or a special file (device, socket, FIFO).
-pub fn collect(inputs: &[PathBuf], frame_size: u64) -> Result<Collected, TreeError> {
-    let mut c =
-        Collected { manifest: Manifest { frame_size, entries: Vec::new() }, sources: Vec::new() };
+/// same name or an input without a name (`/`, `..`).
+///
+/// # Examples
+/// ```
+/// use ckpt_tree::{CollectOptions, collect};
+/// let dir = tempfile::tempdir()?;
+/// std::fs::create_dir(dir.path().join("data"))?;
+/// std::fs::write(dir.path().join("data/a.txt"), b"hello")?;
+/// let c = collect(&[dir.path().join("data")], &CollectOptions::new(4 << 20))?;
+/// let paths: Vec<&[u8]> = c.manifest.entries.iter().map(|e| e.path.as_slice()).collect();
+/// assert_eq!(paths, [&b"data"[..], b"data/a.txt"]);
+/// assert_eq!(c.manifest.data_bytes(), 5);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn collect(inputs: &[PathBuf], options: &CollectOptions) -> Result<Collected, TreeError> {
+    let mut walk = Walk {
+        c: Collected {
+            manifest: Manifest { frame_size: options.frame_size, entries: Vec::new() },
+            sources: Vec::new(),
+            warnings: Vec::new(),
+        },
+        options,
+        inodes: HashMap::new(),
+        root_dev: 0,
+    };
     let mut names = std::collections::HashSet::new();
     for input in inputs {
         let name = input.file_name().ok_or_else(|| TreeError::Refused {
@@ -44,42 +94,84 @@ pub fn collect(inputs: &[PathBuf], frame_size: u64) -> Result<Collected, TreeErr
                 reason: "two inputs have the same name",
             });
         }
-        add(&mut c, input, name.as_bytes())?;
+        walk.root_dev = fs::symlink_metadata(input).map_err(io_err(input, "cannot read"))?.dev();
+        walk.add(input, name.as_bytes())?;
     }
-    Ok(c)
+    Ok(walk.c)
 }
 
-fn add(c: &mut Collected, path: &Path, rel: &[u8]) -> Result<(), TreeError> {
-    let info = fs::symlink_metadata(path).map_err(io_err(path, "cannot read"))?;
-    let (secs, nanos) = mtime(&info);
-    let mode = info.mode() & 0o7777;
-    let ft = info.file_type();
-    let (kind, size, target, source) = if ft.is_dir() {
-        (Kind::Dir, 0, Vec::new(), None)
-    } else if ft.is_file() {
-        (Kind::File, info.len(), Vec::new(), Some(path.to_path_buf()))
-    } else if ft.is_symlink() {
-        let t = fs::read_link(path).map_err(io_err(path, "cannot read link"))?;
-        (Kind::Symlink, 0, t.into_os_string().into_vec(), None)
-    } else {
-        return Err(TreeError::Refused {
-            path: path.to_path_buf(),
-            reason: "not a file, directory or symlink",
-        });
-    };
-    let extents = if kind == Kind::File { sparse_extents(path, size, &info)? } else { None };
-    c.manifest.entries.push(Entry {
-        kind,
-        path: rel.to_vec(),
-        mode,
-        mtime_sec: secs,
-        mtime_nsec: nanos,
-        size,
-        target,
-        extents,
-    });
-    c.sources.push(source);
-    if kind == Kind::Dir {
+struct Walk<'o> {
+    c: Collected,
+    options: &'o CollectOptions,
+    /// Inodes with several names already stored, and the path they were stored under.
+    inodes: HashMap<(u64, u64), Vec<u8>>,
+    /// The device of the input being walked.
+    root_dev: u64,
+}
+
+impl Walk<'_> {
+    fn add(&mut self, path: &Path, rel: &[u8]) -> Result<(), TreeError> {
+        if self.options.excludes.excludes(rel) {
+            return Ok(());
+        }
+        let info = fs::symlink_metadata(path).map_err(io_err(path, "cannot read"))?;
+        let (secs, nanos) = mtime(&info);
+        let ft = info.file_type();
+        let mut entry = Entry {
+            path: rel.to_vec(),
+            mode: info.mode() & 0o7777,
+            mtime_sec: secs,
+            mtime_nsec: nanos,
+            owner: Some(Owner { uid: info.uid(), gid: info.gid() }),
+            ..Entry::default()
+        };
+        let mut source = None;
+        // Sockets are skipped below: only a name of an inode that is stored may be linked to.
+        if !ft.is_dir() && !ft.is_socket() && info.nlink() > 1 {
+            if let Some(first) = self.inodes.get(&(info.dev(), info.ino())) {
+                entry.kind = Kind::HardLink;
+                entry.target.clone_from(first);
+                self.push(entry, None);
+                return Ok(());
+            }
+            self.inodes.insert((info.dev(), info.ino()), rel.to_vec());
+        }
+        if ft.is_dir() {
+            entry.kind = Kind::Dir;
+        } else if ft.is_file() {
+            entry.kind = Kind::File;
+            entry.size = info.len();
+            entry.extents = sparse_extents(path, entry.size, &info)?;
+            source = Some(path.to_path_buf());
+        } else if ft.is_symlink() {
+            entry.kind = Kind::Symlink;
+            entry.target = fs::read_link(path)
+                .map_err(io_err(path, "cannot read link"))?
+                .into_os_string()
+                .into_vec();
+        } else if ft.is_fifo() {
+            entry.kind = Kind::Fifo;
+        } else if ft.is_char_device() || ft.is_block_device() {
+            entry.kind = if ft.is_char_device() { Kind::CharDevice } else { Kind::BlockDevice };
+            let rdev = info.rdev();
+            entry.device = Some((rustix::fs::major(rdev), rustix::fs::minor(rdev)));
+        } else {
+            let what = if ft.is_socket() { "socket" } else { "file of unknown type" };
+            self.c.warnings.push(Warning::Skipped { path: path.to_path_buf(), what });
+            return Ok(());
+        }
+        if self.options.xattrs {
+            entry.xattrs = read_xattrs(path)?;
+        }
+        let kind = entry.kind;
+        self.push(entry, source);
+        if kind != Kind::Dir {
+            return Ok(());
+        }
+        if self.options.one_file_system && info.dev() != self.root_dev {
+            self.c.warnings.push(Warning::OtherFileSystem { path: path.to_path_buf() });
+            return Ok(());
+        }
         let mut children: Vec<_> = fs::read_dir(path)
             .map_err(io_err(path, "cannot list"))?
             .map(|e| e.map(|e| e.file_name()))
@@ -90,10 +182,63 @@ fn add(c: &mut Collected, path: &Path, rel: &[u8]) -> Result<(), TreeError> {
             let mut child_rel = rel.to_vec();
             child_rel.push(b'/');
             child_rel.extend_from_slice(child.as_bytes());
-            add(c, &path.join(&child), &child_rel)?;
+            self.add(&path.join(&child), &child_rel)?;
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, entry: Entry, source: Option<PathBuf>) {
+        self.c.manifest.entries.push(entry);
+        self.c.sources.push(source);
+    }
+}
+
+/// The extended attributes of `path` (not following a symlink), by ascending name. A file
+/// system without them gives none.
+fn read_xattrs(path: &Path) -> Result<Vec<Xattr>, TreeError> {
+    let err = |e: Errno| TreeError::Io {
+        path: path.to_path_buf(),
+        op: "cannot read extended attributes of",
+        source: e.into(),
+    };
+    // No size query (rustix reports the size a zero-length buffer needs as 0): a buffer
+    // that grows on ERANGE up to the kernel's 64 KiB limits, so a file without attributes
+    // costs one call.
+    let read =
+        |query: &dyn Fn(&mut [u8]) -> Result<usize, Errno>| -> Result<Option<Vec<u8>>, Errno> {
+            let mut size = 256;
+            loop {
+                let mut buf = vec![0u8; size];
+                match query(&mut buf) {
+                    Ok(n) => {
+                        buf.truncate(n);
+                        return Ok(Some(buf));
+                    }
+                    Err(Errno::RANGE) if size < MAX_XATTR_VALUE => {
+                        size = (size * 4).min(MAX_XATTR_VALUE);
+                    }
+                    Err(Errno::NODATA) => return Ok(None),
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+    let names = match read(&|buf| rustix::fs::llistxattr(path, buf)) {
+        Ok(names) => names.unwrap_or_default(),
+        Err(Errno::NOTSUP) => return Ok(Vec::new()),
+        Err(e) => return Err(err(e)),
+    };
+    let mut out = Vec::new();
+    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let cname = std::ffi::CString::new(name).map_err(|_| err(Errno::INVAL))?;
+        // Removed since the list was read: nothing to store.
+        if let Some(value) =
+            read(&|buf| rustix::fs::lgetxattr(path, cname.as_c_str(), buf)).map_err(err)?
+        {
+            out.push(Xattr { name: name.to_vec(), value });
         }
     }
-    Ok(())
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
 }
 
 /// A sparse file's data extents (`SEEK_DATA`/`SEEK_HOLE`), or `None` for a file whose

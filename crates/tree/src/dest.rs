@@ -36,20 +36,26 @@ fn io_error(path: &Path, op: &'static str, e: Errno) -> TreeError {
 
 /// An opened directory of the destination and its path (for messages).
 #[derive(Clone)]
-pub(super) struct DirHandle {
+pub(crate) struct DirHandle {
     fd: Arc<OwnedFd>,
     path: PathBuf,
 }
 
 impl DirHandle {
     /// The directory's path, for messages.
-    pub(super) fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The directory's descriptor.
+    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.fd.as_fd()
     }
 }
 
 /// The destination directory of a restore.
-pub(super) struct Dest {
+pub(crate) struct Dest {
     root: DirHandle,
     cache: HashMap<Vec<u8>, DirHandle>,
     /// Directories that existed before and were cleaned of stale temporary files.
@@ -58,7 +64,7 @@ pub(super) struct Dest {
 
 impl Dest {
     /// Creates `path` if missing (the caller named it: it may be a symlink) and opens it.
-    pub(super) fn open(path: &Path) -> Result<Self, TreeError> {
+    pub(crate) fn open(path: &Path) -> Result<Self, TreeError> {
         std::fs::create_dir_all(path).map_err(|source| TreeError::Io {
             path: path.to_path_buf(),
             op: "cannot create destination",
@@ -75,9 +81,14 @@ impl Dest {
         Ok(Self { root, cache: HashMap::new(), cleaned: HashSet::new() })
     }
 
+    /// The destination's own path, for messages.
+    pub(crate) fn root_path(&self) -> &Path {
+        &self.root.path
+    }
+
     /// The opened directory `rel` (a relative path of directories, empty for the top),
     /// creating missing ones; refuses to go through anything that is not a directory.
-    pub(super) fn dir(&mut self, rel: &[u8]) -> Result<DirHandle, TreeError> {
+    pub(crate) fn dir(&mut self, rel: &[u8]) -> Result<DirHandle, TreeError> {
         if rel.is_empty() {
             return Ok(self.root.clone());
         }
@@ -121,7 +132,7 @@ impl Dest {
     }
 
     /// The opened parent directory of `rel` and `rel`'s last component.
-    pub(super) fn parent<'r>(&mut self, rel: &'r [u8]) -> Result<(DirHandle, &'r [u8]), TreeError> {
+    pub(crate) fn parent<'r>(&mut self, rel: &'r [u8]) -> Result<(DirHandle, &'r [u8]), TreeError> {
         match rel.iter().rposition(|&b| b == b'/') {
             Some(slash) => {
                 let parent = rel.get(..slash).unwrap_or_default();
@@ -182,7 +193,7 @@ fn open_or_make_dir(parent: &DirHandle, name: &[u8]) -> Result<(DirHandle, bool)
 }
 
 /// What is at `name` in `dir`, without following a symlink (`None`: nothing).
-pub(super) fn kind_at(dir: &DirHandle, name: &[u8]) -> Result<Option<FileType>, TreeError> {
+pub(crate) fn kind_at(dir: &DirHandle, name: &[u8]) -> Result<Option<FileType>, TreeError> {
     match rustix::fs::statat(&*dir.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => Ok(Some(FileType::from_raw_mode(st.st_mode))),
         Err(Errno::NOENT) => Ok(None),
@@ -193,7 +204,7 @@ pub(super) fn kind_at(dir: &DirHandle, name: &[u8]) -> Result<Option<FileType>, 
 /// Creates symlink `name` in `dir` pointing at `target`. A file or symlink already there
 /// is replaced atomically (the new link is made under a temporary name and renamed over
 /// it, never written through); a directory there is refused.
-pub(super) fn make_symlink(dir: &DirHandle, name: &[u8], target: &[u8]) -> Result<(), TreeError> {
+pub(crate) fn make_symlink(dir: &DirHandle, name: &[u8], target: &[u8]) -> Result<(), TreeError> {
     let path = dir.path.join(OsStr::from_bytes(name));
     match rustix::fs::symlinkat(target, &*dir.fd, name) {
         Ok(()) => return Ok(()),
@@ -221,9 +232,68 @@ pub(super) fn make_symlink(dir: &DirHandle, name: &[u8], target: &[u8]) -> Resul
     Err(TreeError::Refused { path, reason: "every temporary name tried is taken" })
 }
 
+/// Creates an object under a fresh temporary name in `dir` with `create`, lets `prepare` set
+/// it up (reached by that name, never followed), then renames it onto `name`, replacing a
+/// file, symlink or special file there (never a directory). Returns `Ok(Err(errno))` when
+/// `create` itself is refused (e.g. a device node without root), having changed nothing.
+pub(crate) fn create_replacing(
+    dir: &DirHandle,
+    name: &[u8],
+    create: &dyn Fn(&[u8]) -> Result<(), Errno>,
+    prepare: &mut dyn FnMut(&[u8]) -> Result<(), TreeError>,
+) -> Result<Result<(), Errno>, TreeError> {
+    let path = dir.path.join(OsStr::from_bytes(name));
+    if kind_at(dir, name)? == Some(FileType::Directory) {
+        return Err(TreeError::Refused { path, reason: "a directory is in the way" });
+    }
+    for _ in 0..64 {
+        let temp = temp_name();
+        match create(&temp) {
+            Ok(()) => {}
+            Err(Errno::EXIST) => continue,
+            Err(e) => return Ok(Err(e)),
+        }
+        let unlink = || rustix::fs::unlinkat(&*dir.fd, temp.as_slice(), AtFlags::empty());
+        if let Err(e) = prepare(&temp) {
+            let _ = unlink();
+            return Err(e);
+        }
+        let renamed = rustix::fs::renameat(&*dir.fd, temp.as_slice(), &*dir.fd, name);
+        // Renaming a hard link onto another name of the same inode does nothing and leaves
+        // the temporary name: remove it.
+        let _ = unlink();
+        return renamed.map(Ok).map_err(|e| io_error(&path, "cannot publish", e));
+    }
+    Err(TreeError::Refused { path, reason: "every temporary name tried is taken" })
+}
+
+/// Opens `name` in `dir` with `O_PATH`, never following it, and checks it is `kind`.
+pub(crate) fn open_node(
+    dir: &DirHandle,
+    name: &[u8],
+    kind: FileType,
+) -> Result<OwnedFd, TreeError> {
+    let path = || dir.path.join(OsStr::from_bytes(name));
+    let fd = rustix::fs::openat(
+        &*dir.fd,
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io_error(&path(), "cannot open", e))?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| io_error(&path(), "cannot inspect", e))?;
+    if FileType::from_raw_mode(st.st_mode) != kind {
+        return Err(TreeError::Refused {
+            path: path(),
+            reason: "the new node was replaced by someone else during the restore",
+        });
+    }
+    Ok(fd)
+}
+
 /// Opens directory `name` of `dir` (never through a symlink) as a `File`, to set its mode
 /// and time.
-pub(super) fn open_dir_file(dir: &DirHandle, name: &[u8]) -> Result<File, TreeError> {
+pub(crate) fn open_dir_file(dir: &DirHandle, name: &[u8]) -> Result<File, TreeError> {
     open_dir_fd(dir, name).map(File::from).map_err(|e| open_dir_error(dir, name, e))
 }
 
@@ -247,7 +317,7 @@ fn unguessable() -> u64 {
 
 /// A file being restored under a short temporary name in its directory; removed unless
 /// published. It holds no open file between uses: a restore may have thousands pending.
-pub(super) struct TempFile {
+pub(crate) struct TempFile {
     dir: DirHandle,
     name: Vec<u8>,
     dev: u64,
@@ -258,7 +328,7 @@ pub(super) struct TempFile {
 impl TempFile {
     /// Creates a new empty file exclusively in `dir`, mode 0600, and returns it open for
     /// writing. Names already taken (by anyone) are skipped, never opened.
-    pub(super) fn create(dir: &DirHandle) -> Result<(Self, File), TreeError> {
+    pub(crate) fn create(dir: &DirHandle) -> Result<(Self, File), TreeError> {
         let flags =
             OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::WRONLY | OFlags::CLOEXEC;
         for _ in 0..64 {
@@ -287,12 +357,12 @@ impl TempFile {
     }
 
     /// The temporary file's path, for messages.
-    pub(super) fn path(&self) -> PathBuf {
+    pub(crate) fn path(&self) -> PathBuf {
         self.dir.path.join(OsStr::from_bytes(&self.name))
     }
 
     /// Opens the temporary file again for writing, checking it is still the file created.
-    pub(super) fn reopen(&self) -> Result<File, TreeError> {
+    pub(crate) fn reopen(&self) -> Result<File, TreeError> {
         let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = rustix::fs::openat(&*self.dir.fd, self.name.as_slice(), flags, Mode::empty())
             .map_err(|e| io_error(&self.path(), "cannot open", e))?;
@@ -314,7 +384,7 @@ impl TempFile {
 
     /// Renames the temporary file onto `name` in its directory (replacing a file or symlink
     /// there, never a directory), after checking it is still the file created.
-    pub(super) fn publish(mut self, file: &File, name: &[u8]) -> Result<(), TreeError> {
+    pub(crate) fn publish(mut self, file: &File, name: &[u8]) -> Result<(), TreeError> {
         let path = self.dir.path.join(OsStr::from_bytes(name));
         if kind_at(&self.dir, name)? == Some(FileType::Directory) {
             return Err(TreeError::Refused { path, reason: "a directory is in the way of a file" });
@@ -349,7 +419,7 @@ impl Drop for TempFile {
 /// Removes the temporary files that restores no longer running left in `dir` (killed, or
 /// stopped by a power cut), and returns how many. A name is only taken as ours if it has
 /// restore's prefix, a pid that is not alive, and is a regular file.
-pub(super) fn remove_stale_temps(dir: &DirHandle) -> Result<usize, TreeError> {
+pub(crate) fn remove_stale_temps(dir: &DirHandle) -> Result<usize, TreeError> {
     // `Dir::read_from` reads through its own descriptor of the directory.
     let entries =
         rustix::fs::Dir::read_from(&*dir.fd).map_err(|e| io_error(&dir.path, "cannot list", e))?;

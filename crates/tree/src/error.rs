@@ -42,6 +42,11 @@ pub enum TreeError {
         /// What the system said.
         reason: String,
     },
+    /// A path asked for is not in the checkpoint.
+    NotInCheckpoint {
+        /// The path asked for.
+        path: PathBuf,
+    },
     /// The checkpoint's frames do not match what its manifest describes.
     Layout {
         /// What is wrong.
@@ -59,6 +64,7 @@ impl TreeError {
             Self::Refused { .. }
             | Self::Io { .. }
             | Self::Changed { .. }
+            | Self::NotInCheckpoint { .. }
             | Self::Threads { .. } => 2,
         }
     }
@@ -83,6 +89,9 @@ impl fmt::Display for TreeError {
                 write!(f, "{} {how} while it was being checkpointed", path.display())
             }
             Self::Refused { path, reason } => write!(f, "refusing {}: {reason}", path.display()),
+            Self::NotInCheckpoint { path } => {
+                write!(f, "{}: not found in the checkpoint", path.display())
+            }
             Self::Threads { reason } => write!(f, "cannot start worker threads: {reason}"),
             Self::Layout { what } => {
                 write!(f, "checkpoint layout differs from its manifest: {what}")
@@ -113,4 +122,69 @@ pub(crate) fn io_err<'p>(
     op: &'static str,
 ) -> impl FnOnce(io::Error) -> TreeError + 'p {
     move |source| TreeError::Io { path: path.to_path_buf(), op, source }
+}
+
+/// Something a write or restore could not do exactly, which did not stop it (tar prints
+/// these as warnings). [`Warning::incomplete`] says whether the result differs from what
+/// was asked for, which the CLI reports with exit status 1, as tar does.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Warning {
+    /// A socket (or another type a checkpoint cannot hold) was not stored; tar skips them
+    /// too. Not counted as incomplete: a socket is not data.
+    Skipped {
+        /// The path skipped.
+        path: PathBuf,
+        /// What it is.
+        what: &'static str,
+    },
+    /// A directory on another file system was stored empty (`--one-file-system`).
+    OtherFileSystem {
+        /// The mount point stored without its contents.
+        path: PathBuf,
+    },
+    /// A file changed while it was read: what was read is stored (a file that shrank is
+    /// padded with zeros to the length listed in the manifest, as tar pads it).
+    Changed {
+        /// The file.
+        path: PathBuf,
+        /// How it changed.
+        how: &'static str,
+    },
+    /// An attribute or entry a restore could not recreate (a device node or a `trusted.`
+    /// attribute without root, an owner the file system refuses, ...).
+    NotRestored {
+        /// The path in the destination.
+        path: PathBuf,
+        /// What was not restored.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Warning {
+    /// Whether the checkpoint or restore differs from its input (tar's exit status 1).
+    pub fn incomplete(&self) -> bool {
+        matches!(self, Self::Changed { .. } | Self::NotRestored { .. })
+    }
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Skipped { path, what } => write!(f, "{}: {what} ignored", path.display()),
+            Self::OtherFileSystem { path } => write!(
+                f,
+                "{}: on a different file system; stored without its contents",
+                path.display()
+            ),
+            Self::Changed { path, how } => {
+                write!(f, "{}: {how} while it was read; stored as read", path.display())
+            }
+            Self::NotRestored { path, what, reason } => {
+                write!(f, "{}: {what} not restored: {reason}", path.display())
+            }
+        }
+    }
 }

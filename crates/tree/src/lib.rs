@@ -9,14 +9,20 @@
 //! Linux only: restore works through directory handles (`openat`, `renameat`) and the
 //! collector asks the kernel for holes, owners and extended attributes.
 
+mod attrs;
 mod collect;
 mod dest;
+pub mod diff;
 mod error;
 pub mod manifest;
+pub mod pattern;
 mod restore;
 mod write;
 
-pub use collect::{Collected, collect, frame_plan};
-pub use error::{TreeError, format_exit_code};
-pub use restore::{RestoreSummary, check_layout, restore_checkpoint, restore_checkpoint_parallel};
-pub use write::{WriteSummary, write_checkpoint};
+pub use collect::{CollectOptions, Collected, collect, frame_plan};
+pub use error::{TreeError, Warning, format_exit_code};
+pub use restore::{
+    RestoreOptions, RestoreSummary, check_layout, read_first_manifest, restore_checkpoint,
+    restore_checkpoint_parallel,
+};
+pub use write::{WriteOptions, WriteSummary, write_checkpoint};

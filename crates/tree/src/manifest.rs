@@ -1,35 +1,49 @@
 //! The manifest: what a tree checkpoint holds (frame 0, one buffer).
 //!
-//! Layout (all integers little-endian), version 2:
+//! The normative byte layout is in `docs/manifest.md`. In short (all integers
+//! little-endian), version 3:
 //!
 //! ```text
-//! header (24 bytes): magic "CKMF" | version u16 = 2 | reserved u16 = 0
+//! header (24 bytes): magic "CKMF" | version u16 = 3 | reserved u16 = 0
 //!                    | frame_size u64 | entry_count u64
-//! entry (40 bytes + path + target + extents):
-//!     kind u8 (0 directory, 1 file, 2 symlink) | flags u8 (bit 0: sparse file)
-//!     | reserved [u8; 2] = 0 | mode u32 | mtime_sec i64 | mtime_nsec u32 | path_len u32
-//!     | size u64 | target_len u32 | extent_count u32 | path bytes | target bytes
-//!     | extent_count x (offset u64 | len u64)
+//! entry (64 bytes + path + target + extents + xattrs):
+//!     kind u8 | flags u8 (bit 0 sparse file, bit 1 owner recorded) | reserved [u8; 2] = 0
+//!     | mode u32 | mtime_sec i64 | mtime_nsec u32 | path_len u32 | size u64 | target_len u32
+//!     | extent_count u32 | uid u32 | gid u32 | device_major u32 | device_minor u32
+//!     | xattr_count u32 | reserved u32 = 0
+//!     | path | target | extent_count x (offset u64 | len u64)
+//!     | xattr_count x (name_len u32 | value_len u32 | name | value)
 //! ```
-//! A sparse file stores only its data extents (ascending, non-empty, not touching, inside
-//! `size`; none for an all-hole file): its data in the frames is those extents' bytes, and
-//! restore recreates the holes. Other entries have flags 0 and no extents (a file's data is
-//! then `0..size`). Version 1, the same without flags and extents, is still read.
-//! Paths are relative, `/`-separated, without empty, `.` or `..` components or NUL bytes,
-//! at most 4096 bytes; a symlink's target is stored verbatim (it is data, never followed by
-//! restore). `size` is a file's length (0 for the other kinds). The data of all files
-//! follows in later frames, in manifest order, cut into frames of `frame_size` bytes.
+//! Kinds: 0 directory, 1 file, 2 symlink, 3 hard link (its target is the path of an earlier
+//! entry that is neither a directory nor a hard link), 4 FIFO, 5 character device, 6 block
+//! device. A sparse file stores only its data extents (ascending, non-empty, not touching,
+//! inside `size`); other files store `0..size`. Paths are relative, `/`-separated, without
+//! empty, `.` or `..` components or NUL bytes, at most 4096 bytes, each path once. Extended
+//! attribute names are 1 to 255 bytes without NUL, strictly ascending in an entry; values
+//! at most 65,536 bytes. The data of all files follows in later frames, in manifest order,
+//! cut into frames of `frame_size` bytes. Versions 1 (no sparse files) and 2 (no owners,
+//! hard links, special files or xattrs) are still read.
 #![deny(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use std::fmt;
 
 const MAGIC: [u8; 4] = *b"CKMF";
-const VERSION: u16 = 2;
-/// The older version still read: no sparse files.
+const VERSION: u16 = 3;
+/// The version before owners, hard links, special files and xattrs.
+const VERSION_SPARSE: u16 = 2;
+/// The first version: no sparse files either.
 const VERSION_DENSE: u16 = 1;
 const FLAG_SPARSE: u8 = 1;
+const FLAG_OWNER: u8 = 2;
 const HEADER_LEN: usize = 24;
-const ENTRY_FIXED_LEN: usize = 40;
+/// An entry's fixed part in versions 1 and 2.
+const ENTRY_FIXED_LEN_V2: usize = 40;
+/// An entry's fixed part in version 3.
+const ENTRY_FIXED_LEN: usize = 64;
+/// Longest extended attribute name (Linux's `XATTR_NAME_MAX`).
+pub const MAX_XATTR_NAME: usize = 255;
+/// Largest extended attribute value (Linux's `XATTR_SIZE_MAX`).
+pub const MAX_XATTR_VALUE: usize = 65_536;
 /// Longest path or symlink target accepted (Linux's `PATH_MAX`).
 pub const MAX_PATH: usize = 4096;
 /// Largest frame size a writer uses and a reader accepts: restore holds a frame's worth of
@@ -37,18 +51,101 @@ pub const MAX_PATH: usize = 4096;
 pub const MAX_FRAME_SIZE: u64 = 1 << 30;
 
 /// What an entry is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Kind {
     /// A directory (stored so that empty ones come back).
     Dir,
     /// A regular file.
+    #[default]
     File,
     /// A symbolic link.
     Symlink,
+    /// Another name of an earlier entry's inode (its `target` is that entry's path).
+    HardLink,
+    /// A named pipe.
+    Fifo,
+    /// A character device.
+    CharDevice,
+    /// A block device.
+    BlockDevice,
+}
+
+impl Kind {
+    /// The byte that encodes this kind.
+    fn code(self) -> u8 {
+        match self {
+            Self::Dir => 0,
+            Self::File => 1,
+            Self::Symlink => 2,
+            Self::HardLink => 3,
+            Self::Fifo => 4,
+            Self::CharDevice => 5,
+            Self::BlockDevice => 6,
+        }
+    }
+
+    fn from_code(code: u8, version: u16) -> Option<Self> {
+        let kind = match code {
+            0 => Self::Dir,
+            1 => Self::File,
+            2 => Self::Symlink,
+            3 => Self::HardLink,
+            4 => Self::Fifo,
+            5 => Self::CharDevice,
+            6 => Self::BlockDevice,
+            _ => return None,
+        };
+        (version == VERSION || code <= 2).then_some(kind)
+    }
+
+    /// A short name, as `ckpt list` prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Dir => "dir",
+            Self::File => "file",
+            Self::Symlink => "symlink",
+            Self::HardLink => "hardlink",
+            Self::Fifo => "fifo",
+            Self::CharDevice => "chardev",
+            Self::BlockDevice => "blockdev",
+        }
+    }
+
+    /// The type letter of `ls -l` and `tar -tv` (`h` for a hard link, as tar prints it).
+    pub fn letter(self) -> char {
+        match self {
+            Self::Dir => 'd',
+            Self::File => '-',
+            Self::Symlink => 'l',
+            Self::HardLink => 'h',
+            Self::Fifo => 'p',
+            Self::CharDevice => 'c',
+            Self::BlockDevice => 'b',
+        }
+    }
+}
+
+/// Numeric owner and group of an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+}
+
+/// One extended attribute (POSIX ACLs are the `system.posix_acl_*` ones).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Xattr {
+    /// Its name, with its namespace (`user.`, `trusted.`, `security.`, `system.`).
+    pub name: Vec<u8>,
+    /// Its value, verbatim.
+    pub value: Vec<u8>,
 }
 
 /// One path in the checkpoint.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Entry {
     /// What it is.
     pub kind: Kind,
@@ -62,11 +159,18 @@ pub struct Entry {
     pub mtime_nsec: u32,
     /// A file's length in bytes; 0 otherwise.
     pub size: u64,
-    /// A symlink's target; empty otherwise.
+    /// A symlink's target, or the path of the entry a hard link shares an inode with;
+    /// empty otherwise.
     pub target: Vec<u8>,
     /// A sparse file's data extents as (offset, length); `None` when all of `0..size` is
     /// stored.
     pub extents: Option<Vec<(u64, u64)>>,
+    /// Numeric owner; `None` in checkpoints written before owners were stored.
+    pub owner: Option<Owner>,
+    /// A device's (major, minor) numbers; `None` for other kinds.
+    pub device: Option<(u32, u32)>,
+    /// Extended attributes, by ascending name.
+    pub xattrs: Vec<Xattr>,
 }
 
 impl Entry {
@@ -165,7 +269,7 @@ impl fmt::Display for ManifestError {
             Self::Truncated { offset } => write!(f, "manifest ends early at byte {offset}"),
             Self::BadMagic => f.write_str("frame 0 does not hold a ckpt manifest"),
             Self::Version(v) => {
-                write!(f, "manifest version {v} is not supported (this build reads 1 and 2)")
+                write!(f, "manifest version {v} is not supported (this build reads 1 to 3)")
             }
             Self::BadField { entry, field } => write!(f, "manifest entry {entry}: invalid {field}"),
             Self::UnsafePath { entry, path, reason } => {
@@ -188,16 +292,28 @@ impl fmt::Display for ManifestError {
 
 impl std::error::Error for ManifestError {}
 
-/// Two entries with one path: which one a restore keeps would be an accident of its order.
-fn refuse_duplicates(entries: &[Entry]) -> Result<(), ManifestError> {
-    let mut seen: std::collections::HashMap<&[u8], u64> =
+/// Two entries with one path (which one a restore keeps would be an accident of its order),
+/// and hard links that do not name an earlier entry they can share an inode with.
+fn check_paths(entries: &[Entry]) -> Result<(), ManifestError> {
+    let mut seen: std::collections::HashMap<&[u8], (u64, Kind)> =
         std::collections::HashMap::with_capacity(entries.len());
     for (i, e) in (0u64..).zip(entries) {
-        if let Some(&first) = seen.get(e.path.as_slice()) {
+        if e.kind == Kind::HardLink {
+            match seen.get(e.target.as_slice()) {
+                Some((_, kind)) if !matches!(kind, Kind::Dir | Kind::HardLink) => {}
+                _ => {
+                    return Err(ManifestError::BadField {
+                        entry: i,
+                        field: "hard link target (not an earlier file, symlink or special file)",
+                    });
+                }
+            }
+        }
+        if let Some(&(first, _)) = seen.get(e.path.as_slice()) {
             let path = String::from_utf8_lossy(&e.path).into_owned();
             return Err(ManifestError::DuplicatePath { entry: i, first, path });
         }
-        seen.insert(&e.path, i);
+        seen.insert(&e.path, (i, e.kind));
     }
     Ok(())
 }
@@ -228,7 +344,7 @@ pub fn path_problem(path: &[u8]) -> Option<&'static str> {
 }
 
 impl Manifest {
-    /// Encodes the manifest.
+    /// Encodes the manifest (always the current version, 3).
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER_LEN + self.entries.len() * (ENTRY_FIXED_LEN + 32));
         out.extend_from_slice(&MAGIC);
@@ -236,43 +352,71 @@ impl Manifest {
         out.extend_from_slice(&0u16.to_le_bytes());
         out.extend_from_slice(&self.frame_size.to_le_bytes());
         out.extend_from_slice(&(self.entries.len() as u64).to_le_bytes());
+        let len32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
         for e in &self.entries {
-            let kind: u8 = match e.kind {
-                Kind::Dir => 0,
-                Kind::File => 1,
-                Kind::Symlink => 2,
-            };
-            let flags = if e.extents.is_some() { FLAG_SPARSE } else { 0 };
-            out.extend_from_slice(&[kind, flags, 0, 0]);
+            let mut flags = 0;
+            if e.extents.is_some() {
+                flags |= FLAG_SPARSE;
+            }
+            if e.owner.is_some() {
+                flags |= FLAG_OWNER;
+            }
+            out.extend_from_slice(&[e.kind.code(), flags, 0, 0]);
             out.extend_from_slice(&e.mode.to_le_bytes());
             out.extend_from_slice(&e.mtime_sec.to_le_bytes());
             out.extend_from_slice(&e.mtime_nsec.to_le_bytes());
-            out.extend_from_slice(&u32::try_from(e.path.len()).unwrap_or(u32::MAX).to_le_bytes());
+            out.extend_from_slice(&len32(e.path.len()));
             out.extend_from_slice(&e.size.to_le_bytes());
-            out.extend_from_slice(&u32::try_from(e.target.len()).unwrap_or(u32::MAX).to_le_bytes());
+            out.extend_from_slice(&len32(e.target.len()));
             let extents = e.extents.as_deref().unwrap_or_default();
-            out.extend_from_slice(&u32::try_from(extents.len()).unwrap_or(u32::MAX).to_le_bytes());
+            out.extend_from_slice(&len32(extents.len()));
+            let owner = e.owner.unwrap_or(Owner { uid: 0, gid: 0 });
+            let (major, minor) = e.device.unwrap_or((0, 0));
+            for field in [owner.uid, owner.gid, major, minor] {
+                out.extend_from_slice(&field.to_le_bytes());
+            }
+            out.extend_from_slice(&len32(e.xattrs.len()));
+            out.extend_from_slice(&0u32.to_le_bytes());
             out.extend_from_slice(&e.path);
             out.extend_from_slice(&e.target);
             for (offset, len) in extents {
                 out.extend_from_slice(&offset.to_le_bytes());
                 out.extend_from_slice(&len.to_le_bytes());
             }
+            for x in &e.xattrs {
+                out.extend_from_slice(&len32(x.name.len()));
+                out.extend_from_slice(&len32(x.value.len()));
+                out.extend_from_slice(&x.name);
+                out.extend_from_slice(&x.value);
+            }
         }
         out
     }
 
-    /// Decodes and validates a manifest: every path must be safe to restore.
+    /// Decodes and validates a manifest: every path must be safe to restore, every size
+    /// within its bound, every hard link must name an earlier entry.
     ///
     /// # Errors
     /// A [`ManifestError`] naming the entry and field.
+    ///
+    /// # Examples
+    /// ```
+    /// use ckpt_tree::manifest::{Entry, Kind, Manifest};
+    /// let m = Manifest {
+    ///     frame_size: 4096,
+    ///     entries: vec![Entry { kind: Kind::File, path: b"a".to_vec(), size: 3, ..Entry::default() }],
+    /// };
+    /// assert_eq!(Manifest::decode(&m.encode())?, m);
+    /// assert!(Manifest::decode(b"CKMF").is_err());
+    /// # Ok::<(), ckpt_tree::manifest::ManifestError>(())
+    /// ```
     pub fn decode(bytes: &[u8]) -> Result<Self, ManifestError> {
         let mut r = Cursor { bytes, at: 0 };
         if r.take::<4>()? != MAGIC {
             return Err(ManifestError::BadMagic);
         }
         let version = u16::from_le_bytes(r.take()?);
-        if version != VERSION && version != VERSION_DENSE {
+        if ![VERSION, VERSION_SPARSE, VERSION_DENSE].contains(&version) {
             return Err(ManifestError::Version(version));
         }
         if r.take::<2>()? != [0, 0] {
@@ -286,74 +430,16 @@ impl Manifest {
             return Err(ManifestError::FrameSizeTooLarge { found: frame_size });
         }
         let count = u64::from_le_bytes(r.take()?);
-        // Each entry takes at least ENTRY_FIXED_LEN bytes, which bounds the allocation.
-        let room = (bytes.len().saturating_sub(HEADER_LEN) / ENTRY_FIXED_LEN) as u64;
+        let fixed = if version == VERSION { ENTRY_FIXED_LEN } else { ENTRY_FIXED_LEN_V2 };
+        // Each entry takes at least its fixed part, which bounds the allocation.
+        let room = (bytes.len().saturating_sub(HEADER_LEN) / fixed) as u64;
         if count > room {
             return Err(ManifestError::Truncated { offset: bytes.len() });
         }
         let mut entries = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
         let mut total = 0u64;
         for i in 0..count {
-            let [kind, flags, r1, r2] = r.take()?;
-            let kind = match kind {
-                0 => Kind::Dir,
-                1 => Kind::File,
-                2 => Kind::Symlink,
-                _ => return Err(ManifestError::BadField { entry: i, field: "kind" }),
-            };
-            let sparse = flags == FLAG_SPARSE && version == VERSION && kind == Kind::File;
-            if [r1, r2] != [0; 2] || (flags != 0 && !sparse) {
-                return Err(ManifestError::BadField { entry: i, field: "flags or reserved bytes" });
-            }
-            let mode = u32::from_le_bytes(r.take()?);
-            let secs = i64::from_le_bytes(r.take()?);
-            let nanos = u32::from_le_bytes(r.take()?);
-            let path_len = u32::from_le_bytes(r.take()?) as usize;
-            let file_size = u64::from_le_bytes(r.take()?);
-            let target_len = u32::from_le_bytes(r.take()?) as usize;
-            let extent_count = u32::from_le_bytes(r.take()?) as usize;
-            if extent_count != 0 && !(sparse && kind == Kind::File) {
-                return Err(ManifestError::BadField { entry: i, field: "extent count" });
-            }
-            if mode > 0o7777 || nanos >= 1_000_000_000 {
-                return Err(ManifestError::BadField { entry: i, field: "mode or mtime" });
-            }
-            if path_len > MAX_PATH || target_len > MAX_PATH {
-                let path = String::from("(over 4096 bytes)");
-                return Err(ManifestError::UnsafePath {
-                    entry: i,
-                    path,
-                    reason: "longer than 4096 bytes",
-                });
-            }
-            let path = r.slice(path_len)?.to_vec();
-            let target = r.slice(target_len)?.to_vec();
-            let extents = if sparse { Some(r.extents(extent_count, file_size, i)?) } else { None };
-            if let Some(reason) = path_problem(&path) {
-                let path = String::from_utf8_lossy(&path).into_owned();
-                return Err(ManifestError::UnsafePath { entry: i, path, reason });
-            }
-            let consistent = match kind {
-                Kind::File => target.is_empty(),
-                Kind::Dir => target.is_empty() && file_size == 0,
-                Kind::Symlink => !target.is_empty() && !target.contains(&0) && file_size == 0,
-            };
-            if !consistent {
-                return Err(ManifestError::BadField {
-                    entry: i,
-                    field: "size or target for its kind",
-                });
-            }
-            let entry = Entry {
-                kind,
-                path,
-                mode,
-                mtime_sec: secs,
-                mtime_nsec: nanos,
-                size: file_size,
-                target,
-                extents,
-            };
+            let entry = r.entry(i, version)?;
             total = total
                 .checked_add(entry.data_len())
                 .ok_or(ManifestError::BadField { entry: i, field: "size (the total overflows)" })?;
@@ -362,7 +448,7 @@ impl Manifest {
         if r.at != bytes.len() {
             return Err(ManifestError::TrailingBytes { offset: r.at });
         }
-        refuse_duplicates(&entries)?;
+        check_paths(&entries)?;
         Ok(Self { frame_size, entries })
     }
 
@@ -452,6 +538,126 @@ struct Cursor<'a> {
     at: usize,
 }
 
+impl Cursor<'_> {
+    /// Entry `i` of a manifest of `version`.
+    fn entry(&mut self, i: u64, version: u16) -> Result<Entry, ManifestError> {
+        let bad = |field| ManifestError::BadField { entry: i, field };
+        let [kind, flags, r1, r2] = self.take()?;
+        let kind = Kind::from_code(kind, version).ok_or(bad("kind"))?;
+        let known_flags = match version {
+            VERSION => FLAG_SPARSE | FLAG_OWNER,
+            VERSION_SPARSE => FLAG_SPARSE,
+            _ => 0,
+        };
+        let sparse = flags & FLAG_SPARSE != 0;
+        if [r1, r2] != [0; 2] || flags & !known_flags != 0 || (sparse && kind != Kind::File) {
+            return Err(bad("flags or reserved bytes"));
+        }
+        let mode = u32::from_le_bytes(self.take()?);
+        let secs = i64::from_le_bytes(self.take()?);
+        let nanos = u32::from_le_bytes(self.take()?);
+        let path_len = u32::from_le_bytes(self.take()?) as usize;
+        let size = u64::from_le_bytes(self.take()?);
+        let target_len = u32::from_le_bytes(self.take()?) as usize;
+        let extent_count = u32::from_le_bytes(self.take()?) as usize;
+        let [uid, gid, major, minor, xattr_count, reserved] = if version == VERSION {
+            [0; 6].map(|_| self.take().map(u32::from_le_bytes))
+        } else {
+            [0; 6].map(|_| Ok(0))
+        };
+        let (uid, gid, major, minor) = (uid?, gid?, major?, minor?);
+        let xattr_count = xattr_count? as usize;
+        if reserved? != 0 {
+            return Err(bad("flags or reserved bytes"));
+        }
+        let owned = flags & FLAG_OWNER != 0;
+        if !owned && (uid, gid) != (0, 0) {
+            return Err(bad("owner (ids without the owner flag)"));
+        }
+        // u32::MAX is chown's "leave unchanged", never an id.
+        if uid == u32::MAX || gid == u32::MAX {
+            return Err(bad("owner (id 4294967295)"));
+        }
+        let device = matches!(kind, Kind::CharDevice | Kind::BlockDevice);
+        if !device && (major, minor) != (0, 0) {
+            return Err(bad("device numbers"));
+        }
+        if extent_count != 0 && !sparse {
+            return Err(bad("extent count"));
+        }
+        if mode > 0o7777 || nanos >= 1_000_000_000 {
+            return Err(bad("mode or mtime"));
+        }
+        if path_len > MAX_PATH || target_len > MAX_PATH {
+            let path = String::from("(over 4096 bytes)");
+            return Err(ManifestError::UnsafePath {
+                entry: i,
+                path,
+                reason: "longer than 4096 bytes",
+            });
+        }
+        let path = self.slice(path_len)?.to_vec();
+        let target = self.slice(target_len)?.to_vec();
+        let extents = if sparse { Some(self.extents(extent_count, size, i)?) } else { None };
+        let xattrs = self.xattrs(xattr_count, i)?;
+        if let Some(reason) = path_problem(&path) {
+            let path = String::from_utf8_lossy(&path).into_owned();
+            return Err(ManifestError::UnsafePath { entry: i, path, reason });
+        }
+        let consistent = match kind {
+            Kind::File => target.is_empty(),
+            Kind::Symlink => !target.is_empty() && !target.contains(&0) && size == 0,
+            Kind::HardLink => path_problem(&target).is_none() && size == 0,
+            Kind::Dir | Kind::Fifo | Kind::CharDevice | Kind::BlockDevice => {
+                target.is_empty() && size == 0
+            }
+        };
+        if !consistent {
+            return Err(bad("size or target for its kind"));
+        }
+        Ok(Entry {
+            kind,
+            path,
+            mode,
+            mtime_sec: secs,
+            mtime_nsec: nanos,
+            size,
+            target,
+            extents,
+            owner: owned.then_some(Owner { uid, gid }),
+            device: device.then_some((major, minor)),
+            xattrs,
+        })
+    }
+
+    /// An entry's extended attributes: names 1 to 255 bytes without NUL, strictly
+    /// ascending; values at most 64 KiB.
+    fn xattrs(&mut self, count: usize, entry: u64) -> Result<Vec<Xattr>, ManifestError> {
+        // Each attribute takes at least 9 bytes, which bounds the allocation.
+        if count > self.bytes.len().saturating_sub(self.at) / 9 {
+            return Err(ManifestError::Truncated { offset: self.bytes.len() });
+        }
+        let mut out: Vec<Xattr> = Vec::with_capacity(count);
+        for _ in 0..count {
+            let name_len = u32::from_le_bytes(self.take()?) as usize;
+            let value_len = u32::from_le_bytes(self.take()?) as usize;
+            if name_len == 0 || name_len > MAX_XATTR_NAME || value_len > MAX_XATTR_VALUE {
+                return Err(ManifestError::BadField { entry, field: "xattr name or value length" });
+            }
+            let name = self.slice(name_len)?.to_vec();
+            let value = self.slice(value_len)?.to_vec();
+            if name.contains(&0) || out.last().is_some_and(|x| x.name >= name) {
+                return Err(ManifestError::BadField {
+                    entry,
+                    field: "xattr names (NUL, or not strictly ascending)",
+                });
+            }
+            out.push(Xattr { name, value });
+        }
+        Ok(out)
+    }
+}
+
 impl<'a> Cursor<'a> {
     fn slice(&mut self, n: usize) -> Result<&'a [u8], ManifestError> {
         let end = self.at.checked_add(n).ok_or(ManifestError::Truncated { offset: self.at })?;
@@ -505,7 +711,36 @@ mod tests {
             size,
             target: target.into(),
             extents: None,
+            ..Entry::default()
         }
+    }
+
+    /// The version 2 encoding (40-byte entries, no owners or xattrs), as older writers made it.
+    fn encode_v2(m: &Manifest, version: u16) -> Vec<u8> {
+        let mut out = b"CKMF".to_vec();
+        out.extend_from_slice(&version.to_le_bytes());
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&m.frame_size.to_le_bytes());
+        out.extend_from_slice(&(m.entries.len() as u64).to_le_bytes());
+        for e in &m.entries {
+            let flags = u8::from(e.extents.is_some());
+            out.extend_from_slice(&[e.kind.code(), flags, 0, 0]);
+            out.extend_from_slice(&e.mode.to_le_bytes());
+            out.extend_from_slice(&e.mtime_sec.to_le_bytes());
+            out.extend_from_slice(&e.mtime_nsec.to_le_bytes());
+            out.extend_from_slice(&u32::try_from(e.path.len()).unwrap().to_le_bytes());
+            out.extend_from_slice(&e.size.to_le_bytes());
+            out.extend_from_slice(&u32::try_from(e.target.len()).unwrap().to_le_bytes());
+            let extents = e.extents.as_deref().unwrap_or_default();
+            out.extend_from_slice(&u32::try_from(extents.len()).unwrap().to_le_bytes());
+            out.extend_from_slice(&e.path);
+            out.extend_from_slice(&e.target);
+            for (o, l) in extents {
+                out.extend_from_slice(&o.to_le_bytes());
+                out.extend_from_slice(&l.to_le_bytes());
+            }
+        }
+        out
     }
 
     fn sample() -> Manifest {
@@ -599,15 +834,114 @@ mod tests {
     }
 
     #[test]
-    fn version_1_manifests_still_decode() {
+    fn version_1_and_2_manifests_still_decode() {
         let m = sample();
-        let mut bytes = m.encode();
-        bytes[4..6].copy_from_slice(&1u16.to_le_bytes());
+        assert_eq!(Manifest::decode(&encode_v2(&m, 1)).unwrap(), m);
+        let sparse = sparse_sample();
+        assert_eq!(Manifest::decode(&encode_v2(&sparse, 2)).unwrap(), sparse);
+        // ... but a version 1 manifest has no sparse files, and neither has hard links.
+        assert!(matches!(
+            Manifest::decode(&encode_v2(&sparse, 1)),
+            Err(ManifestError::BadField { .. })
+        ));
+        let mut linked = sample();
+        linked.entries.push(Entry { target: b"b".to_vec(), ..entry(Kind::HardLink, "c", 0, "") });
+        let err = Manifest::decode(&encode_v2(&linked, 2)).unwrap_err();
+        assert!(matches!(err, ManifestError::BadField { field: "kind", .. }), "{err:?}");
+    }
+
+    fn full_sample() -> Manifest {
+        let mut m = sparse_sample();
+        for e in &mut m.entries {
+            e.owner = Some(Owner { uid: 1000, gid: 100_000 });
+        }
+        m.entries[1].xattrs = vec![
+            Xattr { name: b"system.posix_acl_access".to_vec(), value: vec![2, 0, 0, 0, 1, 0] },
+            Xattr { name: b"user.a".to_vec(), value: Vec::new() },
+            Xattr { name: b"user.b".to_vec(), value: vec![0xff; MAX_XATTR_VALUE] },
+        ];
+        m.entries.push(Entry { target: b"d/a".to_vec(), ..entry(Kind::HardLink, "d/a2", 0, "") });
+        m.entries.push(entry(Kind::Fifo, "pipe", 0, ""));
+        m.entries.push(Entry { device: Some((8, 1)), ..entry(Kind::BlockDevice, "sda1", 0, "") });
+        m.entries.push(Entry { device: Some((1, 3)), ..entry(Kind::CharDevice, "null", 0, "") });
+        m.entries.push(Entry { target: b"null".to_vec(), ..entry(Kind::HardLink, "null2", 0, "") });
+        m
+    }
+
+    #[test]
+    fn owners_links_devices_and_xattrs_round_trip() {
+        let m = full_sample();
+        let bytes = m.encode();
         assert_eq!(Manifest::decode(&bytes).unwrap(), m);
-        // ... but a version 1 manifest has no sparse files.
-        let mut sparse = sparse_sample().encode();
-        sparse[4..6].copy_from_slice(&1u16.to_le_bytes());
-        assert!(matches!(Manifest::decode(&sparse), Err(ManifestError::BadField { .. })));
+        assert_eq!(m.data_bytes(), Manifest::decode(&bytes).unwrap().data_bytes());
+        for len in (0..bytes.len()).step_by(97) {
+            assert!(Manifest::decode(&bytes[..len]).is_err(), "truncated to {len}");
+        }
+    }
+
+    #[test]
+    fn hostile_v3_fields_are_refused() {
+        let refused = |m: &Manifest, field_part: &str| {
+            let err = Manifest::decode(&m.encode()).unwrap_err();
+            assert!(err.to_string().contains(field_part), "{field_part}: {err}");
+        };
+        let link = |path: &str, target: &str| Entry {
+            target: target.as_bytes().to_vec(),
+            ..entry(Kind::HardLink, path, 0, "")
+        };
+        // Hard links to nothing, to a later entry, to a directory, to a link, to itself.
+        for (at, target) in [(5, "nowhere"), (0, "b"), (5, "d"), (6, "c"), (5, "c")] {
+            let mut m = sample();
+            m.entries.push(link("c", "d/a"));
+            m.entries.insert(at, link(if at == 6 { "e" } else { "c2" }, target));
+            if at == 5 && target == "c" {
+                m.entries.truncate(5);
+                m.entries.push(link("c", "c"));
+            }
+            refused(&m, "hard link target");
+        }
+        let mut m = sample();
+        m.entries[1].xattrs = vec![
+            Xattr { name: b"user.b".to_vec(), value: vec![] },
+            Xattr { name: b"user.a".to_vec(), value: vec![] },
+        ];
+        refused(&m, "xattr names");
+        m.entries[1].xattrs.swap(0, 1);
+        m.entries[1].xattrs[1].name = b"user.a".to_vec();
+        refused(&m, "xattr names");
+        m.entries[1].xattrs = vec![Xattr { name: Vec::new(), value: vec![] }];
+        refused(&m, "xattr name or value length");
+        m.entries[1].xattrs = vec![Xattr { name: vec![b'x'; 256], value: vec![] }];
+        refused(&m, "xattr name or value length");
+        m.entries[1].xattrs =
+            vec![Xattr { name: b"user.a".to_vec(), value: vec![0; MAX_XATTR_VALUE + 1] }];
+        refused(&m, "xattr name or value length");
+        m.entries[1].xattrs = vec![Xattr { name: b"user\0a".to_vec(), value: vec![] }];
+        refused(&m, "xattr names");
+        let mut m = sample();
+        m.entries[1].owner = Some(Owner { uid: u32::MAX, gid: 0 });
+        refused(&m, "owner");
+        let mut m = sample();
+        m.entries[1].device = Some((1, 3));
+        refused(&m, "device numbers");
+        let mut m = sample();
+        m.entries.push(entry(Kind::Fifo, "p", 5, ""));
+        refused(&m, "size or target");
+        // An xattr count far beyond the bytes present is a truncation, found before
+        // allocating.
+        let mut bytes = sample().encode();
+        let at = HEADER_LEN + 56; // entry 0's xattr count
+        bytes[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(Manifest::decode(&bytes), Err(ManifestError::Truncated { .. })));
+        // Owner ids without the owner flag.
+        let mut bytes = sample().encode();
+        bytes[HEADER_LEN + 40] = 1;
+        refused_bytes(&bytes, "owner");
+    }
+
+    fn refused_bytes(bytes: &[u8], field_part: &str) {
+        let err = Manifest::decode(bytes).unwrap_err();
+        assert!(err.to_string().contains(field_part), "{field_part}: {err}");
     }
 
     #[test]
@@ -636,7 +970,7 @@ mod tests {
         e.extents = Some(vec![(0, 1)]);
         m.entries.push(e);
         let mut bytes = m.encode();
-        let at = bytes.len() - 16 - 1 - 4; // the extent count, before the path "x"
+        let at = bytes.len() - 16 - 1 - 28; // the extent count, before the v3 ids and the path "x"
         bytes[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(matches!(Manifest::decode(&bytes), Err(ManifestError::Truncated { .. })));
         // Extents on a directory are refused.

@@ -1,19 +1,42 @@
-//! Restoring a tree checkpoint.
+//! Restoring a tree checkpoint, whole or in part.
 
-use crate::dest::{Dest, DirHandle, TempFile, make_symlink, open_dir_file};
-use crate::manifest::{Entry, Kind, Manifest, Piece};
-use crate::{TreeError, error::io_err};
+use crate::attrs::{self, AttrPolicy, Target};
+use crate::dest::{Dest, TempFile, create_replacing, make_symlink, open_dir_file, open_node};
+use crate::manifest::{Kind, Manifest, Piece, path_problem};
+use crate::{TreeError, Warning, error::io_err};
 use ckpt_frame_core::{Error as FormatError, FrameReader, Reader, Source};
-use ckpt_parallel::{ParallelError, Parallelism, restore_with};
-use std::fs::{self, File};
+use ckpt_parallel::{ParallelError, Parallelism, restore_frames_with};
+use rustix::fs::{FileType, Mode};
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How to restore.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// Give entries their recorded numeric owner (tar's `--same-owner --numeric-owner`);
+    /// by default only when running as root. setuid and setgid bits are restored only
+    /// with the owner.
+    pub same_owner: bool,
+    /// Restore extended attributes and POSIX ACLs.
+    pub xattrs: bool,
+    /// Restore only these paths of the checkpoint (a directory with what it holds); empty
+    /// for everything. Each must name an entry.
+    pub paths: Vec<Vec<u8>>,
+}
+
+impl Default for RestoreOptions {
+    fn default() -> Self {
+        Self { same_owner: attrs::running_as_root(), xattrs: true, paths: Vec::new() }
+    }
+}
 
 /// What a restore produced.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RestoreSummary {
     /// Regular files restored.
     pub files: u64,
@@ -21,64 +44,18 @@ pub struct RestoreSummary {
     pub dirs: u64,
     /// Symlinks restored.
     pub symlinks: u64,
+    /// Hard links made.
+    pub hard_links: u64,
+    /// FIFOs and device nodes made.
+    pub special_files: u64,
     /// File bytes restored.
     pub data_bytes: u64,
-    /// Files and directories whose setuid or setgid bit was not restored (ownership is not
-    /// stored, so the bits would grant the restoring user's privileges).
+    /// Files and directories whose setuid or setgid bit was not restored, because their
+    /// owner was not (the bits would grant the restoring user's privileges).
     pub privileges_dropped: u64,
-}
-
-/// Permission bits restore never sets: ownership is not stored, so a setuid or setgid bit
-/// would hand the restoring user's (often root's) privileges to whatever the checkpoint
-/// holds, as tar's non-owner restore avoids.
-const PRIVILEGE_BITS: u32 = 0o6000;
-
-/// The mode an entry is restored with, and whether privilege bits were dropped from it.
-fn restored_mode(e: &Entry) -> (u32, bool) {
-    (e.mode & !PRIVILEGE_BITS, e.mode & PRIVILEGE_BITS != 0)
-}
-
-fn system_time(e: &Entry) -> SystemTime {
-    let nanos = Duration::from_nanos(u64::from(e.mtime_nsec));
-    if e.mtime_sec >= 0 {
-        UNIX_EPOCH + Duration::from_secs(e.mtime_sec.unsigned_abs()) + nanos
-    } else {
-        UNIX_EPOCH - Duration::from_secs(e.mtime_sec.unsigned_abs()) + nanos
-    }
-}
-
-/// A directory entry of the checkpoint, opened (or created) in the destination.
-struct DirEntry<'m> {
-    parent: DirHandle,
-    name: &'m [u8],
-    entry: &'m Entry,
-}
-
-/// Creates the symlinks, after every file and directory, so no restored path goes through
-/// one.
-fn create_links(dest: &mut Dest, links: &[&Entry]) -> Result<u64, TreeError> {
-    for e in links {
-        let (parent, name) = dest.parent(&e.path)?;
-        make_symlink(&parent, name, &e.target)?;
-    }
-    Ok(links.len() as u64)
-}
-
-/// Sets directories' modes and times last, deepest first, since restoring their contents
-/// changed their times and a read-only mode would have blocked it. Returns how many lost
-/// privilege bits.
-fn set_dir_attributes(dirs: &[DirEntry<'_>]) -> Result<u64, TreeError> {
-    let mut dropped = 0;
-    for d in dirs.iter().rev() {
-        let path = d.parent.path().join(std::ffi::OsStr::from_bytes(d.name));
-        let file = open_dir_file(&d.parent, d.name)?;
-        let (mode, stripped) = restored_mode(d.entry);
-        dropped += u64::from(stripped);
-        file.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(io_err(&path, "cannot set mode of"))?;
-        file.set_modified(system_time(d.entry)).map_err(io_err(&path, "cannot set time of"))?;
-    }
-    Ok(dropped)
+    /// What could not be restored exactly (owners, attributes or device nodes the system
+    /// refused).
+    pub warnings: Vec<Warning>,
 }
 
 /// Pieces up to this length are decoded straight into one reused buffer and written in
@@ -142,17 +119,289 @@ fn restore_piece<S: Source>(
     }
 }
 
-/// Gives a fully restored temporary file its size (the holes after its last data), mode
-/// and time, and renames it into place. Returns whether privilege bits were dropped.
-fn publish_file(temp: TempFile, file: &File, name: &[u8], e: &Entry) -> Result<bool, TreeError> {
-    let temp_path = temp.path();
-    file.set_len(e.size).map_err(io_err(&temp_path, "cannot size"))?;
-    let (mode, stripped) = restored_mode(e);
-    file.set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(io_err(&temp_path, "cannot set mode of"))?;
-    file.set_modified(system_time(e)).map_err(io_err(&temp_path, "cannot set time of"))?;
-    temp.publish(file, name)?;
-    Ok(stripped)
+/// Verifies and discards the frame's next buffer, which must be `piece` (of an entry not
+/// being restored).
+fn skip_piece<S: Source>(frame: &mut FrameReader<'_, S>, piece: &Piece) -> Result<(), TreeError> {
+    let read = frame.read_each(|_, _: &[u8]| Ok::<(), TreeError>(()))?;
+    if read == Some(piece.len) {
+        Ok(())
+    } else {
+        Err(TreeError::Layout { what: "a data buffer's length differs from the manifest's" })
+    }
+}
+
+/// Which entries a restore writes, and where: `place[i]` is the entry at whose path entry
+/// `i`'s content goes (itself, or for a file restored only through one of its hard links,
+/// that link), `None` when it is not restored.
+fn select(manifest: &Manifest, paths: &[Vec<u8>]) -> Result<Vec<Option<usize>>, TreeError> {
+    let n = manifest.entries.len();
+    if paths.is_empty() {
+        return Ok((0..n).map(Some).collect());
+    }
+    let mut wanted = Vec::with_capacity(paths.len());
+    for p in paths {
+        let mut p = p.as_slice();
+        while let Some(rest) = p.strip_prefix(b"./") {
+            p = rest;
+        }
+        while let Some(rest) = p.strip_suffix(b"/") {
+            p = rest;
+        }
+        if let Some(reason) = path_problem(p) {
+            let path = OsStr::from_bytes(p).into();
+            return Err(TreeError::Refused { path, reason });
+        }
+        wanted.push(p);
+    }
+    let mut found = vec![false; wanted.len()];
+    let mut place: Vec<Option<usize>> = Vec::with_capacity(n);
+    for (i, e) in manifest.entries.iter().enumerate() {
+        let mut chosen = false;
+        for (w, hit) in wanted.iter().zip(found.iter_mut()) {
+            let under = e
+                .path
+                .strip_prefix(*w)
+                .is_some_and(|rest| rest.is_empty() || rest.first() == Some(&b'/'));
+            if under {
+                *hit = true;
+                chosen = true;
+            }
+        }
+        place.push(chosen.then_some(i));
+    }
+    if let Some((w, _)) = wanted.iter().zip(&found).find(|(_, hit)| !**hit) {
+        return Err(TreeError::NotInCheckpoint { path: OsStr::from_bytes(w).into() });
+    }
+    // A hard link chosen without the entry holding its inode's content: the first such
+    // link receives the content, and later ones link to it.
+    let by_path: HashMap<&[u8], usize> =
+        manifest.entries.iter().enumerate().map(|(i, e)| (e.path.as_slice(), i)).collect();
+    for (i, e) in manifest.entries.iter().enumerate() {
+        if e.kind != Kind::HardLink || place.get(i).copied().flatten().is_none() {
+            continue;
+        }
+        let Some(&t) = by_path.get(e.target.as_slice()) else { continue };
+        if place.get(t).copied().flatten().is_none() {
+            if let Some(slot) = place.get_mut(t) {
+                *slot = Some(i);
+            }
+            if let Some(slot) = place.get_mut(i) {
+                *slot = None;
+            }
+        }
+    }
+    Ok(place)
+}
+
+/// One restore's destination and the work left for its end.
+struct Restorer<'m> {
+    manifest: &'m Manifest,
+    place: Vec<Option<usize>>,
+    by_path: HashMap<&'m [u8], usize>,
+    policy: AttrPolicy,
+    dest: Dest,
+    summary: RestoreSummary,
+    /// Directories restored, in manifest order, for their attributes at the end.
+    dirs: Vec<usize>,
+    /// Symlinks, FIFOs, devices and hard links, made once every file is in place.
+    later: Vec<usize>,
+}
+
+impl<'m> Restorer<'m> {
+    fn new(
+        manifest: &'m Manifest,
+        options: &RestoreOptions,
+        dest: &Path,
+    ) -> Result<Self, TreeError> {
+        let place = select(manifest, &options.paths)?;
+        let by_path =
+            manifest.entries.iter().enumerate().map(|(i, e)| (e.path.as_slice(), i)).collect();
+        Ok(Self {
+            manifest,
+            place,
+            by_path,
+            policy: AttrPolicy { same_owner: options.same_owner, xattrs: options.xattrs },
+            dest: Dest::open(dest)?,
+            summary: RestoreSummary::default(),
+            dirs: Vec::new(),
+            later: Vec::new(),
+        })
+    }
+
+    /// The destination path of entry `i`, if it is restored.
+    fn dest_path(&self, i: usize) -> Option<&'m [u8]> {
+        let at = self.place.get(i).copied().flatten()?;
+        self.manifest.entries.get(at).map(|e| e.path.as_slice())
+    }
+
+    /// Whether the data pieces of entry `i` are restored.
+    fn restores_data(&self, i: usize) -> bool {
+        self.dest_path(i).is_some()
+    }
+
+    /// Bytes of file data the restore writes.
+    fn data_total(&self) -> u64 {
+        let entries = self.manifest.entries.iter().enumerate();
+        entries.filter(|(i, _)| self.restores_data(*i)).map(|(_, e)| e.data_len()).sum()
+    }
+
+    /// Starts entry `i`: a directory is created, a file gets a temporary file to fill,
+    /// the rest is left for [`Restorer::finish`] (their parents are created now).
+    fn begin(&mut self, i: usize) -> Result<Option<(TempFile, File)>, TreeError> {
+        let (Some(path), Some(e)) = (self.dest_path(i), self.manifest.entries.get(i)) else {
+            return Ok(None);
+        };
+        match e.kind {
+            Kind::Dir => {
+                self.dest.dir(path)?;
+                self.dirs.push(i);
+                Ok(None)
+            }
+            Kind::File => {
+                let (parent, _) = self.dest.parent(path)?;
+                TempFile::create(&parent).map(Some)
+            }
+            _ => {
+                self.dest.parent(path)?;
+                self.later.push(i);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Gives a fully restored temporary file its size (the holes after its last data),
+    /// owner, mode, attributes and time, and renames it into place.
+    fn publish(&mut self, i: usize, temp: TempFile, file: &File) -> Result<(), TreeError> {
+        let (Some(path), Some(e)) = (self.dest_path(i), self.manifest.entries.get(i)) else {
+            return Err(TreeError::Layout { what: "a file restored that was not chosen" });
+        };
+        let temp_path = temp.path();
+        file.set_len(e.size).map_err(io_err(&temp_path, "cannot size"))?;
+        let shown = self.dest.root_path().join(OsStr::from_bytes(path));
+        let dropped = attrs::apply(
+            &attrs::fd_target(file),
+            e,
+            &shown,
+            self.policy,
+            &mut self.summary.warnings,
+        )?;
+        self.summary.privileges_dropped += u64::from(dropped);
+        let (_, name) = self.dest.parent(path)?;
+        temp.publish(file, name)?;
+        self.summary.files += 1;
+        Ok(())
+    }
+
+    /// Makes what waited for the files (special files and symlinks, then hard links, which
+    /// may name any of them) and sets directories' attributes, deepest first, since
+    /// restoring their contents changed their times and a read-only mode would have
+    /// blocked it.
+    fn finish(mut self) -> Result<RestoreSummary, TreeError> {
+        let later = std::mem::take(&mut self.later);
+        let (links, others): (Vec<usize>, Vec<usize>) = later
+            .into_iter()
+            .partition(|&i| self.manifest.entries.get(i).is_some_and(|e| e.kind == Kind::HardLink));
+        for i in others.into_iter().chain(links) {
+            self.make_later(i)?;
+        }
+        let dirs = std::mem::take(&mut self.dirs);
+        for &i in dirs.iter().rev() {
+            let (Some(path), Some(e)) = (self.dest_path(i), self.manifest.entries.get(i)) else {
+                continue;
+            };
+            let (parent, name) = self.dest.parent(path)?;
+            let file = open_dir_file(&parent, name)?;
+            let shown = parent.path().join(OsStr::from_bytes(name));
+            let dropped = attrs::apply(
+                &attrs::fd_target(&file),
+                e,
+                &shown,
+                self.policy,
+                &mut self.summary.warnings,
+            )?;
+            self.summary.privileges_dropped += u64::from(dropped);
+        }
+        self.summary.dirs = dirs.len() as u64;
+        Ok(self.summary)
+    }
+
+    fn make_later(&mut self, i: usize) -> Result<(), TreeError> {
+        let (Some(path), Some(e)) = (self.dest_path(i), self.manifest.entries.get(i)) else {
+            return Ok(());
+        };
+        let (parent, name) = self.dest.parent(path)?;
+        let shown = parent.path().join(OsStr::from_bytes(name));
+        match e.kind {
+            Kind::Symlink => {
+                make_symlink(&parent, name, &e.target)?;
+                let target = Target::Symlink { dir: parent.fd(), name };
+                attrs::apply(&target, e, &shown, self.policy, &mut self.summary.warnings)?;
+                self.summary.symlinks += 1;
+            }
+            Kind::Fifo | Kind::CharDevice | Kind::BlockDevice => {
+                let (file_type, dev) = match (e.kind, e.device) {
+                    (Kind::CharDevice, Some((major, minor))) => {
+                        (FileType::CharacterDevice, rustix::fs::makedev(major, minor))
+                    }
+                    (Kind::BlockDevice, Some((major, minor))) => {
+                        (FileType::BlockDevice, rustix::fs::makedev(major, minor))
+                    }
+                    _ => (FileType::Fifo, 0),
+                };
+                let create = |temp: &[u8]| {
+                    rustix::fs::mknodat(
+                        parent.fd(),
+                        temp,
+                        file_type,
+                        Mode::from_raw_mode(0o600),
+                        dev,
+                    )
+                };
+                let (policy, warnings) = (self.policy, &mut self.summary.warnings);
+                let mut prepare = |temp: &[u8]| -> Result<(), TreeError> {
+                    let fd = open_node(&parent, temp, file_type)?;
+                    attrs::apply(
+                        &Target::Node(std::os::fd::AsFd::as_fd(&fd)),
+                        e,
+                        &shown,
+                        policy,
+                        warnings,
+                    )
+                    .map(|_| ())
+                };
+                match create_replacing(&parent, name, &create, &mut prepare)? {
+                    Ok(()) => self.summary.special_files += 1,
+                    Err(errno) => self.summary.warnings.push(Warning::NotRestored {
+                        path: shown,
+                        what: e.kind.name().to_owned(),
+                        reason: std::io::Error::from(errno).to_string(),
+                    }),
+                }
+            }
+            Kind::HardLink => {
+                let at =
+                    self.by_path.get(e.target.as_slice()).and_then(|&t| self.dest_path(t)).ok_or(
+                        TreeError::Layout { what: "a hard link to an entry not restored" },
+                    )?;
+                let (target_dir, target_name) = self.dest.parent(at)?;
+                let create = |temp: &[u8]| {
+                    rustix::fs::linkat(
+                        target_dir.fd(),
+                        target_name,
+                        parent.fd(),
+                        temp,
+                        rustix::fs::AtFlags::empty(),
+                    )
+                };
+                create_replacing(&parent, name, &create, &mut |_| Ok(()))?.map_err(|errno| {
+                    TreeError::Io { path: shown, op: "cannot link", source: errno.into() }
+                })?;
+                self.summary.hard_links += 1;
+            }
+            Kind::Dir | Kind::File => {}
+        }
+        Ok(())
+    }
 }
 
 /// Reads and decodes the manifest: frame 0, holding exactly one buffer.
@@ -162,6 +411,23 @@ fn read_manifest<S: Source>(f: &mut FrameReader<'_, S>) -> Result<(Manifest, Vec
         return Err(TreeError::Layout { what: "manifest frame holds more than the manifest" });
     }
     Ok((Manifest::decode(&bytes).map_err(TreeError::Manifest)?, bytes))
+}
+
+/// Reads the manifest from frame 0 of a checkpoint read from its start (a pipe, a pool's
+/// published checkpoint), without its index: `None` when frame 0 holds no manifest.
+///
+/// # Errors
+/// [`TreeError::Manifest`] for an invalid manifest, [`TreeError::Format`] for damage in
+/// frame 0.
+pub fn read_first_manifest<S: Source>(
+    reader: &mut Reader<S>,
+) -> Result<Option<Manifest>, TreeError> {
+    let Some(mut f) = reader.next_frame()? else { return Ok(None) };
+    let Some(bytes) = f.read_to_vec()? else { return Ok(None) };
+    if !bytes.starts_with(b"CKMF") {
+        return Ok(None);
+    }
+    Manifest::decode(&bytes).map(Some).map_err(TreeError::Manifest)
 }
 
 /// Checks a tree checkpoint's manifest against its frames without restoring anything:
@@ -214,19 +480,44 @@ fn check_frames<S: Source>(reader: &Reader<S>, manifest: &Manifest) -> Result<()
     Ok(())
 }
 
-/// Restores a tree checkpoint from `source` into `dest` (created if missing). Paths are
-/// checked (relative, no `..`, never through a symlink); each file is written under a
-/// temporary name and appears under its own only once all its bytes are restored and
-/// verified; symlinks are created last. `progress` gets the file bytes done so far and
-/// the total.
+/// Restores a tree checkpoint from `source` into `dest` (created if missing), reading it
+/// once from start to end. Paths are checked (relative, no `..`, never through a symlink);
+/// each file is written under a temporary name and appears under its own only once all
+/// its bytes are restored and verified; symlinks, special files and hard links are made
+/// after every file. Entries not chosen by [`RestoreOptions::paths`] are read and verified
+/// but not written. `progress` gets the file bytes done so far and the total.
 ///
 /// # Errors
 /// [`TreeError::Format`] for damaged or truncated input, [`TreeError::Manifest`] for an
 /// invalid manifest, [`TreeError::Refused`] for paths that would leave `dest`,
+/// [`TreeError::NotInCheckpoint`] for a chosen path the checkpoint lacks,
 /// [`TreeError::Io`] for the destination.
+///
+/// # Examples
+/// ```
+/// use ckpt_frame_core::{CheckpointId, SliceSource, Style, VecSink};
+/// use ckpt_tree::{CollectOptions, RestoreOptions, WriteOptions, collect, restore_checkpoint, write_checkpoint};
+/// let dir = tempfile::tempdir()?;
+/// std::fs::create_dir_all(dir.path().join("app/logs"))?;
+/// std::fs::write(dir.path().join("app/logs/today"), b"started")?;
+/// std::fs::write(dir.path().join("app/config"), b"x = 1")?;
+/// let c = collect(&[dir.path().join("app")], &CollectOptions::new(1 << 20))?;
+/// let options = WriteOptions { style: Style::Lz4, id: CheckpointId::from_bytes([2; 16]), threads: 1, strict: true };
+/// let (sink, _) = write_checkpoint(VecSink::new(), &c, &options, &mut |_| {})?;
+/// let bytes = sink.into_inner();
+/// // Only `app/logs` comes back.
+/// let out = dir.path().join("out");
+/// let only_logs = RestoreOptions { paths: vec![b"app/logs".to_vec()], ..RestoreOptions::default() };
+/// let summary = restore_checkpoint(SliceSource::new(&bytes), &out, &only_logs, &|_, _| {})?;
+/// assert_eq!(summary.files, 1);
+/// assert_eq!(std::fs::read(out.join("app/logs/today"))?, b"started");
+/// assert!(!out.join("app/config").exists());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn restore_checkpoint<S: Source>(
     source: S,
     dest: &Path,
+    options: &RestoreOptions,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<RestoreSummary, TreeError> {
     let mut reader = Reader::new(source);
@@ -236,89 +527,83 @@ pub fn restore_checkpoint<S: Source>(
         f.close()?;
         manifest
     };
-    progress(0, manifest.data_bytes());
-    let mut dest = Dest::open(dest)?;
+    let mut r = Restorer::new(&manifest, options, dest)?;
+    let total = r.data_total();
+    progress(0, total);
     // Lazily: a manifest may claim more frames than the checkpoint holds.
     let mut planned = manifest.data_frames_iter();
     let mut pieces: std::vec::IntoIter<Piece> = Vec::new().into_iter();
     let mut frame = None;
     let mut buf = Vec::new();
-    let mut summary = RestoreSummary::default();
-    let mut dirs = Vec::new();
-    let mut links = Vec::new();
+    let mut done = 0;
     for (i, e) in manifest.entries.iter().enumerate() {
-        match e.kind {
-            Kind::Dir => {
-                dest.dir(&e.path)?;
-                let (parent, name) = dest.parent(&e.path)?;
-                dirs.push(DirEntry { parent, name, entry: e });
-                summary.dirs += 1;
-            }
-            Kind::Symlink => {
-                dest.parent(&e.path)?;
-                links.push(e);
-            }
-            Kind::File => {
-                let (parent, name) = dest.parent(&e.path)?;
-                let (temp, file) = TempFile::create(&parent)?;
-                let temp_path = temp.path();
-                let mut restored = 0;
-                while restored < e.data_len() {
-                    let Some(piece) = pieces.next() else {
-                        if let Some(f) = frame.take() {
-                            ckpt_frame_core::FrameReader::close(f)?;
-                        }
-                        let next = planned.next();
-                        pieces = next
-                            .ok_or(TreeError::Layout { what: "fewer data frames than files need" })?
-                            .into_iter();
-                        let next = reader.next_frame()?;
-                        frame = Some(next.ok_or(TreeError::Layout {
-                            what: "checkpoint ends before the data does",
-                        })?);
-                        continue;
-                    };
-                    if piece.entry != i {
-                        return Err(TreeError::Layout { what: "a data piece of another file" });
-                    }
-                    let f = frame
-                        .as_mut()
-                        .ok_or(TreeError::Layout { what: "data piece outside a frame" })?;
-                    restore_piece(f, &piece, &file, &temp_path, &mut buf)?;
-                    restored += piece.len;
-                    summary.data_bytes += piece.len;
-                    progress(summary.data_bytes, manifest.data_bytes());
+        let mut target = r.begin(i)?;
+        if e.kind != Kind::File {
+            continue;
+        }
+        let mut restored = 0;
+        while restored < e.data_len() {
+            let Some(piece) = pieces.next() else {
+                if let Some(f) = frame.take() {
+                    FrameReader::close(f)?;
                 }
-                summary.privileges_dropped += u64::from(publish_file(temp, &file, name, e)?);
-                summary.files += 1;
+                let next = planned.next();
+                pieces = next
+                    .ok_or(TreeError::Layout { what: "fewer data frames than files need" })?
+                    .into_iter();
+                let next = reader.next_frame()?;
+                frame =
+                    Some(next.ok_or(TreeError::Layout {
+                        what: "checkpoint ends before the data does",
+                    })?);
+                continue;
+            };
+            if piece.entry != i {
+                return Err(TreeError::Layout { what: "a data piece of another file" });
             }
+            let f =
+                frame.as_mut().ok_or(TreeError::Layout { what: "data piece outside a frame" })?;
+            match &target {
+                Some((temp, file)) => {
+                    restore_piece(f, &piece, file, &temp.path(), &mut buf)?;
+                    done += piece.len;
+                    progress(done, total);
+                }
+                None => skip_piece(f, &piece)?,
+            }
+            restored += piece.len;
+        }
+        if let Some((temp, file)) = target.take() {
+            r.publish(i, temp, &file)?;
         }
     }
     if let Some(f) = frame.take() {
-        ckpt_frame_core::FrameReader::close(f)?;
+        FrameReader::close(f)?;
     }
     if planned.next().is_some() || pieces.next().is_some() {
         return Err(TreeError::Layout { what: "more data frames than the files need" });
     }
     reader.finish()?;
-    summary.symlinks = create_links(&mut dest, &links)?;
-    summary.privileges_dropped += set_dir_attributes(&dirs)?;
+    let mut summary = r.finish()?;
+    summary.data_bytes = done;
     Ok(summary)
 }
 
 /// Restores a tree checkpoint held in a file (any source that can seek) with `threads`
 /// workers, each opening its own source with `open` and decoding whole frames through the
-/// index into its own buffer, then writing them into the files at their offsets. Files
-/// appear under their names only after every frame is restored and checked, as with
-/// [`restore_checkpoint`], whose guarantees this keeps; the result is the same. A
-/// checkpoint whose index cannot be read (cut short, damaged end) is restored by
-/// [`restore_checkpoint`] instead, which restores every whole file before the damage.
+/// index into its own buffer, then writing them into the files at their offsets. Only the
+/// frames holding chosen entries are read. Files appear under their names only after every
+/// frame is restored and checked, as with [`restore_checkpoint`], whose guarantees this
+/// keeps; the result is the same. A checkpoint whose index cannot be read (cut short,
+/// damaged end) is restored by [`restore_checkpoint`] instead, which restores every whole
+/// file before the damage.
 ///
 /// # Errors
 /// As [`restore_checkpoint`]; with several failures, the one in the earliest frame.
 pub fn restore_checkpoint_parallel<S, O>(
     open: O,
     dest: &Path,
+    options: &RestoreOptions,
     threads: usize,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<RestoreSummary, TreeError>
@@ -332,7 +617,7 @@ where
             // A cut or damaged end: the frames before the damage may still be whole, and
             // the streaming reader restores (and checks) each of them before reporting it.
             tracing::warn!("cannot use the checkpoint's index ({e}); restoring frame by frame");
-            return restore_checkpoint(open()?, dest, progress);
+            return restore_checkpoint(open()?, dest, options, progress);
         }
         Err(e) => return Err(e.into()),
     };
@@ -351,34 +636,23 @@ where
     check_frames(&reader, &manifest)?;
     let data_frames = manifest.data_frames();
     drop(reader);
-    let total = manifest.data_bytes();
+    let mut r = Restorer::new(&manifest, options, dest)?;
+    let total = r.data_total();
     progress(0, total);
-    let mut dest = Dest::open(dest)?;
-    let mut summary = RestoreSummary::default();
-    let (mut dirs, mut links, mut files) = (Vec::new(), Vec::new(), Vec::new());
     let mut temps: Vec<Option<TempFile>> = Vec::with_capacity(manifest.entries.len());
-    for e in &manifest.entries {
-        let mut temp = None;
-        match e.kind {
-            Kind::Dir => {
-                dest.dir(&e.path)?;
-                let (parent, name) = dest.parent(&e.path)?;
-                dirs.push(DirEntry { parent, name, entry: e });
-            }
-            Kind::Symlink => {
-                dest.parent(&e.path)?;
-                links.push(e);
-            }
-            Kind::File => {
-                let (parent, name) = dest.parent(&e.path)?;
-                // Closed at once: a restore may hold thousands of files pending.
-                let (t, _) = TempFile::create(&parent)?;
-                temp = Some(t);
-                files.push((temps.len(), name, e));
-            }
-        }
-        temps.push(temp);
+    for i in 0..manifest.entries.len() {
+        // Closed at once: a restore may hold thousands of files pending.
+        temps.push(r.begin(i)?.map(|(temp, _)| temp));
     }
+    // Frame 0 (the manifest, read again to check it did not change) and every data frame
+    // holding a piece restored.
+    let whole = options.paths.is_empty();
+    let frames: Vec<u64> = std::iter::once(0)
+        .filter(|_| whole)
+        .chain((1u64..).zip(&data_frames).filter_map(|(i, pieces)| {
+            pieces.iter().any(|p| temps.get(p.entry).is_some_and(Option::is_some)).then_some(i)
+        }))
+        .collect();
     let done = AtomicU64::new(0);
     let visit = |frame: &mut FrameReader<'_, S>| -> Result<(), TreeError> {
         let Some(data) = frame.index().checked_sub(1) else {
@@ -398,10 +672,10 @@ where
         }
         BUF.with_borrow_mut(|buf| {
             for p in pieces {
-                let temp =
-                    temps.get(p.entry).and_then(Option::as_ref).ok_or(TreeError::Layout {
-                        what: "a data piece belongs to an entry that is not a file",
-                    })?;
+                let Some(temp) = temps.get(p.entry).and_then(Option::as_ref) else {
+                    skip_piece(frame, p)?;
+                    continue;
+                };
                 let file = temp.reopen()?;
                 restore_piece(frame, p, &file, &temp.path(), buf)?;
                 progress(done.fetch_add(p.len, Ordering::Relaxed) + p.len, total);
@@ -409,24 +683,21 @@ where
             Ok(())
         })
     };
-    restore_with(open, Parallelism::threads(threads), visit).map_err(|e| match e {
-        ParallelError::Callback { error, .. } => error,
-        ParallelError::Frame { error, .. } | ParallelError::Open(error) => error.into(),
-        ParallelError::Pool(reason) => TreeError::Threads { reason },
-        _ => TreeError::Threads { reason: e.to_string() },
-    })?;
-    summary.data_bytes = done.into_inner();
-    for (i, name, e) in files {
-        let temp = temps
-            .get_mut(i)
-            .and_then(Option::take)
-            .ok_or(TreeError::Layout { what: "a file restored twice" })?;
-        let file = temp.reopen()?;
-        summary.privileges_dropped += u64::from(publish_file(temp, &file, name, e)?);
-        summary.files += 1;
+    restore_frames_with(open, &frames, Parallelism::threads(threads), visit).map_err(
+        |e| match e {
+            ParallelError::Callback { error, .. } => error,
+            ParallelError::Frame { error, .. } | ParallelError::Open(error) => error.into(),
+            ParallelError::Pool(reason) => TreeError::Threads { reason },
+            _ => TreeError::Threads { reason: e.to_string() },
+        },
+    )?;
+    for (i, temp) in temps.iter_mut().enumerate() {
+        if let Some(temp) = temp.take() {
+            let file = temp.reopen()?;
+            r.publish(i, temp, &file)?;
+        }
     }
-    summary.dirs = dirs.len() as u64;
-    summary.symlinks = create_links(&mut dest, &links)?;
-    summary.privileges_dropped += set_dir_attributes(&dirs)?;
+    let mut summary = r.finish()?;
+    summary.data_bytes = done.into_inner();
     Ok(summary)
 }

@@ -1,16 +1,32 @@
 //! Writing a tree checkpoint.
 
+use crate::error::io_err;
 use crate::manifest::Piece;
-use crate::{Collected, TreeError, error::io_err};
+use crate::{Collected, TreeError, Warning};
 use ckpt_frame_core::{CheckpointId, IoError, IoErrorKind, Sink, Style, Writer};
 use ckpt_parallel::{LoadedFrame, ParallelError, Parallelism, write_loaded};
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// How to write.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteOptions {
+    /// How frames store bytes.
+    pub style: Style,
+    /// The checkpoint's identity.
+    pub id: CheckpointId,
+    /// Worker threads compressing LZ4 frames.
+    pub threads: usize,
+    /// Refuse (rather than store as read, with a warning) a file that changes while it is
+    /// read.
+    pub strict: bool,
+}
 
 /// What a write produced.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct WriteSummary {
     /// The checkpoint's identity.
     pub id: CheckpointId,
@@ -20,6 +36,8 @@ pub struct WriteSummary {
     pub data_bytes: u64,
     /// Frames, manifest included.
     pub frames: u64,
+    /// Files that changed while they were read (each stored as read).
+    pub warnings: Vec<Warning>,
 }
 
 /// Writes the checkpoint of `c` into `sink`; `progress` gets the file bytes done so far.
@@ -32,39 +50,149 @@ pub struct WriteSummary {
 ///   about `4 × threads` frames, whatever the input's size.
 ///
 /// The bytes depend only on the inputs, the style, the frame size and `id`, never on
-/// `threads`.
+/// `threads`. A file that shrinks while it is read is padded with zeros to its listed
+/// length, one that grows is stored up to it, one that is modified in place is stored as
+/// read: each is named in [`WriteSummary::warnings`] (tar's policy), or refused with
+/// [`WriteOptions::strict`].
 ///
 /// # Errors
-/// [`TreeError::Io`] reading inputs, [`TreeError::Changed`] if a file changed size,
-/// [`TreeError::Format`] from the sink, [`TreeError::Threads`] if no worker thread starts.
+/// [`TreeError::Io`] reading inputs, [`TreeError::Changed`] if a file changed under
+/// [`WriteOptions::strict`], [`TreeError::Format`] from the sink, [`TreeError::Threads`] if
+/// no worker thread starts.
+///
+/// # Examples
+/// ```
+/// use ckpt_frame_core::{CheckpointId, Style, VecSink};
+/// use ckpt_tree::{CollectOptions, WriteOptions, collect, write_checkpoint};
+/// let dir = tempfile::tempdir()?;
+/// std::fs::write(dir.path().join("state.bin"), vec![7u8; 100_000])?;
+/// let c = collect(&[dir.path().join("state.bin")], &CollectOptions::new(1 << 20))?;
+/// let options =
+///     WriteOptions { style: Style::Lz4, id: CheckpointId::from_bytes([1; 16]), threads: 2, strict: true };
+/// let (sink, summary) = write_checkpoint(VecSink::new(), &c, &options, &mut |_| {})?;
+/// assert_eq!(summary.data_bytes, 100_000);
+/// assert!(sink.into_inner().len() < 10_000);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn write_checkpoint<S: Sink>(
     sink: S,
     c: &Collected,
-    style: Style,
-    id: CheckpointId,
-    threads: usize,
+    options: &WriteOptions,
     progress: &mut dyn FnMut(u64),
 ) -> Result<(S, WriteSummary), TreeError> {
-    let mut w = Writer::new(sink, id);
+    let mut w = Writer::new(sink, options.id);
     let manifest = c.manifest.encode();
-    let mut f = w.open_frame(style)?;
+    let mut f = w.open_frame(options.style)?;
     f.add(&manifest)?;
     f.close()?;
     let frames = c.manifest.data_frames();
-    let done = match style {
-        Style::Raw => write_streamed(&mut w, c, &frames, progress)?,
-        _ => write_pipelined(&mut w, c, &frames, style, threads, progress)?,
+    let inputs = Inputs { c, strict: options.strict, warnings: Mutex::new(Vec::new()) };
+    let done = match options.style {
+        Style::Raw => write_streamed(&mut w, &inputs, &frames, progress)?,
+        style => write_pipelined(&mut w, &inputs, &frames, style, options.threads, progress)?,
     };
     let summary = w.finish()?;
+    let mut warnings =
+        inputs.warnings.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Workers reading pieces of one file in different frames may each have seen the change.
+    let mut seen = std::collections::HashSet::new();
+    warnings.retain(|w| seen.insert(w.clone()));
     Ok((
         w.into_sink(),
-        WriteSummary { id, stored_bytes: summary.len, data_bytes: done, frames: summary.frames },
+        WriteSummary {
+            id: options.id,
+            stored_bytes: summary.len,
+            data_bytes: done,
+            frames: summary.frames,
+            warnings,
+        },
     ))
+}
+
+/// The files being read, and what changed under them.
+struct Inputs<'c> {
+    c: &'c Collected,
+    strict: bool,
+    warnings: Mutex<Vec<Warning>>,
+}
+
+impl Inputs<'_> {
+    fn changed(&self, path: &Path, how: &'static str) -> Result<(), TreeError> {
+        if self.strict {
+            return Err(TreeError::Changed { path: path.to_owned(), how });
+        }
+        tracing::warn!(path = %path.display(), "{how} while it was read; stored as read");
+        self.warnings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Warning::Changed { path: path.to_owned(), how });
+        Ok(())
+    }
+
+    /// Fills `dst` with the bytes of `p`'s file at `offset`: bytes past a shrunken end, or
+    /// of a file removed since it was listed, are zeros.
+    fn read(
+        &self,
+        files: &mut OpenFiles,
+        p: &Piece,
+        offset: u64,
+        dst: &mut [u8],
+    ) -> Result<(), TreeError> {
+        let (path, file) = files.get(self, p.entry)?;
+        let Some(file) = file else {
+            dst.fill(0);
+            return Ok(());
+        };
+        let mut at = 0;
+        while at < dst.len() {
+            let rest = dst.get_mut(at..).unwrap_or_default();
+            match file.read_at(rest, offset + at as u64) {
+                Ok(0) => {
+                    rest.fill(0);
+                    return self.changed(path, "shrank");
+                }
+                Ok(n) => at += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(TreeError::Io {
+                        path: path.to_owned(),
+                        op: "cannot read",
+                        source: e,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// After a piece: if it ends the file's data, the file must not have grown or been
+    /// modified since it was listed.
+    fn piece_done(&self, files: &mut OpenFiles, p: &Piece) -> Result<(), TreeError> {
+        let Some(e) = self.c.manifest.entries.get(p.entry) else { return Ok(()) };
+        let last = match &e.extents {
+            Some(x) => x.last().copied(),
+            None => Some((0, e.size)),
+        };
+        if last.is_none_or(|(o, l)| p.offset + p.len != o + l) {
+            return Ok(());
+        }
+        let (path, file) = files.get(self, p.entry)?;
+        let Some(file) = file else { return Ok(()) };
+        if file.read_at(&mut [0u8; 1], e.size).map_err(io_err(path, "cannot read"))? > 0 {
+            return self.changed(path, "grew");
+        }
+        let meta = file.metadata().map_err(io_err(path, "cannot read"))?;
+        let mtime = (meta.mtime(), u32::try_from(meta.mtime_nsec()).unwrap_or(0));
+        if meta.len() == e.size && mtime != (e.mtime_sec, e.mtime_nsec) {
+            return self.changed(path, "changed");
+        }
+        Ok(())
+    }
 }
 
 fn write_streamed<S: Sink>(
     w: &mut Writer<S>,
-    c: &Collected,
+    inputs: &Inputs<'_>,
     frames: &[Vec<Piece>],
     progress: &mut dyn FnMut(u64),
 ) -> Result<u64, TreeError> {
@@ -73,12 +201,11 @@ fn write_streamed<S: Sink>(
     for pieces in frames {
         let mut f = w.open_frame(Style::Raw)?;
         for p in pieces {
-            let (path, file) = files.get(c, p.entry)?;
             let mut failure = None;
             let len = usize::try_from(p.len).unwrap_or(usize::MAX);
             let mut at = p.offset;
             let added = f.add_streamed(len, |dst| {
-                read_piece(file, path, at, dst).map(|()| at += dst.len() as u64).map_err(|e| {
+                inputs.read(&mut files, p, at, dst).map(|()| at += dst.len() as u64).map_err(|e| {
                     failure = Some(e);
                     IoError::new(IoErrorKind::Other, "reading the input failed")
                 })
@@ -87,7 +214,7 @@ fn write_streamed<S: Sink>(
                 return Err(e);
             }
             added?;
-            check_end(c, p, file, path)?;
+            inputs.piece_done(&mut files, p)?;
             done += p.len;
         }
         f.close()?;
@@ -98,7 +225,7 @@ fn write_streamed<S: Sink>(
 
 fn write_pipelined<S: Sink>(
     w: &mut Writer<S>,
-    c: &Collected,
+    inputs: &Inputs<'_>,
     frames: &[Vec<Piece>],
     style: Style,
     threads: usize,
@@ -115,10 +242,9 @@ fn write_pipelined<S: Sink>(
         let mut at = 0;
         for p in pieces {
             let len = usize::try_from(p.len).unwrap_or(usize::MAX);
-            let (path, file) = files.get(c, p.entry)?;
             let dst = mem.get_mut(at..at + len).unwrap_or_default();
-            read_piece(file, path, p.offset, dst)?;
-            check_end(c, p, file, path)?;
+            inputs.read(&mut files, p, p.offset, dst)?;
+            inputs.piece_done(&mut files, p)?;
             at += len;
         }
         Ok(())
@@ -138,44 +264,39 @@ fn write_pipelined<S: Sink>(
     Ok(done)
 }
 
-/// The input file last used, kept open while the next pieces come from it.
+/// The input file last used, kept open while the next pieces come from it (`None`: it was
+/// removed after it was listed).
 #[derive(Default)]
 struct OpenFiles {
-    open: Option<(usize, PathBuf, File)>,
+    open: Option<(usize, PathBuf, Option<File>)>,
 }
 
 impl OpenFiles {
-    fn get(&mut self, c: &Collected, entry: usize) -> Result<(&Path, &File), TreeError> {
+    fn get(
+        &mut self,
+        inputs: &Inputs<'_>,
+        entry: usize,
+    ) -> Result<(&Path, Option<&File>), TreeError> {
         if self.open.as_ref().is_none_or(|(i, _, _)| *i != entry) {
-            let path = c.sources.get(entry).and_then(Option::as_ref).ok_or(TreeError::Layout {
-                what: "a data piece belongs to an entry that is not a file",
-            })?;
-            let file = File::open(path).map_err(io_err(path, "cannot open"))?;
+            let path =
+                inputs.c.sources.get(entry).and_then(Option::as_ref).ok_or(TreeError::Layout {
+                    what: "a data piece belongs to an entry that is not a file",
+                })?;
+            let file = match File::open(path) {
+                Ok(file) => Some(file),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    inputs.changed(path, "was removed")?;
+                    None
+                }
+                Err(e) => {
+                    return Err(TreeError::Io { path: path.clone(), op: "cannot open", source: e });
+                }
+            };
             self.open = Some((entry, path.clone(), file));
         }
         match &self.open {
-            Some((_, path, file)) => Ok((path, file)),
+            Some((_, path, file)) => Ok((path, file.as_ref())),
             None => Err(TreeError::Layout { what: "no input file is open" }),
         }
     }
-}
-
-/// Fills `dst` from `file` at `offset`; a short read means the file shrank.
-fn read_piece(file: &File, path: &Path, offset: u64, dst: &mut [u8]) -> Result<(), TreeError> {
-    file.read_exact_at(dst, offset).map_err(|e| match e.kind() {
-        io::ErrorKind::UnexpectedEof => TreeError::Changed { path: path.to_owned(), how: "shrank" },
-        _ => TreeError::Io { path: path.to_owned(), op: "cannot read", source: e },
-    })
-}
-
-/// After a file's last piece: the file must not have grown since it was listed.
-fn check_end(c: &Collected, p: &Piece, file: &File, path: &Path) -> Result<(), TreeError> {
-    let size = c.manifest.entries.get(p.entry).map_or(0, |e| e.size);
-    let data_end = c.manifest.entries.get(p.entry).and_then(|e| e.data_ranges().last().copied());
-    if data_end.is_some_and(|(o, l)| p.offset + p.len == o + l)
-        && file.read_at(&mut [0u8; 1], size).map_err(io_err(path, "cannot read"))? > 0
-    {
-        return Err(TreeError::Changed { path: path.to_owned(), how: "grew" });
-    }
-    Ok(())
 }
