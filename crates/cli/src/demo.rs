@@ -271,13 +271,17 @@ fn pool_tour(
         NativePool::create(&set, ckpt_poolset::native::DEFAULT_BLOCK_SIZE)
             .map_err(|e| Failure::usage(format!("{}: {e}", set.display())))?;
         let id = ckpt_frame_core::CheckpointId::generate();
+        let options = ckpt_tree::WriteOptions {
+            style: Style::Lz4,
+            id,
+            threads: crate::all_cores(),
+            strict: true,
+        };
         crate::write(
             &target,
-            Style::Lz4,
             IoMode::Buffered,
-            4 << 20,
-            id,
-            crate::all_cores(),
+            &ckpt_tree::CollectOptions::new(4 << 20),
+            &options,
             &sources,
         )?;
         Ok(format!("checkpoint of logs/ and small/ ({}) in a 3-replica native pool", human(bytes)))
@@ -310,7 +314,13 @@ fn pool_tour(
     })?);
     let restored = work.join("restored-from-pool");
     steps.push(timed("restore", bytes, &mut || {
-        crate::restore(&target, &restored, IoMode::Buffered, 1)?;
+        crate::restore(
+            &target,
+            &restored,
+            IoMode::Buffered,
+            1,
+            &ckpt_tree::RestoreOptions::default(),
+        )?;
         for src in &sources {
             let name = src.file_name().unwrap_or_default();
             same_tree(src, &restored.join(name)).map_err(|e| {
@@ -359,21 +369,26 @@ pub(crate) fn run(dir: Option<&Path>, size: u64) -> Result<u8, Failure> {
     let ckpt_s = ckpt.to_string_lossy().into_owned();
     steps.push(timed("write", total, &mut || {
         let id = ckpt_frame_core::CheckpointId::generate();
-        crate::write(
-            &ckpt_s,
-            Style::Lz4,
-            IoMode::Buffered,
-            16 << 20,
+        let options = ckpt_tree::WriteOptions {
+            style: Style::Lz4,
             id,
-            crate::all_cores(),
-            std::slice::from_ref(&data),
-        )?;
+            threads: crate::all_cores(),
+            strict: true,
+        };
+        let collect = ckpt_tree::CollectOptions::new(16 << 20);
+        crate::write(&ckpt_s, IoMode::Buffered, &collect, &options, std::slice::from_ref(&data))?;
         let stored = fs::metadata(&ckpt).map_or(0, |m| m.len());
         Ok(format!("{} stored, ratio {:.2}", human(stored), total as f64 / stored.max(1) as f64))
     })?);
     let restored = work.join("restored");
     steps.push(timed("restore", total, &mut || {
-        crate::restore(&ckpt_s, &restored, IoMode::Buffered, crate::all_cores())?;
+        crate::restore(
+            &ckpt_s,
+            &restored,
+            IoMode::Buffered,
+            crate::all_cores(),
+            &ckpt_tree::RestoreOptions::default(),
+        )?;
         Ok(format!("into {}", restored.display()))
     })?);
     steps.push(timed("compare", 2 * total, &mut || {

@@ -7,6 +7,7 @@
 mod demo;
 mod pool_cmd;
 mod sparse_cmd;
+mod tree_cmd;
 
 use ckpt_cli::size::parse_size;
 use ckpt_frame_core::scan::{Depth, Region, plan_heal, scan};
@@ -17,11 +18,16 @@ use ckpt_io_backends::{
 };
 use ckpt_poolset::native::{Access, NativePool, PublishedReader};
 use ckpt_tree::manifest::Kind;
-use ckpt_tree::{self as tree, TreeError, format_exit_code};
+use ckpt_tree::pattern::Excludes;
+use ckpt_tree::{
+    self as tree, CollectOptions, RestoreOptions, TreeError, Warning, WriteOptions,
+    format_exit_code,
+};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use std::io::IsTerminal;
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -74,6 +80,20 @@ enum Command {
         /// Checkpoint identity as 32 hex digits, for reproducible output (default: random).
         #[arg(long, value_name = "HEX", value_parser = parse_id)]
         id: Option<CheckpointId>,
+        /// Leave out paths matching this shell pattern, with their contents (tar's rules:
+        /// `*.o` or `cache` match at any depth, `*` matches `/` too). Repeatable.
+        #[arg(long, value_name = "PATTERN")]
+        exclude: Vec<String>,
+        /// Store directories on another file system without their contents.
+        #[arg(long)]
+        one_file_system: bool,
+        /// Do not store extended attributes and POSIX ACLs (stored by default).
+        #[arg(long)]
+        no_xattrs: bool,
+        /// Fail (exit 2, no checkpoint) if a file changes while it is read, instead of
+        /// storing it as read with a warning and exit status 1.
+        #[arg(long)]
+        strict: bool,
         /// Files and directories to checkpoint.
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
@@ -92,6 +112,38 @@ enum Command {
         /// Worker threads decoding frames (default: all cores); stdin is restored on one.
         #[arg(long, value_name = "N")]
         threads: Option<usize>,
+        /// Leave owners to the restoring user (the default when not root). As root, the
+        /// recorded numeric owners are restored, and setuid/setgid bits with them.
+        #[arg(long)]
+        no_same_owner: bool,
+        /// Do not restore extended attributes and POSIX ACLs.
+        #[arg(long)]
+        no_xattrs: bool,
+        /// Restore only these paths of the checkpoint (a directory with its contents),
+        /// reading only the frames that hold them.
+        #[arg(value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// List a checkpoint's contents (paths; `--long` as `tar -tv`).
+    List {
+        /// Checkpoint file, or `pool:SET`.
+        input: String,
+        /// Type, mode, owner, size and time before each path.
+        #[arg(short, long)]
+        long: bool,
+        /// One JSON object per entry, in a JSON array on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare a checkpoint with a directory, as `tar -d` (exit 1 when anything differs).
+    Diff {
+        /// Checkpoint file.
+        input: PathBuf,
+        /// The directory the checkpoint's paths are compared under.
+        dir: PathBuf,
+        /// Print a JSON report on stdout.
+        #[arg(long)]
+        json: bool,
     },
     /// Read every chunk and check every checksum; writes nothing.
     Verify {
@@ -238,14 +290,43 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<u8, Failure> {
     match command {
-        Command::Write { output, style, io, threads, frame_size, id, paths } => {
-            let id = id.unwrap_or_else(CheckpointId::generate);
-            let threads = threads.unwrap_or_else(all_cores).max(1);
-            write(&output, style_of(style), io, frame_size, id, threads, &paths).map(|()| 0)
+        Command::Write {
+            output,
+            style,
+            io,
+            threads,
+            frame_size,
+            id,
+            exclude,
+            one_file_system,
+            no_xattrs,
+            strict,
+            paths,
+        } => {
+            let excludes = Excludes::new(&exclude).map_err(|e| Failure::usage(e.to_string()))?;
+            let collect = CollectOptions {
+                excludes,
+                one_file_system,
+                xattrs: !no_xattrs,
+                ..CollectOptions::new(frame_size)
+            };
+            let options = WriteOptions {
+                style: style_of(style),
+                id: id.unwrap_or_else(CheckpointId::generate),
+                threads: threads.unwrap_or_else(all_cores).max(1),
+                strict,
+            };
+            write(&output, io, &collect, &options, &paths)
         }
-        Command::Restore { input, dir, io, threads } => {
-            restore(&input, &dir, io, threads.unwrap_or_else(all_cores)).map(|()| 0)
+        Command::Restore { input, dir, io, threads, no_same_owner, no_xattrs, paths } => {
+            let mut options = RestoreOptions::default();
+            options.same_owner &= !no_same_owner;
+            options.xattrs = !no_xattrs;
+            options.paths = paths.into_iter().map(|p| p.into_os_string().into_vec()).collect();
+            restore(&input, &dir, io, threads.unwrap_or_else(all_cores), &options)
         }
+        Command::List { input, long, json } => tree_cmd::list(&input, long, json).map(|()| 0),
+        Command::Diff { input, dir, json } => tree_cmd::diff(&input, &dir, json),
         Command::Verify { input, json } => verify(&input, json),
         Command::Info { input, json } => info(&input, json).map(|()| 0),
         Command::Heal { damaged, good, dry_run, json } => heal(&damaged, &good, dry_run, json),
@@ -259,17 +340,19 @@ pub(crate) fn all_cores() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }
 
+/// Writes a checkpoint; returns the exit status (1 when a file changed while it was read).
 pub(crate) fn write(
     output: &str,
-    style: Style,
     io: IoMode,
-    frame_size: u64,
-    id: CheckpointId,
-    threads: usize,
+    collect: &CollectOptions,
+    options: &WriteOptions,
     paths: &[PathBuf],
-) -> Result<(), Failure> {
+) -> Result<u8, Failure> {
     let started = Instant::now();
-    let collected = tree::collect(paths, frame_size)?;
+    let collected = tree::collect(paths, collect)?;
+    for w in &collected.warnings {
+        eprintln!("ckpt: {w}");
+    }
     let total = collected.manifest.data_bytes();
     let bar = progress_bar(total, "write");
     let mut tick = |done| bar.set_position(done);
@@ -282,8 +365,7 @@ pub(crate) fn write(
         let writer =
             pool.begin_checkpoint().map_err(|e| Failure::usage(format!("{output}: {e}")))?;
         let sink = StreamSink::with_name(writer, output);
-        let (sink, summary) =
-            tree::write_checkpoint(sink, &collected, style, id, threads, &mut tick)?;
+        let (sink, summary) = tree::write_checkpoint(sink, &collected, options, &mut tick)?;
         let writer = sink.finish().map_err(|e| backend_failure(&e))?;
         writer.finish().map_err(|e| Failure::usage(format!("{output}: {e}")))?;
         summary
@@ -294,7 +376,7 @@ pub(crate) fn write(
             )));
         }
         let (sink, summary) =
-            tree::write_checkpoint(stdout_sink(), &collected, style, id, threads, &mut tick)?;
+            tree::write_checkpoint(stdout_sink(), &collected, options, &mut tick)?;
         sink.finish().map_err(|e| backend_failure(&e))?;
         summary
     } else {
@@ -311,12 +393,11 @@ pub(crate) fn write(
                 tracing::info!("removed {n} stale temporary files of {output}");
             }
         }
-        let plan = tree::frame_plan(&collected.manifest, style);
+        let plan = tree::frame_plan(&collected.manifest, options.style);
         let bound = ckpt_frame_core::checkpoint_size_bound(plan);
         let opts = OutputOptions { mode: io, size_bound: bound };
         let sink = PublishSink::create(out, &opts).map_err(|e| backend_failure(&e))?;
-        let (sink, summary) =
-            tree::write_checkpoint(sink, &collected, style, id, threads, &mut tick)?;
+        let (sink, summary) = tree::write_checkpoint(sink, &collected, options, &mut tick)?;
         sink.commit().map_err(|e| backend_failure(&e))?;
         summary
     };
@@ -331,10 +412,22 @@ pub(crate) fn write(
         summary.frames,
         secs
     );
-    Ok(())
+    for w in &summary.warnings {
+        eprintln!("ckpt: {w}");
+    }
+    let incomplete = summary.warnings.iter().chain(&collected.warnings).any(Warning::incomplete);
+    Ok(u8::from(incomplete))
 }
 
-pub(crate) fn restore(input: &str, dir: &Path, io: IoMode, threads: usize) -> Result<(), Failure> {
+/// Restores a checkpoint; returns the exit status (1 when something could not be restored
+/// exactly).
+pub(crate) fn restore(
+    input: &str,
+    dir: &Path,
+    io: IoMode,
+    threads: usize,
+    options: &RestoreOptions,
+) -> Result<u8, Failure> {
     let bar = progress_bar(0, "restore");
     let tick = |done, total| {
         bar.set_length(total);
@@ -348,9 +441,9 @@ pub(crate) fn restore(input: &str, dir: &Path, io: IoMode, threads: usize) -> Re
     let summary = if let Some(set) = input.strip_prefix("pool:") {
         let reader = PublishedReader::open(Path::new(set))
             .map_err(|e| Failure::usage(format!("{input}: {e}")))?;
-        tree::restore_checkpoint(stream_source(reader, input), dir, &tick)
+        tree::restore_checkpoint(stream_source(reader, input), dir, options, &tick)
     } else if input == "-" {
-        tree::restore_checkpoint(stdin_source(), dir, &tick)
+        tree::restore_checkpoint(stdin_source(), dir, options, &tick)
     } else {
         let path = Path::new(input);
         // Opened once here so that a missing or unreadable input gets the backend's message.
@@ -361,15 +454,20 @@ pub(crate) fn restore(input: &str, dir: &Path, io: IoMode, threads: usize) -> Re
                 error: std::io::Error::from(e).into(),
             })
         };
-        tree::restore_checkpoint_parallel(open, dir, threads, &tick)
+        tree::restore_checkpoint_parallel(open, dir, options, threads, &tick)
     }
     .map_err(|e| Failure {
         code: e.exit_code(),
         message: format!("{}: {e}", if input == "-" { "stdin" } else { input }),
     })?;
     bar.finish_and_clear();
+    let specials = if summary.special_files + summary.hard_links > 0 {
+        format!(", {} hard links, {} special files", summary.hard_links, summary.special_files)
+    } else {
+        String::new()
+    };
     eprintln!(
-        "ckpt: restored {} files, {} directories, {} symlinks ({}) into {}",
+        "ckpt: restored {} files, {} directories, {} symlinks{specials} ({}) into {}",
         summary.files,
         summary.dirs,
         summary.symlinks,
@@ -378,12 +476,16 @@ pub(crate) fn restore(input: &str, dir: &Path, io: IoMode, threads: usize) -> Re
     );
     if summary.privileges_dropped > 0 {
         eprintln!(
-            "ckpt: {} setuid/setgid bits not restored: the checkpoint does not store owners, \
-             and the bits would give the restoring user's privileges",
+            "ckpt: {} setuid/setgid bits not restored: their owners were not restored (not \
+             root, --no-same-owner, or an older checkpoint without owners), and the bits \
+             would give the restoring user's privileges",
             summary.privileges_dropped
         );
     }
-    Ok(())
+    for w in &summary.warnings {
+        eprintln!("ckpt: {w}");
+    }
+    Ok(u8::from(summary.warnings.iter().any(Warning::incomplete)))
 }
 
 fn region_json(r: &Region) -> serde_json::Value {

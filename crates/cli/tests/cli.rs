@@ -313,6 +313,7 @@ fn file_entry(path: &str, size: u64) -> Entry {
         size,
         target: vec![],
         extents: None,
+        ..Entry::default()
     }
 }
 
@@ -350,6 +351,7 @@ fn hostile_paths_are_refused_and_nothing_is_written_outside() {
         size: 0,
         target: s(&outside).into(),
         extents: None,
+        ..Entry::default()
     };
     crafted(&c, vec![link, file_entry("l/pwned", 4)], b"evil");
     let dest2 = tmp.path().join("dest2");

@@ -9,7 +9,7 @@
 
 use ckpt_frame_core::{CheckpointId, SliceSource, Style, VecSink, Writer};
 use ckpt_tree::manifest::{Entry, Kind, Manifest};
-use ckpt_tree::{restore_checkpoint, restore_checkpoint_parallel};
+use ckpt_tree::{RestoreOptions, restore_checkpoint, restore_checkpoint_parallel};
 use rustix::fs::{Mode, OFlags};
 use std::collections::BTreeMap;
 use std::fs;
@@ -31,6 +31,7 @@ fn entry(kind: Kind, path: &str, size: u64, mode: u32) -> Entry {
         size,
         target: vec![],
         extents: None,
+        ..Entry::default()
     }
 }
 
@@ -174,11 +175,17 @@ fn symlinks_and_fifos_at_temporary_names_redirect_nothing() {
                                 .unwrap())
                         },
                         &dest2,
+                        &RestoreOptions::default(),
                         2,
                         &|_, _| {},
                     )
                 } else {
-                    restore_checkpoint(SliceSource::new(&bytes2), &dest2, &|_, _| {})
+                    restore_checkpoint(
+                        SliceSource::new(&bytes2),
+                        &dest2,
+                        &RestoreOptions::default(),
+                        &|_, _| {},
+                    )
                 }
             })
             .unwrap_or_else(|e| panic!("parallel {parallel}: {e}"));
