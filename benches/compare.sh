@@ -158,3 +158,10 @@ NOTES
 } > "$ROOT/docs/performance.md"
 echo "compare: wrote docs/performance.md"
 cat "$ROOT/docs/performance.md"
+
+# Tree checkpoints against `tar | lz4` and `tar | zstd -T0` (benches/tree_compare.sh, which
+# replaces only its own block of docs/performance.md). TREE=0 skips it; FILES passes through.
+TREE=${TREE:-1}
+if [ "$TREE" != 0 ]; then
+    WORK="$WORK/tree" SIZE="$SIZE" RUNS="$RUNS" bash "$ROOT/benches/tree_compare.sh"
+fi
