@@ -15,16 +15,18 @@ Runs the side-by-side comparison runners in benches/ (all of them unless named):
   compare  benches/compare.sh         ckpt write/restore against lz4, zstd, cp
   sparse   benches/sparse_compare.sh  ckpt sparse copy/sync against cp, rsync
   pool     benches/pool_compare.sh    ckpt pool sync against pmempool sync
+  tree     benches/tree_compare.sh    ckpt write/restore of file trees against tar | lz4, tar | zstd
 and replaces the block between `<!-- bench:NAME:start -->` and `<!-- bench:NAME:end -->`
 in docs/performance.md with the runner's fresh Markdown (a block that is missing is
 appended as a new section). Text outside the markers is never touched.
 
   --quick     RUNS=1, and SIZE=128M for compare (in its own WORK directory, since
-              compare.sh reuses the inputs it finds); the other runners have no size knob.
+              compare.sh reuses the inputs it finds); tree: RUNS=1, FILES=20000, SIZE=128M
+              in its own WORK; the other runners have no size knob.
               The blocks then say they come from a quick run.
   --no-write  run and print, leave docs/performance.md as it was
 
-The scripts' knobs (RUNS, SIZE, WORK) set in the environment are passed through and win
+The scripts' knobs (RUNS, SIZE, FILES, WORK) set in the environment are passed through and win
 over --quick.";
 
 /// One comparison runner: a script in `benches/` and its block in `docs/performance.md`.
@@ -40,9 +42,11 @@ struct Runner {
     /// The script rewrites docs/performance.md itself (compare.sh does) instead of
     /// printing its tables.
     writes_doc: bool,
+    /// Fixed environment (compare.sh would otherwise run the tree runner too).
+    env: &'static [(&'static str, &'static str)],
 }
 
-const RUNNERS: [Runner; 3] = [
+const RUNNERS: [Runner; 4] = [
     Runner {
         name: "compare",
         script: "benches/compare.sh",
@@ -50,6 +54,7 @@ const RUNNERS: [Runner; 3] = [
         knobs: &["SIZE", "RUNS", "WORK"],
         quick: &[("RUNS", "1"), ("SIZE", "128M"), ("WORK", "/tmp/ckpt-compare-quick")],
         writes_doc: true,
+        env: &[("TREE", "0")],
     },
     Runner {
         name: "sparse",
@@ -58,6 +63,7 @@ const RUNNERS: [Runner; 3] = [
         knobs: &["RUNS", "WORK"],
         quick: &[("RUNS", "1")],
         writes_doc: false,
+        env: &[],
     },
     Runner {
         name: "pool",
@@ -66,6 +72,22 @@ const RUNNERS: [Runner; 3] = [
         knobs: &["RUNS", "WORK"],
         quick: &[("RUNS", "1")],
         writes_doc: false,
+        env: &[],
+    },
+    Runner {
+        name: "tree",
+        script: "benches/tree_compare.sh",
+        heading: "Tree checkpoints against tar",
+        knobs: &["FILES", "SIZE", "RUNS", "WORK"],
+        quick: &[
+            ("RUNS", "1"),
+            ("FILES", "20000"),
+            ("SIZE", "128M"),
+            ("WORK", "/tmp/ckpt-tree-compare-quick"),
+        ],
+        writes_doc: false,
+        // The script also updates a doc itself; xtask writes the real one.
+        env: &[("DOC", "/tmp/ckpt-tree-compare-doc.md")],
     },
 ];
 
@@ -271,6 +293,7 @@ fn run_runner(
     let doc_path = root.join(DOC);
     let mut cmd = Command::new("bash");
     cmd.arg(r.script).current_dir(root);
+    cmd.envs(r.env.iter().copied());
     if opts.quick {
         for (k, v) in r.quick {
             if std::env::var_os(k).is_none() {
