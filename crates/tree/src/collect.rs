@@ -109,66 +109,108 @@ struct Walk<'o> {
     root_dev: u64,
 }
 
+/// What one path is, read without knowing where it sits in the walk (so that the paths of
+/// a directory can be inspected on several threads).
+struct Inspected {
+    entry: Entry,
+    source: Option<PathBuf>,
+    /// (device, inode) when the inode has other names: the second name becomes a link.
+    shared_inode: Option<(u64, u64)>,
+    dev: u64,
+    /// Not stored (sockets), with what it is.
+    skipped: Option<&'static str>,
+}
+
+/// Reads `path` (stored as `rel`): its status, link target, holes and attributes.
+fn inspect(path: &Path, rel: &[u8], options: &CollectOptions) -> Result<Inspected, TreeError> {
+    let info = fs::symlink_metadata(path).map_err(io_err(path, "cannot read"))?;
+    let (secs, nanos) = mtime(&info);
+    let ft = info.file_type();
+    let mut entry = Entry {
+        path: rel.to_vec(),
+        mode: info.mode() & 0o7777,
+        mtime_sec: secs,
+        mtime_nsec: nanos,
+        owner: Some(Owner { uid: info.uid(), gid: info.gid() }),
+        ..Entry::default()
+    };
+    let mut source = None;
+    let mut skipped = None;
+    if ft.is_dir() {
+        entry.kind = Kind::Dir;
+    } else if ft.is_file() {
+        entry.kind = Kind::File;
+        entry.size = info.len();
+        entry.extents = sparse_extents(path, entry.size, &info)?;
+        source = Some(path.to_path_buf());
+    } else if ft.is_symlink() {
+        entry.kind = Kind::Symlink;
+        entry.target = fs::read_link(path)
+            .map_err(io_err(path, "cannot read link"))?
+            .into_os_string()
+            .into_vec();
+    } else if ft.is_fifo() {
+        entry.kind = Kind::Fifo;
+    } else if ft.is_char_device() || ft.is_block_device() {
+        entry.kind = if ft.is_char_device() { Kind::CharDevice } else { Kind::BlockDevice };
+        let rdev = info.rdev();
+        entry.device = Some((rustix::fs::major(rdev), rustix::fs::minor(rdev)));
+    } else {
+        skipped = Some(if ft.is_socket() { "socket" } else { "file of unknown type" });
+    }
+    if options.xattrs && skipped.is_none() {
+        entry.xattrs = read_xattrs(path)?;
+    }
+    // Only a name of an inode that is stored (not a directory, not a socket) is linked to.
+    let shared_inode =
+        (!ft.is_dir() && skipped.is_none() && info.nlink() > 1).then(|| (info.dev(), info.ino()));
+    Ok(Inspected { entry, source, shared_inode, dev: info.dev(), skipped })
+}
+
+/// Directories with at least this many paths have them inspected in parallel.
+const PARALLEL_CHILDREN: usize = 16;
+
 impl Walk<'_> {
     fn add(&mut self, path: &Path, rel: &[u8]) -> Result<(), TreeError> {
         if self.options.excludes.excludes(rel) {
             return Ok(());
         }
-        let info = fs::symlink_metadata(path).map_err(io_err(path, "cannot read"))?;
-        let (secs, nanos) = mtime(&info);
-        let ft = info.file_type();
-        let mut entry = Entry {
-            path: rel.to_vec(),
-            mode: info.mode() & 0o7777,
-            mtime_sec: secs,
-            mtime_nsec: nanos,
-            owner: Some(Owner { uid: info.uid(), gid: info.gid() }),
-            ..Entry::default()
-        };
-        let mut source = None;
-        // Sockets are skipped below: only a name of an inode that is stored may be linked to.
-        if !ft.is_dir() && !ft.is_socket() && info.nlink() > 1 {
-            if let Some(first) = self.inodes.get(&(info.dev(), info.ino())) {
-                entry.kind = Kind::HardLink;
-                entry.target.clone_from(first);
-                self.push(entry, None);
-                return Ok(());
-            }
-            self.inodes.insert((info.dev(), info.ino()), rel.to_vec());
-        }
-        if ft.is_dir() {
-            entry.kind = Kind::Dir;
-        } else if ft.is_file() {
-            entry.kind = Kind::File;
-            entry.size = info.len();
-            entry.extents = sparse_extents(path, entry.size, &info)?;
-            source = Some(path.to_path_buf());
-        } else if ft.is_symlink() {
-            entry.kind = Kind::Symlink;
-            entry.target = fs::read_link(path)
-                .map_err(io_err(path, "cannot read link"))?
-                .into_os_string()
-                .into_vec();
-        } else if ft.is_fifo() {
-            entry.kind = Kind::Fifo;
-        } else if ft.is_char_device() || ft.is_block_device() {
-            entry.kind = if ft.is_char_device() { Kind::CharDevice } else { Kind::BlockDevice };
-            let rdev = info.rdev();
-            entry.device = Some((rustix::fs::major(rdev), rustix::fs::minor(rdev)));
-        } else {
-            let what = if ft.is_socket() { "socket" } else { "file of unknown type" };
+        let inspected = inspect(path, rel, self.options)?;
+        self.place(path, inspected)
+    }
+
+    /// Stores an inspected path (a later name of an inode as a hard link) and walks into it
+    /// if it is a directory.
+    fn place(&mut self, path: &Path, mut inspected: Inspected) -> Result<(), TreeError> {
+        if let Some(what) = inspected.skipped {
             self.c.warnings.push(Warning::Skipped { path: path.to_path_buf(), what });
             return Ok(());
         }
-        if self.options.xattrs {
-            entry.xattrs = read_xattrs(path)?;
+        if let Some(key) = inspected.shared_inode {
+            if let Some(first) = self.inodes.get(&key) {
+                let e = &mut inspected.entry;
+                *e = Entry {
+                    kind: Kind::HardLink,
+                    target: first.clone(),
+                    path: std::mem::take(&mut e.path),
+                    mode: e.mode,
+                    mtime_sec: e.mtime_sec,
+                    mtime_nsec: e.mtime_nsec,
+                    owner: e.owner,
+                    ..Entry::default()
+                };
+                self.push(inspected.entry, None);
+                return Ok(());
+            }
+            self.inodes.insert(key, inspected.entry.path.clone());
         }
-        let kind = entry.kind;
-        self.push(entry, source);
-        if kind != Kind::Dir {
+        let is_dir = inspected.entry.kind == Kind::Dir;
+        let rel = inspected.entry.path.clone();
+        self.push(inspected.entry, inspected.source);
+        if !is_dir {
             return Ok(());
         }
-        if self.options.one_file_system && info.dev() != self.root_dev {
+        if self.options.one_file_system && inspected.dev != self.root_dev {
             self.c.warnings.push(Warning::OtherFileSystem { path: path.to_path_buf() });
             return Ok(());
         }
@@ -178,11 +220,35 @@ impl Walk<'_> {
             .collect::<Result<_, _>>()
             .map_err(io_err(path, "cannot list"))?;
         children.sort();
-        for child in children {
-            let mut child_rel = rel.to_vec();
-            child_rel.push(b'/');
-            child_rel.extend_from_slice(child.as_bytes());
-            self.add(&path.join(&child), &child_rel)?;
+        let children: Vec<(PathBuf, Vec<u8>)> = children
+            .into_iter()
+            .map(|child| {
+                let mut child_rel = rel.clone();
+                child_rel.push(b'/');
+                child_rel.extend_from_slice(child.as_bytes());
+                (path.join(&child), child_rel)
+            })
+            .filter(|(_, child_rel)| !self.options.excludes.excludes(child_rel))
+            .collect();
+        if children.len() < PARALLEL_CHILDREN {
+            for (child, child_rel) in &children {
+                let inspected = inspect(child, child_rel, self.options)?;
+                self.place(child, inspected)?;
+            }
+            return Ok(());
+        }
+        // Inspected on rayon's threads, stored in name order on this one (hard links and
+        // the manifest's order do not depend on the threads).
+        let options = self.options;
+        let inspected: Vec<Result<Inspected, TreeError>> = {
+            use rayon::prelude::*;
+            children
+                .par_iter()
+                .map(|(child, child_rel)| inspect(child, child_rel, options))
+                .collect()
+        };
+        for ((child, _), inspected) in children.iter().zip(inspected) {
+            self.place(child, inspected?)?;
         }
         Ok(())
     }

@@ -178,10 +178,12 @@ impl Inputs<'_> {
         }
         let (path, file) = files.get(self, p.entry)?;
         let Some(file) = file else { return Ok(()) };
-        if file.read_at(&mut [0u8; 1], e.size).map_err(io_err(path, "cannot read"))? > 0 {
+        // One fstat: the size tells growth (a shrink was met reading), the time an
+        // in-place rewrite.
+        let meta = file.metadata().map_err(io_err(path, "cannot read"))?;
+        if meta.len() > e.size {
             return self.changed(path, "grew");
         }
-        let meta = file.metadata().map_err(io_err(path, "cannot read"))?;
         let mtime = (meta.mtime(), u32::try_from(meta.mtime_nsec()).unwrap_or(0));
         if meta.len() == e.size && mtime != (e.mtime_sec, e.mtime_nsec) {
             return self.changed(path, "changed");
