@@ -10,11 +10,11 @@ mod sparse_cmd;
 mod tree_cmd;
 
 use ckpt_cli::size::parse_size;
-use ckpt_frame_core::scan::{Depth, Region, plan_heal, scan};
+use ckpt_frame_core::scan::{Depth, Region, scan};
 use ckpt_frame_core::{CheckpointId, Reader, Style};
 use ckpt_io_backends::{
-    IoMode, OutputOptions, PublishSink, StreamSink, open_input, rewrite_ranges, stdin_source,
-    stdout_sink, stream_source,
+    IoMode, OutputOptions, PublishSink, StreamSink, open_input, stdin_source, stdout_sink,
+    stream_source,
 };
 use ckpt_poolset::native::{Access, NativePool, PublishedReader};
 use ckpt_tree::manifest::Kind;
@@ -607,35 +607,9 @@ pub(crate) fn heal(
     dry_run: bool,
     as_json: bool,
 ) -> Result<u8, Failure> {
-    let mut d = open_input(damaged, IoMode::Buffered).map_err(|e| backend_failure(&e))?;
-    let mut g = open_input(good, IoMode::Buffered).map_err(|e| backend_failure(&e))?;
-    let plan = plan_heal(&mut d, &mut g).map_err(|e| {
-        let code = format_exit_code(&e);
-        Failure {
-            code,
-            message: format!("cannot heal {} from {}: {e}", damaged.display(), good.display()),
-        }
-    })?;
-    drop(d);
-    if !dry_run && !plan.rewrite.is_empty() {
-        let mut bytes = Vec::with_capacity(plan.rewrite.len());
-        let mut g = open_input(good, IoMode::Buffered).map_err(|e| backend_failure(&e))?;
-        for r in &plan.rewrite {
-            let mut b = vec![0u8; usize::try_from(r.len).unwrap_or(0)];
-            ckpt_frame_core::Source::seek(&mut g, r.offset)
-                .and_then(|()| ckpt_frame_core::Source::read_exact(&mut g, &mut b))
-                .map_err(|e| Failure::usage(format!("{}: {e}", good.display())))?;
-            bytes.push((r.offset, b));
-        }
-        let ranges: Vec<(u64, &[u8])> = bytes.iter().map(|(o, b)| (*o, b.as_slice())).collect();
-        rewrite_ranges(damaged, &ranges).map_err(|e| backend_failure(&e))?;
-    }
-    let still_bad = if dry_run {
-        plan.damaged.bad_regions().count()
-    } else {
-        let mut d = open_input(damaged, IoMode::Buffered).map_err(|e| backend_failure(&e))?;
-        scan(&mut d, Depth::Decoded).map_err(|e| format_failure(damaged, &e))?.bad_regions().count()
-    };
+    let outcome = tree::heal::heal_file(damaged, good, dry_run)
+        .map_err(|e| Failure { code: e.exit_code(), message: e.to_string() })?;
+    let (plan, still_bad) = (&outcome.plan, outcome.still_bad);
     let ok = !dry_run && still_bad == 0;
     if as_json {
         let regions = |list: &[Region]| list.iter().map(region_json).collect::<Vec<_>>();
@@ -660,7 +634,7 @@ pub(crate) fn heal(
             plan.rewrite.iter().map(|r| r.len).sum::<u64>(),
             good.display()
         );
-        for line in heal_refusals(&plan) {
+        for line in heal_refusals(plan) {
             eprintln!("ckpt: {line}");
         }
         if !dry_run {

@@ -45,7 +45,26 @@ fn proc_path(fd: BorrowedFd<'_>, name: Option<&[u8]>) -> PathBuf {
     p
 }
 
-/// Sets `e`'s attributes on `target` (`path` names it in messages). Returns whether
+/// The POSIX ACLs a new inode inherits from a directory's default ACL.
+const INHERITED_ACLS: [&str; 2] = ["system.posix_acl_access", "system.posix_acl_default"];
+
+/// Removes the ACLs `target` inherited from its directory that `e` does not have: the
+/// restored entry has exactly its own (absent ones report ENODATA, harmlessly).
+fn drop_inherited_acls(target: &Target<'_>, e: &Entry) {
+    for acl in INHERITED_ACLS {
+        if e.xattrs.iter().any(|x| x.name == acl.as_bytes()) {
+            continue;
+        }
+        let _ = match target {
+            Target::Fd(fd) => rustix::fs::fremovexattr(fd, acl),
+            Target::Node(fd) => rustix::fs::removexattr(proc_path(*fd, None), acl),
+            Target::Symlink { .. } => Ok(()),
+        };
+    }
+}
+
+/// Sets `e`'s attributes on `target` (`path` names it in messages); `inherited` says the
+/// directory holding it has a default ACL, which a new inode inherits. Returns whether
 /// setuid/setgid bits were dropped because the owner was not restored. What the system
 /// refuses (an owner without root, a `trusted.` attribute, a file system without xattrs)
 /// becomes a warning; a mode or time that cannot be set is an error.
@@ -54,6 +73,7 @@ pub(crate) fn apply(
     e: &Entry,
     path: &Path,
     policy: AttrPolicy,
+    inherited: bool,
     warnings: &mut Vec<Warning>,
 ) -> Result<bool, TreeError> {
     let io = |op: &'static str| {
@@ -82,6 +102,9 @@ pub(crate) fn apply(
             Ok(()) => owned = true,
             Err(err) => not_restored(format!("owner {}:{}", owner.uid, owner.gid), err),
         }
+    }
+    if policy.xattrs && inherited {
+        drop_inherited_acls(target, e);
     }
     let mode = if owned { e.mode } else { e.mode & !PRIVILEGE_BITS };
     let mode_set = match target {

@@ -39,12 +39,25 @@ fn io_error(path: &Path, op: &'static str, e: Errno) -> TreeError {
 pub(crate) struct DirHandle {
     fd: Arc<OwnedFd>,
     path: PathBuf,
+    /// Whether the directory has a default ACL (asked once).
+    default_acl: Arc<std::sync::OnceLock<bool>>,
 }
 
 impl DirHandle {
     /// The directory's path, for messages.
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether inodes created in the directory inherit ACLs (it has a default ACL).
+    pub(crate) fn passes_on_acls(&self) -> bool {
+        *self.default_acl.get_or_init(|| {
+            // One byte is enough to learn the attribute exists (ERANGE if it is longer).
+            match rustix::fs::fgetxattr(&*self.fd, "system.posix_acl_default", &mut [0u8; 1][..]) {
+                Ok(_) | Err(Errno::RANGE) => true,
+                Err(_) => false,
+            }
+        })
     }
 
     /// The directory's descriptor.
@@ -58,8 +71,11 @@ impl DirHandle {
 pub(crate) struct Dest {
     root: DirHandle,
     cache: HashMap<Vec<u8>, DirHandle>,
-    /// Directories that existed before and were cleaned of stale temporary files.
-    cleaned: HashSet<Vec<u8>>,
+    /// Directories kept open at most (each is a descriptor).
+    cache_max: usize,
+    /// Directories that existed before and were cleaned of stale temporary files; `None`
+    /// for a worker's view, which leaves cleaning to the restore's own.
+    cleaned: Option<HashSet<Vec<u8>>>,
 }
 
 impl Dest {
@@ -76,14 +92,22 @@ impl Dest {
             Mode::empty(),
         )
         .map_err(|e| io_error(path, "cannot open destination", e))?;
-        let root = DirHandle { fd: Arc::new(fd), path: path.to_path_buf() };
+        let root =
+            DirHandle { fd: Arc::new(fd), path: path.to_path_buf(), default_acl: Arc::default() };
         remove_stale_temps(&root)?;
-        Ok(Self { root, cache: HashMap::new(), cleaned: HashSet::new() })
+        Ok(Self {
+            root,
+            cache: HashMap::new(),
+            cache_max: CACHE_MAX,
+            cleaned: Some(HashSet::new()),
+        })
     }
 
-    /// The destination's own path, for messages.
-    pub(crate) fn root_path(&self) -> &Path {
-        &self.root.path
+    /// Another view of the same destination for a worker thread, with its own few open
+    /// directories; it creates nothing the restore's own view has not (directories are
+    /// made before workers start) and cleans nothing.
+    pub(crate) fn worker(&self) -> Self {
+        Self { root: self.root.clone(), cache: HashMap::new(), cache_max: 16, cleaned: None }
     }
 
     /// The opened directory `rel` (a relative path of directories, empty for the top),
@@ -114,13 +138,13 @@ impl Dest {
             let (next, created) = open_or_make_dir(&dir, component)?;
             dir = next;
             walked += component.len();
-            if let Some(prefix) = rel.get(..walked)
+            if let (Some(prefix), Some(cleaned)) = (rel.get(..walked), self.cleaned.as_mut())
                 && !created
-                && self.cleaned.insert(prefix.to_vec())
+                && cleaned.insert(prefix.to_vec())
             {
                 remove_stale_temps(&dir)?;
             }
-            if self.cache.len() >= CACHE_MAX {
+            if self.cache.len() >= self.cache_max {
                 self.cache.clear();
             }
             if let Some(prefix) = rel.get(..walked) {
@@ -189,7 +213,7 @@ fn open_or_make_dir(parent: &DirHandle, name: &[u8]) -> Result<(DirHandle, bool)
     };
     let fd = opened.map_err(|e| open_dir_error(parent, name, e))?;
     let path = parent.path.join(OsStr::from_bytes(name));
-    Ok((DirHandle { fd: Arc::new(fd), path }, created))
+    Ok((DirHandle { fd: Arc::new(fd), path, default_acl: Arc::default() }, created))
 }
 
 /// What is at `name` in `dir`, without following a symlink (`None`: nothing).
@@ -413,6 +437,83 @@ impl Drop for TempFile {
         if !self.published {
             let _ = rustix::fs::unlinkat(&*self.dir.fd, self.name.as_slice(), AtFlags::empty());
         }
+    }
+}
+
+/// A file being restored: an unnamed inode (`O_TMPFILE`), linked under its name once
+/// complete, so no name exists that anyone could swap; or, where the file system has no
+/// unnamed files, a [`TempFile`].
+pub(crate) struct NewFile {
+    dir: DirHandle,
+    file: File,
+    named: Option<TempFile>,
+}
+
+impl NewFile {
+    /// Creates a new empty file in `dir`, mode 0600, open for writing.
+    pub(crate) fn create(dir: &DirHandle) -> Result<Self, TreeError> {
+        let flags = OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC;
+        match rustix::fs::openat(&*dir.fd, c".", flags, Mode::from_raw_mode(0o600)) {
+            Ok(fd) => Ok(Self { dir: dir.clone(), file: File::from(fd), named: None }),
+            // No O_TMPFILE in this kernel (EISDIR) or file system (EOPNOTSUPP).
+            Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL | Errno::NOSYS) => {
+                let (temp, file) = TempFile::create(dir)?;
+                Ok(Self { dir: dir.clone(), file, named: Some(temp) })
+            }
+            Err(e) => Err(io_error(&dir.path, "cannot create a new file in", e)),
+        }
+    }
+
+    /// A named temporary file, open as `file`, as a new file to publish.
+    pub(crate) fn named(temp: TempFile, file: File) -> Self {
+        Self { dir: temp.dir.clone(), file, named: Some(temp) }
+    }
+
+    /// The open file.
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// A path for messages: the temporary name, or the directory for an unnamed file.
+    pub(crate) fn shown(&self) -> PathBuf {
+        self.named.as_ref().map_or_else(|| self.dir.path.clone(), TempFile::path)
+    }
+
+    /// Gives the complete file its name `name` in its directory, replacing a file, symlink
+    /// or special file there (never a directory).
+    pub(crate) fn publish(self, name: &[u8]) -> Result<(), TreeError> {
+        if let Some(temp) = self.named {
+            return temp.publish(&self.file, name);
+        }
+        let path = self.dir.path.join(OsStr::from_bytes(name));
+        match link_open_file(&self.file, &self.dir, name) {
+            Ok(()) => Ok(()),
+            Err(Errno::EXIST) => {
+                let link = |temp: &[u8]| link_open_file(&self.file, &self.dir, temp);
+                create_replacing(&self.dir, name, &link, &mut |_| Ok(()))?
+                    .map_err(|e| io_error(&path, "cannot publish", e))
+            }
+            Err(e) => Err(io_error(&path, "cannot publish", e)),
+        }
+    }
+}
+
+/// Links the open (unnamed) `file` as `name` in `dir`: through `/proc/self/fd` (any user),
+/// or with `AT_EMPTY_PATH` where `/proc` is not mounted (which needs privilege).
+fn link_open_file(file: &File, dir: &DirHandle, name: &[u8]) -> Result<(), Errno> {
+    use std::os::fd::AsRawFd;
+    let proc = format!("/proc/self/fd/{}", file.as_raw_fd());
+    match rustix::fs::linkat(
+        rustix::fs::CWD,
+        proc.as_str(),
+        &*dir.fd,
+        name,
+        AtFlags::SYMLINK_FOLLOW,
+    ) {
+        Err(Errno::NOENT) if !Path::new("/proc/self/fd").exists() => {
+            rustix::fs::linkat(file, c"", &*dir.fd, name, AtFlags::EMPTY_PATH)
+        }
+        other => other,
     }
 }
 

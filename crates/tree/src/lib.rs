@@ -14,6 +14,7 @@ mod collect;
 mod dest;
 pub mod diff;
 mod error;
+pub mod heal;
 pub mod manifest;
 pub mod pattern;
 mod restore;

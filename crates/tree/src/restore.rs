@@ -1,8 +1,10 @@
 //! Restoring a tree checkpoint, whole or in part.
 
 use crate::attrs::{self, AttrPolicy, Target};
-use crate::dest::{Dest, TempFile, create_replacing, make_symlink, open_dir_file, open_node};
-use crate::manifest::{Kind, Manifest, Piece, path_problem};
+use crate::dest::{
+    Dest, DirHandle, NewFile, TempFile, create_replacing, make_symlink, open_dir_file, open_node,
+};
+use crate::manifest::{Entry, Kind, Manifest, Piece, path_problem};
 use crate::{TreeError, Warning, error::io_err};
 use ckpt_frame_core::{Error as FormatError, FrameReader, Reader, Source};
 use ckpt_parallel::{ParallelError, Parallelism, restore_frames_with};
@@ -193,6 +195,44 @@ fn select(manifest: &Manifest, paths: &[Vec<u8>]) -> Result<Vec<Option<usize>>, 
     Ok(place)
 }
 
+/// How [`Restorer::begin`] starts a file.
+#[derive(Clone, Copy)]
+enum FileStart {
+    /// A new (unnamed where possible) file, open, for the caller to fill and publish.
+    New,
+    /// A named temporary file, closed, reopened by whoever restores its pieces (a file
+    /// whose data spans frames restored on different threads).
+    Named,
+    /// Only its parent directories: a worker makes the file.
+    ParentOnly,
+}
+
+/// A file [`Restorer::begin`] started.
+enum Started {
+    New(NewFile),
+    Named(TempFile),
+}
+
+/// Gives a file whose bytes are all restored its size (the holes after its last data),
+/// owner, mode, attributes and time, and publishes it as `name` in `parent`. Returns
+/// whether setuid/setgid bits were dropped.
+fn complete_file(
+    new: NewFile,
+    e: &Entry,
+    shown: &Path,
+    parent: &DirHandle,
+    name: &[u8],
+    policy: AttrPolicy,
+    warnings: &mut Vec<Warning>,
+) -> Result<bool, TreeError> {
+    new.file().set_len(e.size).map_err(io_err(shown, "cannot size"))?;
+    let inherited = parent.passes_on_acls();
+    let dropped =
+        attrs::apply(&attrs::fd_target(new.file()), e, shown, policy, inherited, warnings)?;
+    new.publish(name)?;
+    Ok(dropped)
+}
+
 /// One restore's destination and the work left for its end.
 struct Restorer<'m> {
     manifest: &'m Manifest,
@@ -247,7 +287,7 @@ impl<'m> Restorer<'m> {
 
     /// Starts entry `i`: a directory is created, a file gets a temporary file to fill,
     /// the rest is left for [`Restorer::finish`] (their parents are created now).
-    fn begin(&mut self, i: usize) -> Result<Option<(TempFile, File)>, TreeError> {
+    fn begin(&mut self, i: usize, files: FileStart) -> Result<Option<Started>, TreeError> {
         let (Some(path), Some(e)) = (self.dest_path(i), self.manifest.entries.get(i)) else {
             return Ok(None);
         };
@@ -259,7 +299,13 @@ impl<'m> Restorer<'m> {
             }
             Kind::File => {
                 let (parent, _) = self.dest.parent(path)?;
-                TempFile::create(&parent).map(Some)
+                match files {
+                    FileStart::New => NewFile::create(&parent).map(|f| Some(Started::New(f))),
+                    FileStart::Named => {
+                        TempFile::create(&parent).map(|(t, _)| Some(Started::Named(t)))
+                    }
+                    FileStart::ParentOnly => Ok(None),
+                }
             }
             _ => {
                 self.dest.parent(path)?;
@@ -269,25 +315,16 @@ impl<'m> Restorer<'m> {
         }
     }
 
-    /// Gives a fully restored temporary file its size (the holes after its last data),
-    /// owner, mode, attributes and time, and renames it into place.
-    fn publish(&mut self, i: usize, temp: TempFile, file: &File) -> Result<(), TreeError> {
+    /// Completes and publishes file entry `i` (see [`complete_file`]).
+    fn publish(&mut self, i: usize, new: NewFile) -> Result<(), TreeError> {
         let (Some(path), Some(e)) = (self.dest_path(i), self.manifest.entries.get(i)) else {
             return Err(TreeError::Layout { what: "a file restored that was not chosen" });
         };
-        let temp_path = temp.path();
-        file.set_len(e.size).map_err(io_err(&temp_path, "cannot size"))?;
-        let shown = self.dest.root_path().join(OsStr::from_bytes(path));
-        let dropped = attrs::apply(
-            &attrs::fd_target(file),
-            e,
-            &shown,
-            self.policy,
-            &mut self.summary.warnings,
-        )?;
+        let (parent, name) = self.dest.parent(path)?;
+        let shown = parent.path().join(OsStr::from_bytes(name));
+        let dropped =
+            complete_file(new, e, &shown, &parent, name, self.policy, &mut self.summary.warnings)?;
         self.summary.privileges_dropped += u64::from(dropped);
-        let (_, name) = self.dest.parent(path)?;
-        temp.publish(file, name)?;
         self.summary.files += 1;
         Ok(())
     }
@@ -317,6 +354,7 @@ impl<'m> Restorer<'m> {
                 e,
                 &shown,
                 self.policy,
+                parent.passes_on_acls(),
                 &mut self.summary.warnings,
             )?;
             self.summary.privileges_dropped += u64::from(dropped);
@@ -335,7 +373,7 @@ impl<'m> Restorer<'m> {
             Kind::Symlink => {
                 make_symlink(&parent, name, &e.target)?;
                 let target = Target::Symlink { dir: parent.fd(), name };
-                attrs::apply(&target, e, &shown, self.policy, &mut self.summary.warnings)?;
+                attrs::apply(&target, e, &shown, self.policy, false, &mut self.summary.warnings)?;
                 self.summary.symlinks += 1;
             }
             Kind::Fifo | Kind::CharDevice | Kind::BlockDevice => {
@@ -358,6 +396,7 @@ impl<'m> Restorer<'m> {
                     )
                 };
                 let (policy, warnings) = (self.policy, &mut self.summary.warnings);
+                let inherited = parent.passes_on_acls();
                 let mut prepare = |temp: &[u8]| -> Result<(), TreeError> {
                     let fd = open_node(&parent, temp, file_type)?;
                     attrs::apply(
@@ -365,6 +404,7 @@ impl<'m> Restorer<'m> {
                         e,
                         &shown,
                         policy,
+                        inherited,
                         warnings,
                     )
                     .map(|_| ())
@@ -537,7 +577,10 @@ pub fn restore_checkpoint<S: Source>(
     let mut buf = Vec::new();
     let mut done = 0;
     for (i, e) in manifest.entries.iter().enumerate() {
-        let mut target = r.begin(i)?;
+        let mut target = match r.begin(i, FileStart::New)? {
+            Some(Started::New(new)) => Some(new),
+            _ => None,
+        };
         if e.kind != Kind::File {
             continue;
         }
@@ -564,8 +607,8 @@ pub fn restore_checkpoint<S: Source>(
             let f =
                 frame.as_mut().ok_or(TreeError::Layout { what: "data piece outside a frame" })?;
             match &target {
-                Some((temp, file)) => {
-                    restore_piece(f, &piece, file, &temp.path(), &mut buf)?;
+                Some(new) => {
+                    restore_piece(f, &piece, new.file(), &new.shown(), &mut buf)?;
                     done += piece.len;
                     progress(done, total);
                 }
@@ -573,8 +616,8 @@ pub fn restore_checkpoint<S: Source>(
             }
             restored += piece.len;
         }
-        if let Some((temp, file)) = target.take() {
-            r.publish(i, temp, &file)?;
+        if let Some(new) = target.take() {
+            r.publish(i, new)?;
         }
     }
     if let Some(f) = frame.take() {
@@ -639,21 +682,32 @@ where
     let mut r = Restorer::new(&manifest, options, dest)?;
     let total = r.data_total();
     progress(0, total);
-    let mut temps: Vec<Option<TempFile>> = Vec::with_capacity(manifest.entries.len());
-    for i in 0..manifest.entries.len() {
-        // Closed at once: a restore may hold thousands of files pending.
-        temps.push(r.begin(i)?.map(|(temp, _)| temp));
-    }
+    let spans = frame_spans(&data_frames, manifest.entries.len());
+    let spanning = r.start_all(&spans)?;
+    let restores_data = |i: usize| r.restores_data(i);
     // Frame 0 (the manifest, read again to check it did not change) and every data frame
     // holding a piece restored.
     let whole = options.paths.is_empty();
-    let frames: Vec<u64> = std::iter::once(0)
-        .filter(|_| whole)
-        .chain((1u64..).zip(&data_frames).filter_map(|(i, pieces)| {
-            pieces.iter().any(|p| temps.get(p.entry).is_some_and(Option::is_some)).then_some(i)
-        }))
-        .collect();
-    let done = AtomicU64::new(0);
+    let frames: Vec<u64> =
+        std::iter::once(0)
+            .filter(|_| whole)
+            .chain((1u64..).zip(&data_frames).filter_map(|(i, pieces)| {
+                pieces.iter().any(|p| restores_data(p.entry)).then_some(i)
+            }))
+            .collect();
+    let views = std::sync::Mutex::new(Vec::new());
+    let root = r.dest.worker();
+    let shared = Shared {
+        r: &r,
+        spans: &spans,
+        spanning: &spanning,
+        done: AtomicU64::new(0),
+        made: AtomicU64::new(0),
+        dropped: AtomicU64::new(0),
+        warnings: std::sync::Mutex::new(Vec::new()),
+        progress,
+        total,
+    };
     let visit = |frame: &mut FrameReader<'_, S>| -> Result<(), TreeError> {
         let Some(data) = frame.index().checked_sub(1) else {
             let (_, bytes) = read_manifest(frame)?;
@@ -670,18 +724,14 @@ where
         thread_local! {
             static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        BUF.with_borrow_mut(|buf| {
-            for p in pieces {
-                let Some(temp) = temps.get(p.entry).and_then(Option::as_ref) else {
-                    skip_piece(frame, p)?;
-                    continue;
-                };
-                let file = temp.reopen()?;
-                restore_piece(frame, p, &file, &temp.path(), buf)?;
-                progress(done.fetch_add(p.len, Ordering::Relaxed) + p.len, total);
-            }
-            Ok(())
-        })
+        let mut view = views
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop()
+            .unwrap_or_else(|| root.worker());
+        let result = BUF.with_borrow_mut(|buf| shared.restore_frame(frame, pieces, &mut view, buf));
+        views.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(view);
+        result
     };
     restore_frames_with(open, &frames, Parallelism::threads(threads), visit).map_err(
         |e| match e {
@@ -691,13 +741,149 @@ where
             _ => TreeError::Threads { reason: e.to_string() },
         },
     )?;
-    for (i, temp) in temps.iter_mut().enumerate() {
+    let (done, made, dropped, mut warnings) = shared.into_counts();
+    r.summary.files += made;
+    r.summary.privileges_dropped += dropped;
+    r.summary.warnings.append(&mut warnings);
+    let mut spanning = spanning;
+    for (i, temp) in spanning.iter_mut().enumerate() {
         if let Some(temp) = temp.take() {
             let file = temp.reopen()?;
-            r.publish(i, temp, &file)?;
+            r.publish(i, NewFile::named(temp, file))?;
         }
     }
     let mut summary = r.finish()?;
-    summary.data_bytes = done.into_inner();
+    summary.data_bytes = done;
     Ok(summary)
+}
+
+/// For each entry, the first and last data frame (counted from 0) holding its data.
+fn frame_spans(data_frames: &[Vec<Piece>], entries: usize) -> Vec<Option<(usize, usize)>> {
+    let mut span: Vec<Option<(usize, usize)>> = vec![None; entries];
+    for (k, pieces) in data_frames.iter().enumerate() {
+        for p in pieces {
+            if let Some(s) = span.get_mut(p.entry) {
+                *s = Some(s.map_or((k, k), |(first, _)| (first, k)));
+            }
+        }
+    }
+    span
+}
+
+fn within_one_frame(spans: &[Option<(usize, usize)>], i: usize) -> bool {
+    spans.get(i).copied().flatten().is_some_and(|(a, b)| a == b)
+}
+
+impl Restorer<'_> {
+    /// Starts every entry before the frames are restored in parallel. A file inside one
+    /// frame is made whole by the worker restoring that frame (created, filled, published:
+    /// no name exists before it is complete, and no other thread is involved); a file
+    /// spanning frames gets a named temporary file each worker reopens, returned here to
+    /// be published once every frame is restored; a file without data is completed now.
+    fn start_all(
+        &mut self,
+        spans: &[Option<(usize, usize)>],
+    ) -> Result<Vec<Option<TempFile>>, TreeError> {
+        let mut spanning = Vec::with_capacity(self.manifest.entries.len());
+        for (i, e) in self.manifest.entries.iter().enumerate() {
+            let start = match (e.kind, spans.get(i).copied().flatten()) {
+                (Kind::File, None) => FileStart::New,
+                (Kind::File, Some(_)) if within_one_frame(spans, i) => FileStart::ParentOnly,
+                _ => FileStart::Named,
+            };
+            // Closed at once: a restore may hold thousands of files pending.
+            spanning.push(match self.begin(i, start)? {
+                Some(Started::Named(temp)) => Some(temp),
+                Some(Started::New(new)) => {
+                    self.publish(i, new)?;
+                    None
+                }
+                None => None,
+            });
+        }
+        Ok(spanning)
+    }
+}
+
+/// What the workers of a parallel restore share.
+struct Shared<'a, 'm> {
+    r: &'a Restorer<'m>,
+    spans: &'a [Option<(usize, usize)>],
+    spanning: &'a [Option<TempFile>],
+    done: AtomicU64,
+    made: AtomicU64,
+    dropped: AtomicU64,
+    warnings: std::sync::Mutex<Vec<Warning>>,
+    progress: &'a (dyn Fn(u64, u64) + Sync),
+    total: u64,
+}
+
+impl Shared<'_, '_> {
+    /// Restores the pieces of one data frame: into a spanning file's temporary file, into
+    /// files made and published here, or read and verified only (entries not chosen).
+    fn restore_frame<S: Source>(
+        &self,
+        frame: &mut FrameReader<'_, S>,
+        pieces: &[Piece],
+        view: &mut Dest,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), TreeError> {
+        let mut current: Option<(usize, NewFile)> = None;
+        for p in pieces {
+            if let Some(temp) = self.spanning.get(p.entry).and_then(Option::as_ref) {
+                let file = temp.reopen()?;
+                restore_piece(frame, p, &file, &temp.path(), buf)?;
+            } else if self.r.restores_data(p.entry) && within_one_frame(self.spans, p.entry) {
+                let (Some(path), Some(e)) =
+                    (self.r.dest_path(p.entry), self.r.manifest.entries.get(p.entry))
+                else {
+                    return Err(TreeError::Layout { what: "a file restored that was not chosen" });
+                };
+                let (parent, name) = view.parent(path)?;
+                if current.as_ref().is_none_or(|(i, _)| *i != p.entry) {
+                    current = Some((p.entry, NewFile::create(&parent)?));
+                }
+                let Some((_, new)) = current.as_ref() else { continue };
+                restore_piece(frame, p, new.file(), &new.shown(), buf)?;
+                let end = e.extents.as_ref().and_then(|x| x.last()).map_or(e.size, |&(o, l)| o + l);
+                if p.offset + p.len == end {
+                    let Some((_, new)) = current.take() else { continue };
+                    self.complete(new, e, &parent, name)?;
+                }
+            } else {
+                skip_piece(frame, p)?;
+                continue;
+            }
+            (self.progress)(self.done.fetch_add(p.len, Ordering::Relaxed) + p.len, self.total);
+        }
+        Ok(())
+    }
+
+    fn complete(
+        &self,
+        new: NewFile,
+        e: &Entry,
+        parent: &DirHandle,
+        name: &[u8],
+    ) -> Result<(), TreeError> {
+        let shown = parent.path().join(OsStr::from_bytes(name));
+        let mut warned = Vec::new();
+        let lost = complete_file(new, e, &shown, parent, name, self.r.policy, &mut warned)?;
+        self.dropped.fetch_add(u64::from(lost), Ordering::Relaxed);
+        self.made.fetch_add(1, Ordering::Relaxed);
+        if !warned.is_empty() {
+            self.warnings
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .append(&mut warned);
+        }
+        Ok(())
+    }
+
+    /// Bytes restored, files made, privilege bits dropped, warnings.
+    fn into_counts(self) -> (u64, u64, u64, Vec<Warning>) {
+        let warnings =
+            self.warnings.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        (self.done.into_inner(), self.made.into_inner(), self.dropped.into_inner(), warnings)
+    }
 }

@@ -223,3 +223,54 @@ fn walk(root: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// A binary POSIX ACL (`system.posix_acl_*` value): version 2, then (tag, perm, id) entries.
+fn acl(entries: &[(u16, u16, u32)]) -> Vec<u8> {
+    let mut out = 2u32.to_le_bytes().to_vec();
+    for &(tag, perm, id) in entries {
+        out.extend_from_slice(&tag.to_le_bytes());
+        out.extend_from_slice(&perm.to_le_bytes());
+        out.extend_from_slice(&id.to_le_bytes());
+    }
+    out
+}
+
+/// Restoring twice into a directory whose restored default ACL passes on to new files: a
+/// file that had no ACL of its own must not come back with the inherited one, the second
+/// time either.
+#[test]
+fn files_without_acls_do_not_inherit_the_restored_default_acl() {
+    const ACCESS: &str = "system.posix_acl_access";
+    const DEFAULT: &str = "system.posix_acl_default";
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("shared");
+    fs::create_dir(&src).unwrap();
+    let any = u32::MAX;
+    let default =
+        acl(&[(0x01, 7, any), (0x02, 4, 1234), (0x04, 5, any), (0x10, 5, any), (0x20, 5, any)]);
+    if let Err(e) = rustix::fs::setxattr(&src, DEFAULT, &default, rustix::fs::XattrFlags::empty()) {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "POSIX ACLs unsupported here: {e}");
+        eprintln!("SKIP files_without_acls_do_not_inherit_the_restored_default_acl: no ACLs ({e})");
+        return;
+    }
+    fs::write(src.join("plain"), b"no acl").unwrap();
+    // The new file inherited an access ACL: remove it, so the file has none.
+    let _ = rustix::fs::removexattr(src.join("plain"), ACCESS);
+    let c = collect(std::slice::from_ref(&src), &CollectOptions::new(1 << 20)).unwrap();
+    let (sink, _) =
+        write_checkpoint(VecSink::new(), &c, &options(Style::Lz4, true), &mut |_| {}).unwrap();
+    let bytes = sink.into_inner();
+    let out = tmp.path().join("out");
+    let has = |p: &Path, name: &str| {
+        matches!(
+            rustix::fs::getxattr(p, name, &mut [0u8; 1][..]),
+            Ok(_) | Err(rustix::io::Errno::RANGE)
+        )
+    };
+    for round in 0..2 {
+        restore_checkpoint(SliceSource::new(&bytes), &out, &RestoreOptions::default(), &|_, _| {})
+            .unwrap();
+        assert!(has(&out.join("shared"), DEFAULT), "round {round}: the default ACL");
+        assert!(!has(&out.join("shared/plain"), ACCESS), "round {round}: an inherited ACL");
+    }
+}
