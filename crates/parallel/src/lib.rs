@@ -79,6 +79,14 @@ pub enum ParallelError<E = std::convert::Infallible> {
     Open(Error),
     /// The thread pool could not be built.
     Pool(String),
+    /// The restore plan has another number of frames than the checkpoint: a shorter plan
+    /// would restore a prefix and a longer one ask for frames that do not exist.
+    FrameCount {
+        /// Frames in the plan.
+        planned: u64,
+        /// Frames in the checkpoint's index.
+        found: u64,
+    },
 }
 
 impl<E: fmt::Display> fmt::Display for ParallelError<E> {
@@ -88,6 +96,10 @@ impl<E: fmt::Display> fmt::Display for ParallelError<E> {
             Self::Callback { frame, error } => write!(f, "frame {frame}: {error}"),
             Self::Open(e) => write!(f, "cannot open the checkpoint: {e}"),
             Self::Pool(e) => write!(f, "cannot start worker threads: {e}"),
+            Self::FrameCount { planned, found } => write!(
+                f,
+                "the restore plan has {planned} frames but the checkpoint holds {found}"
+            ),
         }
     }
 }
@@ -97,7 +109,7 @@ impl<E: std::error::Error + 'static> std::error::Error for ParallelError<E> {
         match self {
             Self::Frame { error, .. } | Self::Open(error) => Some(error),
             Self::Callback { error, .. } => Some(error),
-            Self::Pool(_) => None,
+            Self::Pool(_) | Self::FrameCount { .. } => None,
         }
     }
 }
@@ -260,12 +272,15 @@ pub fn write_frames<'a, S: Sink>(
 }
 
 /// Restores frames through the index: `dests[i]` receives frame `i`'s buffers (each slice
-/// must have the written length). Each worker opens its own source with `open`.
+/// must have the written length), and the plan must cover every frame of the checkpoint.
+/// Each worker opens its own source with `open`.
 ///
 /// # Errors
-/// [`ParallelError::Open`] if the checkpoint's index cannot be read; otherwise
-/// [`ParallelError::Frame`] with the first failing frame in order (corruption, plan
-/// mismatch, I/O). Workers stop taking frames once one failed.
+/// [`ParallelError::Open`] if the checkpoint's index cannot be read;
+/// [`ParallelError::FrameCount`], before anything is restored, if `dests` has another
+/// number of frames than the checkpoint; otherwise [`ParallelError::Frame`] with the first
+/// failing frame in order (corruption, plan mismatch, I/O). Workers stop taking frames once
+/// one failed.
 ///
 /// # Examples
 /// ```
@@ -295,8 +310,14 @@ where
     S: Source,
     F: Fn() -> Result<S, Error> + Sync,
 {
-    // Fail early, on this thread, if the index is unreadable.
-    let _index_is_readable = open().and_then(Reader::open).map_err(ParallelError::Open)?;
+    // Fail early, on this thread, if the index is unreadable or the plan does not cover
+    // the checkpoint: a short plan would restore a prefix and report success.
+    let index = open().and_then(Reader::open).map_err(ParallelError::Open)?;
+    let found = index.frame_count().unwrap_or(0);
+    let planned = dests.len() as u64;
+    if planned != found {
+        return Err(ParallelError::FrameCount { planned, found });
+    }
     let pool = pool(par.threads)?;
     let stop = AtomicBool::new(false);
     let results: Vec<Option<Result<(), Error>>> = pool.install(|| {

@@ -135,6 +135,29 @@ fn corruption_is_reported_with_its_frame_and_nothing_hangs() {
     assert!(matches!(restore(&bad, &mut dests(&data), 2), Err(ParallelError::Open(_))));
 }
 
+/// A plan with fewer or more frames than the checkpoint is refused before anything is
+/// restored: a short plan used to restore a prefix and report success.
+#[test]
+fn a_plan_with_another_frame_count_is_refused_before_restoring() {
+    let data = data();
+    let bytes = serial(&data);
+    let n = data.len() as u64;
+    for planned in [0, 1, data.len() - 1, data.len() + 1] {
+        let mut out: Vec<Vec<Vec<u8>>> = dests(&data);
+        out.resize(planned, Vec::new());
+        match restore(&bytes, &mut out, 2) {
+            Err(ParallelError::FrameCount { planned: p, found }) => {
+                assert_eq!((p, found), (planned as u64, n));
+            }
+            other => panic!("a plan of {planned} frames for {n}: {other:?}"),
+        }
+        assert!(
+            out.iter().flatten().all(|b| b.iter().all(|&x| x == 0xEE)),
+            "a plan of {planned} frames: something was restored"
+        );
+    }
+}
+
 #[test]
 fn a_wrong_destination_length_is_a_plan_mismatch_of_that_frame() {
     let data = data();
