@@ -201,15 +201,7 @@ fn parse_io(s: &str) -> Result<IoMode, String> {
 }
 
 fn parse_id(s: &str) -> Result<CheckpointId, String> {
-    let bad = || format!("{s:?} is not a checkpoint id (32 hex digits)");
-    if s.len() != 32 || !s.is_ascii() {
-        return Err(bad());
-    }
-    let mut bytes = [0u8; 16];
-    for (i, b) in bytes.iter_mut().enumerate() {
-        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16).map_err(|_| bad())?;
-    }
-    Ok(CheckpointId::from_bytes(bytes))
+    s.parse().map_err(|e: ckpt_frame_core::ParseIdError| e.to_string())
 }
 
 fn parse_frame_size(s: &str) -> Result<u64, String> {

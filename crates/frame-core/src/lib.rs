@@ -51,7 +51,7 @@ mod writer;
 pub use chunker::{checkpoint_size_bound, frame_size_bound};
 pub use codec::{ChunkCompressor, ChunkDecompressor, Style, lz4_bound};
 pub use error::{CodecError, Error, ErrorKind, IoError, IoErrorKind, Misuse, PlanMismatch};
-pub use id::CheckpointId;
+pub use id::{CheckpointId, ParseIdError};
 #[cfg(feature = "std")]
 pub use io::{ReadSource, SeekSource, WriteSink};
 pub use io::{Sink, SliceSink, SliceSource, Source, VecSink};

@@ -96,10 +96,9 @@ impl<E: fmt::Display> fmt::Display for ParallelError<E> {
             Self::Callback { frame, error } => write!(f, "frame {frame}: {error}"),
             Self::Open(e) => write!(f, "cannot open the checkpoint: {e}"),
             Self::Pool(e) => write!(f, "cannot start worker threads: {e}"),
-            Self::FrameCount { planned, found } => write!(
-                f,
-                "the restore plan has {planned} frames but the checkpoint holds {found}"
-            ),
+            Self::FrameCount { planned, found } => {
+                write!(f, "the restore plan has {planned} frames but the checkpoint holds {found}")
+            }
         }
     }
 }
