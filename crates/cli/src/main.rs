@@ -106,7 +106,8 @@ enum Command {
         /// Directory to restore into (created if missing).
         #[arg(short = 'C', long = "directory", default_value = ".")]
         dir: PathBuf,
-        /// buffered, direct, mmap or auto.
+        /// buffered, direct, mmap or auto. mmap reads the checkpoint without copying; it must
+        /// then not be truncated or rewritten in place while it is restored.
         #[arg(long = "io", default_value = "buffered", value_parser = parse_io)]
         io: IoMode,
         /// Worker threads decoding frames (default: all cores); stdin is restored on one.
@@ -439,9 +440,9 @@ pub(crate) fn restore(
     } else {
         let path = Path::new(input);
         // Opened once here so that a missing or unreadable input gets the backend's message.
-        drop(open_input(path, io).map_err(|e| backend_failure(&e))?);
+        drop(open_restore_input(path, io).map_err(|e| backend_failure(&e))?);
         let open = || {
-            open_input(path, io).map_err(|e| ckpt_frame_core::Error::Io {
+            open_restore_input(path, io).map_err(|e| ckpt_frame_core::Error::Io {
                 offset: 0,
                 error: std::io::Error::from(e).into(),
             })
@@ -478,6 +479,20 @@ pub(crate) fn restore(
         eprintln!("ckpt: {w}");
     }
     Ok(u8::from(summary.warnings.iter().any(Warning::incomplete)))
+}
+
+/// Opens a checkpoint file to restore in the mode the user chose.
+fn open_restore_input(
+    path: &Path,
+    io: IoMode,
+) -> Result<ckpt_io_backends::InputSource, ckpt_io_backends::BackendError> {
+    if io == IoMode::Mmap {
+        // SAFETY: `--io mmap` is the user's choice, and its help states the condition: the
+        // checkpoint must not be truncated or rewritten while it is restored (ckpt's own
+        // writers never do: they publish by rename).
+        return unsafe { ckpt_io_backends::open_input_mapped(path) };
+    }
+    open_input(path, io)
 }
 
 fn region_json(r: &Region) -> serde_json::Value {

@@ -110,18 +110,19 @@ fn eof_error(name: &Path) -> IoError {
 /// - [`IoMode::Direct`]: `O_DIRECT` reads into an aligned buffer (alignment from
 ///   `statx(STATX_DIOALIGN)`); the first block is read at open, so a filesystem that
 ///   accepts the flag but refuses the I/O is caught here.
-/// - [`IoMode::Mmap`]: a read-only map of the whole file; the reader borrows chunks from
-///   it without copying. Usual `mmap` caveat: if another process truncates the file while
-///   it is mapped, reading the lost part raises `SIGBUS`. ckpt's writers publish by rename
-///   and never change a published file in place.
+/// - [`IoMode::Mmap`]: refused here. A map hands out the file's bytes without a copy, so
+///   another process truncating or rewriting the file would break the reader's guarantees
+///   (a `SIGBUS`, or bytes that change after their checksum was verified); as with
+///   memmap2, only the caller can promise that does not happen: use the `unsafe`
+///   [`open_input_mapped`].
 /// - [`IoMode::Auto`]: `Direct`, or `Buffered` when `O_DIRECT` is refused (a `tracing`
 ///   warning says so and why; see [`InputSource::fallback_reason`]).
 ///
 /// # Errors
 /// [`BackendError::Open`] when the file cannot be opened (the message names the path);
 /// [`BackendError::DirectUnsupported`] for `Direct` where `O_DIRECT` is refused;
-/// [`BackendError::Unsupported`] for a directory, or `Mmap` of something that is not a
-/// regular file; [`BackendError::Io`] when the first read, the length query or the map
+/// [`BackendError::Unsupported`] for a directory, or for `Mmap` (see
+/// [`open_input_mapped`]); [`BackendError::Io`] when the first read or the length query
 /// fails.
 ///
 /// # Examples
@@ -144,7 +145,13 @@ pub fn open_input(path: &Path, mode: IoMode) -> Result<InputSource, BackendError
     match mode {
         IoMode::Buffered => open_buffered(path, ft),
         IoMode::Direct => open_direct(path, ft),
-        IoMode::Mmap => open_mapped(path, ft),
+        IoMode::Mmap => Err(BackendError::Unsupported {
+            path: path.to_owned(),
+            op: "map",
+            reason: "a mapped read is opened with the unsafe open_input_mapped, whose caller \
+                     promises the file does not change while it is mapped"
+                .to_owned(),
+        }),
         IoMode::Auto => match open_direct(path, ft) {
             Ok(s) => {
                 if let Some(a) = s.alignment {
@@ -269,7 +276,54 @@ fn open_direct(path: &Path, ft: std::fs::FileType) -> Result<InputSource, Backen
     })
 }
 
-fn open_mapped(path: &Path, ft: std::fs::FileType) -> Result<InputSource, BackendError> {
+/// Opens the checkpoint file at `path` as a read-only map of the whole file
+/// ([`IoMode::Mmap`]): the reader borrows chunks from it without copying.
+///
+/// # Safety
+/// While the returned source, or any reader over it, exists, no process may truncate the
+/// file or change its bytes in place. The reader verifies a chunk's checksum on the mapped
+/// bytes and then decodes or copies them from the same place, so a change in between would
+/// hand out bytes that were never verified; a truncation makes the next access raise
+/// `SIGBUS`. Files that ckpt's own writers publish are never changed in place (they are
+/// replaced by rename, which leaves an open file alone).
+///
+/// # Errors
+/// [`BackendError::Open`] when the file cannot be opened, [`BackendError::Unsupported`] when
+/// it is not a regular file, [`BackendError::Io`] when the map fails.
+///
+/// # Examples
+/// ```
+/// use ckpt_frame_core::{CheckpointId, Reader, Style, VecSink, Writer};
+/// use ckpt_io_backends::{IoMode, open_input_mapped};
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("state.ckpt");
+/// let mut w = Writer::new(VecSink::new(), CheckpointId::from_bytes([5; 16]));
+/// let mut f = w.open_frame(Style::Raw)?;
+/// f.add(b"hello")?;
+/// f.close()?;
+/// w.finish()?;
+/// std::fs::write(&path, w.into_sink().into_inner())?;
+/// // SAFETY: the file is private to this example's temporary directory and nothing
+/// // changes it while it is mapped.
+/// let src = unsafe { open_input_mapped(&path)? };
+/// assert_eq!(src.mode(), IoMode::Mmap);
+/// let mut r = Reader::open(src)?;
+/// let mut f = r.open_frame(0)?;
+/// assert_eq!(f.read_to_vec()?.as_deref(), Some(&b"hello"[..]));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[allow(unsafe_code)] // an unsafe constructor, as memmap2's: the caller promises.
+pub unsafe fn open_input_mapped(path: &Path) -> Result<InputSource, BackendError> {
+    let meta = std::fs::metadata(path)
+        .map_err(|source| BackendError::Open { path: path.to_owned(), source })?;
+    // SAFETY: the caller's promise is this function's.
+    unsafe { open_mapped(path, meta.file_type()) }
+}
+
+/// # Safety
+/// As [`open_input_mapped`].
+#[allow(unsafe_code)]
+unsafe fn open_mapped(path: &Path, ft: std::fs::FileType) -> Result<InputSource, BackendError> {
     if !ft.is_file() {
         return Err(BackendError::Unsupported {
             path: path.to_owned(),
@@ -279,7 +333,8 @@ fn open_mapped(path: &Path, ft: std::fs::FileType) -> Result<InputSource, Backen
     }
     let file =
         File::open(path).map_err(|source| BackendError::Open { path: path.to_owned(), source })?;
-    let map = crate::map::map_input(&file).map_err(|source| BackendError::Io {
+    // SAFETY: the caller's promise that the file does not change while it is mapped.
+    let map = unsafe { crate::map::map_input(&file) }.map_err(|source| BackendError::Io {
         path: path.to_owned(),
         op: "map",
         source,

@@ -42,7 +42,7 @@
 //! let len = w.into_sink().commit()?;
 //! assert_eq!(std::fs::metadata(&path)?.len(), len);
 //!
-//! let mut r = Reader::open(open_input(&path, IoMode::Mmap)?)?;
+//! let mut r = Reader::open(open_input(&path, IoMode::Buffered)?)?;
 //! let mut back = vec![0u8; data.len()];
 //! let mut f = r.open_frame(0)?;
 //! f.read_into(&mut back)?;
@@ -71,7 +71,7 @@ mod writeback;
 
 pub use align::{AlignmentSource, DirectAlignment, direct_alignment};
 pub use error::BackendError;
-pub use input::{InputSource, open_input, stdin_source, stream_source};
+pub use input::{InputSource, open_input, open_input_mapped, stdin_source, stream_source};
 pub use mode::{IoMode, OutputOptions, ParseIoModeError};
 pub use publish::{PublishSink, TEMP_MARKER, process_alive, remove_stale_temps, temp_prefix};
 pub use rewrite::rewrite_ranges;

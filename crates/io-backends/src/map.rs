@@ -23,13 +23,13 @@ pub(crate) fn map_output(file: &File, len: usize) -> io::Result<MmapMut> {
 }
 
 /// Maps a whole checkpoint file read-only.
-pub(crate) fn map_input(file: &File) -> io::Result<Mmap> {
-    // SAFETY: the map is read-only and private to the `InputSource` that owns `file`; we
-    // never write the file. The remaining risk is the usual memmap2 caveat and is
-    // documented on `IoMode::Mmap` / `open_input`: if another process truncates the file
-    // while it is mapped, touching the lost pages raises SIGBUS, and if it rewrites bytes
-    // in place the reader may see them change (the format's checksums then report
-    // corruption rather than returning wrong data). Checkpoints are published by rename,
-    // which never changes an open file, so ckpt's own writers never do either.
+///
+/// # Safety
+/// Nobody may truncate `file` or change its bytes while the map exists (the caller of
+/// `open_input_mapped` promises it).
+pub(crate) unsafe fn map_input(file: &File) -> io::Result<Mmap> {
+    // SAFETY: the map is read-only and private to the `InputSource` that owns `file`, and
+    // we never write the file; the caller promises nobody else truncates or rewrites it
+    // while it is mapped (memmap2's rule, passed on through `open_input_mapped`).
     unsafe { Mmap::map(file) }
 }

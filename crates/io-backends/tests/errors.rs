@@ -72,8 +72,12 @@ fn a_directory_fifo_or_nameless_path_as_output() {
     .expect("mkfifo");
     let err = PublishSink::create(&fifo, &OutputOptions::new(IoMode::Auto)).expect_err("fifo");
     check_message(&err, &fifo, &["FIFO", "stream"]);
-    let err = open_input(&fifo, IoMode::Mmap).expect_err("mmap of a fifo");
+    // SAFETY: a FIFO is refused before anything is mapped.
+    let err = unsafe { ckpt_io_backends::open_input_mapped(&fifo) }.expect_err("mmap of a fifo");
     check_message(&err, &fifo, &["regular file"]);
+    // The safe opener refuses a map outright, naming the unsafe one.
+    let err = open_input(&fifo, IoMode::Mmap).expect_err("mmap through open_input");
+    check_message(&err, &fifo, &["open_input_mapped"]);
     let root = Path::new("/");
     let err =
         PublishSink::create(root, &OutputOptions::new(IoMode::Buffered)).expect_err("no name");
@@ -133,13 +137,21 @@ fn a_truncated_stream_is_an_end_of_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("short");
     std::fs::write(&path, b"abc").expect("write");
+    let open = |mode| {
+        if mode == IoMode::Mmap {
+            // SAFETY: the test's own temporary file, which nothing changes while mapped.
+            unsafe { ckpt_io_backends::open_input_mapped(&path) }.expect("map")
+        } else {
+            open_input(&path, mode).expect("open")
+        }
+    };
     for mode in IoMode::ALL {
-        let mut src = open_input(&path, mode).expect("open");
+        let mut src = open(mode);
         let err = src.read_exact(&mut buf).expect_err("short");
         assert_eq!(err.kind(), ckpt_frame_core::IoErrorKind::UnexpectedEof, "{mode}");
         assert!(err.to_string().contains(&path.display().to_string()), "{err}");
         // A reader reports truncation, not an I/O failure.
-        let r = ckpt_frame_core::Reader::open(open_input(&path, mode).expect("open"));
+        let r = ckpt_frame_core::Reader::open(open(mode));
         assert!(matches!(r, Err(ckpt_frame_core::Error::Truncated { .. })), "{mode}: {r:?}");
     }
 }

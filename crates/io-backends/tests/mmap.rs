@@ -5,7 +5,7 @@
 mod common;
 
 use ckpt_frame_core::{CheckpointId, Source, Style, Writer};
-use ckpt_io_backends::{BackendError, IoMode, OutputOptions, PublishSink, open_input};
+use ckpt_io_backends::{BackendError, IoMode, OutputOptions, PublishSink};
 use common::{assert_same, names_in, reference_bytes, size_bound, standard_plan, write_plan};
 
 #[test]
@@ -107,7 +107,7 @@ fn mapped_input_lends_bytes_without_copying() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("c");
     std::fs::write(&path, &reference).expect("write");
-    let mut src = open_input(&path, IoMode::Mmap).expect("map");
+    let mut src = mapped(&path);
     let a = src.read_borrowed(100).expect("mapped sources lend").expect("read").as_ptr();
     let b = src.read_borrowed(100).expect("lend").expect("read").as_ptr();
     assert_eq!(b as usize - a as usize, 100, "both slices point into the same map");
@@ -118,10 +118,16 @@ fn mapped_input_lends_bytes_without_copying() {
         &reference[reference.len() - 10..],
         "tail",
     );
-    common::restore_indexed(open_input(&path, IoMode::Mmap).expect("map"), &plan, "mmap");
+    common::restore_indexed(mapped(&path), &plan, "mmap");
     // An empty file maps to an empty source.
     let empty = dir.path().join("empty");
     std::fs::write(&empty, b"").expect("write");
-    let mut src = open_input(&empty, IoMode::Mmap).expect("map empty");
+    let mut src = mapped(&empty);
     assert_eq!(src.total_len().expect("len"), Some(0));
+}
+
+/// A mapped source over the test's own file.
+fn mapped(path: &std::path::Path) -> ckpt_io_backends::InputSource {
+    // SAFETY: the test's own temporary file, which nothing changes while it is mapped.
+    unsafe { ckpt_io_backends::open_input_mapped(path) }.expect("map")
 }
