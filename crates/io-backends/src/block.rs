@@ -66,9 +66,8 @@ impl BlockWriter {
             file,
             path,
             final_path,
-            // At least a cache line: the kernel copies out of 16-byte-offset memory (where
-            // large `malloc` blocks start) about four times slower.
-            buf: AlignedBuf::new(crate::IO_BUF_LEN, align.max(64)),
+            // At least a cache line (see `AlignedBuf`).
+            buf: AlignedBuf::new(crate::IO_BUF_LEN, align),
             len: 0,
             file_off: 0,
             align,

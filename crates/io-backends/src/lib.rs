@@ -13,6 +13,9 @@
 //! - [`StreamSink`] writes to stdout, a pipe or any [`std::io::Write`]; checkpoints need no
 //!   seeking to be written.
 //!
+//! - [`durable`]: the durable replace (`fsync`, `rename`, directory `fsync`) the sink
+//!   commits with, for every crate that replaces files.
+//!
 //! # Reading
 //! - [`open_input`] opens a checkpoint file in any [`IoMode`] as an [`InputSource`]
 //!   (seekable, knows its length, so frames can be opened by number); a named pipe gives a
@@ -56,6 +59,7 @@
 
 mod align;
 mod block;
+pub mod durable;
 mod error;
 mod input;
 // The only modules allowed `unsafe`: the two memmap2 map calls, and one
@@ -69,7 +73,9 @@ mod stream;
 #[allow(unsafe_code)]
 mod writeback;
 
-pub use align::{AlignmentSource, DirectAlignment, direct_alignment};
+pub use align::{
+    AlignedBuf, AlignmentSource, DirectAlignment, direct_alignment, direct_alignment_of,
+};
 pub use error::BackendError;
 pub use input::{InputSource, open_input, open_input_mapped, stdin_source, stream_source};
 pub use mode::{IoMode, OutputOptions, ParseIoModeError};

@@ -3,6 +3,7 @@
 
 use crate::align::{self, DirectAlignment};
 use crate::block::BlockWriter;
+use crate::durable::{self, ReplaceStep};
 use crate::error::FailureLatch;
 use crate::{BackendError, IoMode, OutputOptions};
 use ckpt_frame_core::{IoError, Sink};
@@ -368,14 +369,17 @@ impl PublishSink {
                 return Err(BackendError::Aborted { path: self.path.clone(), first });
             }
         };
-        let publish_err =
-            |op, source: io::Error| BackendError::Publish { path: self.path.clone(), op, source };
-        rustix::fs::fsync(&file).map_err(|e| publish_err("fsync the temporary file", e.into()))?;
-        drop(file);
-        rustix::fs::renameat(&self.dir, &self.tmp_name, &self.dir, &self.file_name)
-            .map_err(|e| publish_err("rename the temporary file over it", e.into()))?;
+        let replaced = durable::replace_at(file, &self.dir, &self.tmp_name, &self.file_name);
+        if let Err(e) = replaced {
+            self.published = e.renamed();
+            let op = match e.step {
+                ReplaceStep::SyncFile => "fsync the temporary file",
+                ReplaceStep::Rename => "rename the temporary file over it",
+                ReplaceStep::SyncDir => "fsync the directory",
+            };
+            return Err(BackendError::Publish { path: self.path.clone(), op, source: e.source });
+        }
         self.published = true;
-        rustix::fs::fsync(&self.dir).map_err(|e| publish_err("fsync the directory", e.into()))?;
         Ok(self.written)
     }
 
@@ -620,8 +624,7 @@ pub fn remove_stale_temps<N: AsRef<OsStr>>(dir: &Path, name: N) -> Result<usize,
         }
     }
     if removed > 0 {
-        let d = File::open(dir).map_err(|e| io_err("open", e))?;
-        rustix::fs::fsync(&d).map_err(|e| io_err("fsync", e.into()))?;
+        durable::sync_dir(dir).map_err(|e| io_err("fsync", e))?;
     }
     Ok(removed)
 }

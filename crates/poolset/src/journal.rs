@@ -17,6 +17,7 @@
 //! appears by rename).
 
 use crate::PoolError;
+use ckpt_io_backends::durable::{self, ReplaceStep};
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::Write;
@@ -180,9 +181,13 @@ impl Journal {
         let tmp = temp_path(path);
         let mut f = File::create(&tmp).map_err(PoolError::io(&tmp, "create"))?;
         f.write_all(&self.encode()).map_err(PoolError::io(&tmp, "write"))?;
-        f.sync_all().map_err(PoolError::io(&tmp, "fsync"))?;
-        fs::rename(&tmp, path).map_err(PoolError::io(path, "rename the journal to"))?;
-        sync_parent(path)
+        durable::replace(&f, &tmp, path).map_err(|e| match e.step {
+            ReplaceStep::SyncFile => PoolError::io(&tmp, "fsync")(e.source),
+            ReplaceStep::Rename => PoolError::io(path, "rename the journal to")(e.source),
+            ReplaceStep::SyncDir => {
+                PoolError::io(durable::parent_dir(path), "fsync the directory")(e.source)
+            }
+        })
     }
 
     /// Loads the journal at `path`: `Ok(None)` when there is none. A journal appears only by
@@ -278,11 +283,8 @@ fn remove_if_present(path: &Path) -> Result<(), PoolError> {
 /// # Errors
 /// [`PoolError::Io`] naming the directory.
 pub(crate) fn sync_parent(path: &Path) -> Result<(), PoolError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    File::open(dir).and_then(|d| d.sync_all()).map_err(PoolError::io(dir, "fsync the directory"))
+    let dir = durable::parent_dir(path);
+    durable::sync_dir(dir).map_err(PoolError::io(dir, "fsync the directory"))
 }
 
 struct Reader<'a> {

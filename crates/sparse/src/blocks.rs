@@ -6,8 +6,8 @@
 //! every request to the alignment and hands back the bytes asked for.
 
 use crate::SparseError;
-use crate::buf::AlignedBuf;
-use rustix::fs::{AtFlags, OFlags, StatxFlags};
+use ckpt_io_backends::AlignedBuf;
+use rustix::fs::OFlags;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -21,10 +21,6 @@ pub enum ReadMode {
     /// `O_DIRECT` where the file system supports it, buffered where it does not.
     Direct,
 }
-
-/// The alignment `O_DIRECT` asks of file offsets and memory on a file system that does not
-/// say (`statx` without `STATX_DIOALIGN`): the common logical block size.
-const DEFAULT_DIRECT_ALIGN: u64 = 4096;
 
 /// Reads byte ranges of one file, with `O_DIRECT` when asked for and possible.
 #[derive(Debug)]
@@ -109,13 +105,13 @@ impl BlockReader {
             .checked_add(len as u64)
             .ok_or_else(|| SparseError::io(&self.path, "read", Some(offset))(eof()))?;
         if !self.is_direct() {
-            let bytes = self.buf.get_mut(len);
+            let bytes = self.buf.prefix_mut(len);
             self.file.read_exact_at(bytes, offset).map_err(SparseError::io(
                 &self.path,
                 "read",
                 Some(offset),
             ))?;
-            return Ok(self.buf.get_mut(len));
+            return Ok(self.buf.prefix_mut(len));
         }
         let start = offset - offset % self.align;
         let span_end = end.next_multiple_of(self.align);
@@ -123,7 +119,7 @@ impl BlockReader {
         let mut filled = 0usize;
         while filled < span {
             let at = start + filled as u64;
-            let bytes = self.buf.get_mut(span).get_mut(filled..).unwrap_or_default();
+            let bytes = self.buf.prefix_mut(span).get_mut(filled..).unwrap_or_default();
             match self.file.read_at(bytes, at) {
                 // End of file inside the last block: a direct read returns the bytes up
                 // to it.
@@ -142,7 +138,7 @@ impl BlockReader {
         if filled < skip.saturating_add(len) {
             return Err(SparseError::io(&self.path, "read", Some(offset))(eof()));
         }
-        Ok(self.buf.get_mut(span).get(skip..skip + len).unwrap_or_default())
+        Ok(self.buf.prefix_mut(span).get(skip..skip + len).unwrap_or_default())
     }
 
     fn go_buffered(&mut self) -> Result<(), SparseError> {
@@ -157,20 +153,11 @@ impl BlockReader {
 }
 
 fn buf(align: u64) -> AlignedBuf {
-    AlignedBuf::with_alignment(1 << 20, usize::try_from(align).unwrap_or(4096))
+    AlignedBuf::new(1 << 20, usize::try_from(align).unwrap_or(4096))
 }
 
-/// The larger of the offset and memory alignments `statx` reports for direct I/O,
-/// [`DEFAULT_DIRECT_ALIGN`] where it does not say, `None` where it says the file has no
-/// direct I/O (alignment 0).
+/// The alignment of direct reads of `file` ([`ckpt_io_backends::direct_alignment_of`]),
+/// `None` where the file has no direct I/O.
 fn direct_alignment(file: &File) -> Option<u64> {
-    let reported = rustix::fs::statx(file, "", AtFlags::EMPTY_PATH, StatxFlags::DIOALIGN)
-        .ok()
-        .filter(|st| StatxFlags::from_bits_retain(st.stx_mask).contains(StatxFlags::DIOALIGN))
-        .map(|st| u64::from(st.stx_dio_offset_align.max(st.stx_dio_mem_align)));
-    match reported {
-        Some(0) => None,
-        Some(a) if a.is_power_of_two() && (512..=65536).contains(&a) => Some(a),
-        _ => Some(DEFAULT_DIRECT_ALIGN),
-    }
+    ckpt_io_backends::direct_alignment_of(file).map(|a| a.buffer() as u64)
 }

@@ -1,8 +1,9 @@
 //! Sparse copy: only the source's data extents are read, all-zero blocks inside them
 //! become holes, and the copy appears under its name only once complete and durable.
 
-use crate::buf::AlignedBuf;
 use crate::{Interval, SparseError, data_layout, is_all_zero};
+use ckpt_io_backends::AlignedBuf;
+use ckpt_io_backends::durable::{self, ReplaceStep};
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -143,10 +144,7 @@ pub fn sparse_copy_with_progress(
         });
     }
     let layout = data_layout(&source, src)?;
-    let dir = match dst.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
+    let dir = durable::parent_dir(dst);
     let mut name = std::ffi::OsString::from(".");
     name.push(dst.file_name().unwrap_or_default());
     name.push(format!(".ckpt-sparse.{}", std::process::id()));
@@ -161,7 +159,7 @@ pub fn sparse_copy_with_progress(
 
     let mut stats = CopyStats { size: layout.size, ..CopyStats::default() };
     let block = opts.block_size.max(1);
-    let mut buf = AlignedBuf::new(READ_PIECE);
+    let mut buf = AlignedBuf::new(READ_PIECE, AlignedBuf::CACHE_LINE);
     let total = layout.data.total_len();
     let mut kernel_copy = !opts.detect_zeros;
     for extent in layout.data.iter() {
@@ -181,22 +179,26 @@ pub fn sparse_copy_with_progress(
         "set the mode of",
         None,
     ))?;
-    if opts.durable {
-        out.sync_all().map_err(SparseError::io(&temp.path, "fsync", None))?;
-    }
-    fs::rename(&temp.path, dst).map_err(SparseError::io(
-        dst,
-        "rename the finished copy to",
-        None,
-    ))?;
-    temp.done = true;
-    if opts.durable {
-        File::open(dir).and_then(|d| d.sync_all()).map_err(SparseError::io(
-            dir,
-            "fsync the directory",
+    let renamed = if opts.durable {
+        durable::replace(&out, &temp.path, dst).map_err(|e| {
+            temp.done = e.renamed();
+            match e.step {
+                ReplaceStep::SyncFile => SparseError::io(&temp.path, "fsync", None)(e.source),
+                ReplaceStep::Rename => {
+                    SparseError::io(dst, "rename the finished copy to", None)(e.source)
+                }
+                ReplaceStep::SyncDir => SparseError::io(dir, "fsync the directory", None)(e.source),
+            }
+        })
+    } else {
+        fs::rename(&temp.path, dst).map_err(SparseError::io(
+            dst,
+            "rename the finished copy to",
             None,
-        ))?;
-    }
+        ))
+    };
+    renamed?;
+    temp.done = true;
     Ok(stats)
 }
 
@@ -275,7 +277,7 @@ fn copy_extent(
     let mut at = extent.start;
     while at < extent.end {
         let n = usize::try_from(extent.end - at).unwrap_or(usize::MAX).min(READ_PIECE);
-        let piece = buf.get_mut(n);
+        let piece = buf.prefix_mut(n);
         source.read_exact_at(piece, at).map_err(SparseError::io(src, "read", Some(at)))?;
         stats.data_read += n as u64;
         // Walk the piece on the block grid of the file (from offset 0), writing runs of

@@ -4,8 +4,9 @@
 //! `PARENT.ckpt-prune`) says the parent is mid-change, and it is removed only after the
 //! parent is fsynced.
 
-use crate::buf::AlignedBuf;
 use crate::{Interval, SparseError, data_layout, is_all_zero, punch_hole};
+use ckpt_io_backends::AlignedBuf;
+use ckpt_io_backends::durable;
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -29,15 +30,8 @@ pub fn marker_path(parent: &Path, what: &str) -> PathBuf {
 }
 
 fn fsync_dir_of(path: &Path) -> Result<(), SparseError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    File::open(dir).and_then(|d| d.sync_all()).map_err(SparseError::io(
-        dir,
-        "fsync the directory",
-        None,
-    ))
+    let dir = durable::parent_dir(path);
+    durable::sync_dir(dir).map_err(SparseError::io(dir, "fsync the directory", None))
 }
 
 /// Runs `change` on `parent` (opened for writing) between a durable marker and an fsync.
@@ -94,12 +88,12 @@ pub fn fold(child: &Path, parent: &Path) -> Result<FoldStats, SparseError> {
             target.set_len(layout.size).map_err(SparseError::io(parent, "grow", None))?;
         }
         let mut stats = FoldStats { parent_size: size.max(layout.size), ..FoldStats::default() };
-        let mut buf = AlignedBuf::new(1 << 20);
+        let mut buf = AlignedBuf::new(1 << 20, AlignedBuf::CACHE_LINE);
         for extent in layout.data.iter() {
             let mut at = extent.start;
             while at < extent.end {
                 let n = usize::try_from(extent.end - at).unwrap_or(usize::MAX).min(1 << 20);
-                let bytes = buf.get_mut(n);
+                let bytes = buf.prefix_mut(n);
                 source.read_exact_at(bytes, at).map_err(SparseError::io(
                     child,
                     "read",

@@ -31,7 +31,6 @@
 #![deny(unsafe_code)]
 
 mod blocks;
-mod buf;
 mod copy;
 pub mod digest;
 mod error;

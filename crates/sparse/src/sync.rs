@@ -17,6 +17,7 @@ use crate::proto::{
 };
 use crate::{BlockReader, ReadMode};
 use crate::{Interval, SparseError, data_layout, punch_hole};
+use ckpt_io_backends::durable::{self, ReplaceStep};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -496,7 +497,7 @@ fn send_changes<W: Write>(
 /// died: those no live sync holds locked. Best effort: a file that cannot be examined stays.
 fn remove_stale_new_targets(dst: &Path, prefix: &std::ffi::OsStr) {
     use std::os::unix::ffi::OsStrExt;
-    let Ok(entries) = fs::read_dir(dir_of(dst)) else { return };
+    let Ok(entries) = fs::read_dir(durable::parent_dir(dst)) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name();
         if !name.as_bytes().starts_with(prefix.as_bytes()) {
@@ -517,16 +518,9 @@ pub fn marker_path(dst: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn dir_of(path: &Path) -> &Path {
-    match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    }
-}
-
 fn fsync_dir(path: &Path) -> Result<(), SyncError> {
-    let dir = dir_of(path);
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir, "fsync the directory", None))
+    let dir = durable::parent_dir(path);
+    durable::sync_dir(dir).map_err(io_err(dir, "fsync the directory", None))
 }
 
 /// Receives a sync into `dst` from the sender at the other end of `input`/`output` (the
@@ -684,7 +678,7 @@ fn receive_inner<R: Read, W: Write>(
         remove_stale_new_targets(dst, &prefix);
         let mut name = prefix;
         name.push(std::process::id().to_string());
-        let tmp = dir_of(dst).join(name);
+        let tmp = durable::parent_dir(dst).join(name);
         let f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp);
         let f = f.map_err(io_err(&tmp, "create", None))?;
         // Held until this sync ends: a later first sync takes a temporary file it can lock
@@ -704,10 +698,16 @@ fn receive_inner<R: Read, W: Write>(
         }
     };
     // Commit: data durable under the target's name, then the marker goes.
-    target.sync_all().map_err(io_err(&written_to, "fsync", None))?;
     if let Some(t) = &temp {
-        fs::rename(t, dst).map_err(io_err(dst, "rename the new target to", None))?;
-        fsync_dir(dst)?;
+        durable::replace(&target, t, dst).map_err(|e| match e.step {
+            ReplaceStep::SyncFile => io_err(&written_to, "fsync", None)(e.source),
+            ReplaceStep::Rename => io_err(dst, "rename the new target to", None)(e.source),
+            ReplaceStep::SyncDir => {
+                io_err(durable::parent_dir(dst), "fsync the directory", None)(e.source)
+            }
+        })?;
+    } else {
+        target.sync_all().map_err(io_err(&written_to, "fsync", None))?;
     }
     fs::remove_file(&marker).map_err(io_err(&marker, "remove the dirty marker", None))?;
     fsync_dir(&marker)?;
