@@ -24,15 +24,47 @@ CKPT=$ROOT/target/release/ckpt
 CORES=$(nproc)
 mkdir -p "$WORK"
 
-# best_of CMD...: the best wall time in seconds over RUNS runs (outputs removed before each).
-best_of() {
-    local best=""
-    for _ in $(seq "$RUNS"); do
+# fail CMD...: says which command failed, with its stderr (in $WORK/run.err), and stops.
+# Called in $(...) too: the exit ends that subshell, and `set -e` then stops the script.
+fail() {
+    local rc=$1
+    shift
+    echo "compare: FAILED (exit $rc): $*" >&2
+    if [ -s "$WORK/run.err" ]; then sed 's/^/compare:   /' "$WORK/run.err" >&2; fi
+    exit 1
+}
+
+# must CMD...: runs CMD (stdout discarded), stopping loudly when it fails.
+must() {
+    local rc=0
+    "$@" >/dev/null 2>"$WORK/run.err" || rc=$?
+    [ "$rc" = 0 ] || fail "$rc" "$@"
+}
+
+# verify RESTORED COMMAND: RESTORED must equal the input file byte for byte.
+verify() {
+    if ! cmp "$input" "$1" >"$WORK/run.err" 2>&1; then
+        echo "compare: FAILED: $2 restored $1, which differs from $input:" >&2
+        sed 's/^/compare:   /' "$WORK/run.err" >&2
+        exit 1
+    fi
+}
+
+# runs VERIFY CMD...: the best wall time in seconds over RUNS runs (outputs removed before
+# each). Any run exiting non-zero stops the script, naming CMD. Unless VERIFY is `-`, the
+# file VERIFY that the first run restored must equal the input before any time counts.
+runs() {
+    local check=$1
+    shift
+    local best="" i
+    for i in $(seq "$RUNS"); do
         rm -rf "$WORK/out" && mkdir -p "$WORK/out"
-        local t0 t1
+        local t0 t1 rc=0
         t0=$(date +%s%N)
-        "$@" >/dev/null 2>&1
+        "$@" >/dev/null 2>"$WORK/run.err" || rc=$?
         t1=$(date +%s%N)
+        [ "$rc" = 0 ] || fail "$rc" "$@"
+        if [ "$i" = 1 ] && [ "$check" != - ]; then verify "$check" "$*"; fi
         local s
         s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
         if [ -z "$best" ] || awk -v x="$s" -v y="$best" 'BEGIN { exit !(x < y) }'; then best=$s; fi
@@ -40,13 +72,22 @@ best_of() {
     echo "$best"
 }
 
+# best_of CMD...: runs for a write (nothing to compare).
+best_of() { runs - "$@"; }
+
+# restore_best_of RESTORED CMD...: runs for a restore that leaves the input's copy at RESTORED.
+restore_best_of() { runs "$@"; }
+
 ratio() { # a b: a / b with two decimals
     awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'
 }
 
-peak() { # CMD...: peak resident set of one run in MiB
+peak() { # CMD...: peak resident set of one run in MiB (a failing CMD stops the script)
     rm -rf "$WORK/out" && mkdir -p "$WORK/out"
-    /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1 | awk '{ printf "%.0f", $1 / 1024 }'
+    local rc=0
+    /usr/bin/time -o "$WORK/time.out" -f %M "$@" >/dev/null 2>"$WORK/run.err" || rc=$?
+    [ "$rc" = 0 ] || fail "$rc" "$@"
+    tail -1 "$WORK/time.out" | awk '{ printf "%.0f", $1 / 1024 }'
 }
 
 row() { # name seconds input_bytes output_bytes
@@ -66,9 +107,9 @@ for kind in random logs; do
     cat "$input" >/dev/null # warm the page cache for every tool alike
     t=""
     # Reference outputs kept for the restore rows and the ratios.
-    "$CKPT" write -o "$WORK/$kind.ckpt" --threads "$CORES" "$in_dir" 2>/dev/null
-    lz4 -1 -f -q "$input" "$WORK/$kind.lz4"
-    zstd -1 -T0 -f -q "$input" -o "$WORK/$kind.zst"
+    must "$CKPT" write -o "$WORK/$kind.ckpt" --threads "$CORES" "$in_dir"
+    must lz4 -1 -f -q "$input" "$WORK/$kind.lz4"
+    must zstd -1 -T0 -f -q "$input" -o "$WORK/$kind.zst"
     ck=$(stat -c %s "$WORK/$kind.ckpt"); l4=$(stat -c %s "$WORK/$kind.lz4"); zs=$(stat -c %s "$WORK/$kind.zst")
     w1=$(best_of "$CKPT" write -o "$WORK/out/x.ckpt" --threads 1 "$in_dir")
     wn=$(best_of "$CKPT" write -o "$WORK/out/x.ckpt" --threads "$CORES" "$in_dir")
@@ -80,10 +121,12 @@ for kind in random logs; do
     l1s=$(best_of sh -c "lz4 -1 -f -q '$input' '$WORK/out/x.lz4' && sync '$WORK/out/x.lz4'")
     z1s=$(best_of sh -c "zstd -1 -T0 -f -q '$input' -o '$WORK/out/x.zst' && sync '$WORK/out/x.zst'")
     cps=$(best_of sh -c "cp '$input' '$WORK/out/x.copy' && sync '$WORK/out/x.copy'")
-    r1=$(best_of "$CKPT" restore "$WORK/$kind.ckpt" --threads 1 -C "$WORK/out/r")
-    rn=$(best_of "$CKPT" restore "$WORK/$kind.ckpt" --threads "$CORES" -C "$WORK/out/r")
-    ld=$(best_of lz4 -d -f -q "$WORK/$kind.lz4" "$WORK/out/x.dec")
-    zd=$(best_of zstd -d -f -q "$WORK/$kind.zst" -o "$WORK/out/x.dec")
+    # Each restore's first run must give back the input, byte for byte, before it is timed.
+    restored=$WORK/out/r/$kind/input.bin
+    r1=$(restore_best_of "$restored" "$CKPT" restore "$WORK/$kind.ckpt" --threads 1 -C "$WORK/out/r")
+    rn=$(restore_best_of "$restored" "$CKPT" restore "$WORK/$kind.ckpt" --threads "$CORES" -C "$WORK/out/r")
+    ld=$(restore_best_of "$WORK/out/x.dec" lz4 -d -f -q "$WORK/$kind.lz4" "$WORK/out/x.dec")
+    zd=$(restore_best_of "$WORK/out/x.dec" zstd -d -f -q "$WORK/$kind.zst" -o "$WORK/out/x.dec")
     t+=$(row "ckpt write, LZ4, 1 thread" "$w1" "$n" "$ck")$'\n'
     t+=$(row "ckpt write, LZ4, $CORES threads" "$wn" "$n" "$ck")$'\n'
     t+=$(row "lz4 -1 (file to file)" "$l1" "$n" "$l4")$'\n'
@@ -104,9 +147,12 @@ for kind in random logs; do
     t+=" (plain cp $(ratio "$cpp" "$raw")x); restore $CORES threads against lz4 -d"
     t+=" $(ratio "$ld" "$rn")x, 1 thread $(ratio "$ld" "$r1")x."$'\n'
     if [ -x /usr/bin/time ]; then
-        t+=$'\n'"Peak resident memory (GNU time): LZ4 write $CORES threads $(peak "$CKPT" write -o "$WORK/out/x.ckpt" --threads "$CORES" "$in_dir") MiB,"
-        t+=" RAW write $(peak "$CKPT" write -o "$WORK/out/x.ckpt" --style raw "$in_dir") MiB,"
-        t+=" restore $CORES threads $(peak "$CKPT" restore "$WORK/$kind.ckpt" -C "$WORK/out/r") MiB."$'\n'
+        pw=$(peak "$CKPT" write -o "$WORK/out/x.ckpt" --threads "$CORES" "$in_dir")
+        pr=$(peak "$CKPT" write -o "$WORK/out/x.ckpt" --style raw "$in_dir")
+        pd=$(peak "$CKPT" restore "$WORK/$kind.ckpt" -C "$WORK/out/r")
+        t+=$'\n'"Peak resident memory (GNU time): LZ4 write $CORES threads $pw MiB,"
+        t+=" RAW write $pr MiB,"
+        t+=" restore $CORES threads $pd MiB."$'\n'
     fi
     TABLES+=$'\n'"### $kind data ($n bytes)"$'\n\n'"| command | best seconds | MB/s of input | ratio |"$'\n'"|---|---|---|---|"$'\n'"$t"
 done
@@ -119,6 +165,8 @@ fi
 {
     cat <<HEAD
 # Performance
+
+<!-- bench:compare:start -->
 
 Measured by \`SIZE=$SIZE RUNS=$RUNS bash benches/compare.sh\` on $(date -u +%Y-%m-%d): $CORES cores,
 $(uname -r), ext4, $(lz4 --version 2>&1 | head -1 | sed 's/\*//g' | xargs), $(zstd --version | sed 's/\*//g' | xargs).
@@ -154,6 +202,7 @@ HEAD
   with threads, about 4 x threads x `--frame-size` (4 MiB): with 8 or more threads, lower
   `--frame-size` to stay under 64 MiB.
 NOTES
+    printf '\n<!-- bench:compare:end -->\n'
     if [ -n "$KEPT" ]; then printf '\n%s\n' "$KEPT"; fi
 } > "$ROOT/docs/performance.md"
 echo "compare: wrote docs/performance.md"

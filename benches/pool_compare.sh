@@ -75,8 +75,11 @@ echo "|---|---|---|---|---|"
 for kind in replica part; do
     label="1 GiB replica (8 parts)"
     [ "$kind" = part ] && label="one 128 MiB part"
-    read -r ps pm < <(best_of "$kind" pmempool sync "$SET")
-    read -r cs cm < <(best_of "$kind" "$CKPT" pool sync "$SET")
+    # Through $(...), not < <(...): a failing best_of then stops the script (set -e).
+    r=$(best_of "$kind" pmempool sync "$SET")
+    read -r ps pm <<<"$r"
+    r=$(best_of "$kind" "$CKPT" pool sync "$SET")
+    read -r cs cm <<<"$r"
     echo "| $label | pmempool sync | $ps | $((pm / 1024)) MiB | 1.00 |"
     echo "| $label | ckpt pool sync | $cs | $((cm / 1024)) MiB | $(awk -v a="$cs" -v b="$ps" 'BEGIN { printf "%.2f", a / b }') |"
 done

@@ -22,17 +22,44 @@ mkdir -p "$WORK"
 
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; }
 
-# best_of CMD...: the best wall time in seconds over RUNS runs (output removed before each).
+# fail RC LOG CMD...: says which command failed, with its output (LOG), and stops. Called in
+# $(...) too: the exit ends that subshell, and `set -e` then stops the script.
+fail() {
+    local rc=$1 log=$2
+    shift 2
+    echo "sparse_compare: FAILED (exit $rc): $*" >&2
+    if [ -s "$log" ]; then sed 's/^/sparse_compare:   /' "$log" >&2; fi
+    exit 1
+}
+
+# must CMD...: runs CMD (stdout discarded), stopping loudly when it fails.
+must() {
+    local rc=0
+    "$@" >/dev/null 2>"$WORK/run.err" || rc=$?
+    [ "$rc" = 0 ] || fail "$rc" "$WORK/run.err" "$@"
+}
+
+# best_of SRC CMD...: the best wall time in seconds over RUNS runs (output removed before
+# each). Any run exiting non-zero stops the script, naming CMD; the copy the first run made
+# ($WORK/out.img) must equal SRC byte for byte before any time counts.
 best_of() {
-    local best=""
-    for _ in $(seq "$RUNS"); do
+    local src=$1
+    shift
+    local best="" i
+    for i in $(seq "$RUNS"); do
         rm -f "$WORK/out.img"
         drop_caches
-        local t0 t1 s
+        local t0 t1 s rc=0
         t0=$(date +%s%N)
-        "$@" >/dev/null 2>&1
-        sync "$WORK/out.img"
+        "$@" >/dev/null 2>"$WORK/run.err" || rc=$?
+        [ "$rc" = 0 ] || fail "$rc" "$WORK/run.err" "$@"
+        sync "$WORK/out.img" 2>"$WORK/run.err" || fail $? "$WORK/run.err" sync "$WORK/out.img" after "$@"
         t1=$(date +%s%N)
+        if [ "$i" = 1 ] && ! cmp "$src" "$WORK/out.img" >"$WORK/run.err" 2>&1; then
+            echo "sparse_compare: FAILED: $* made a copy that differs from $src:" >&2
+            sed 's/^/sparse_compare:   /' "$WORK/run.err" >&2
+            exit 1
+        fi
         s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
         if [ -z "$best" ] || awk -v x="$s" -v y="$best" 'BEGIN { exit !(x < y) }'; then best=$s; fi
     done
@@ -68,10 +95,10 @@ echo "| input | command | best seconds | ratio to cp |"
 echo "|---|---|---|---|"
 for input in scattered worst; do
     src=$WORK/$input.img
-    cp_t=$(best_of cp --sparse=always "$src" "$WORK/out.img")
-    ck_t=$(best_of "$CKPT" sparse copy "$src" "$WORK/out.img")
-    sy_t=$(best_of "$CKPT" sparse sync "$src" "$WORK/out.img")
-    rs_t=$(best_of rsync --sparse "$src" "$WORK/out.img")
+    cp_t=$(best_of "$src" cp --sparse=always "$src" "$WORK/out.img")
+    ck_t=$(best_of "$src" "$CKPT" sparse copy "$src" "$WORK/out.img")
+    sy_t=$(best_of "$src" "$CKPT" sparse sync "$src" "$WORK/out.img")
+    rs_t=$(best_of "$src" rsync --sparse "$src" "$WORK/out.img")
     for row in "cp --sparse=always:$cp_t" "ckpt sparse copy:$ck_t" "ckpt sparse sync (new target):$sy_t" "rsync --sparse:$rs_t"; do
         name=${row%%:*}; t=${row##*:}
         echo "| $input | $name | $t | $(awk -v a="$t" -v b="$cp_t" 'BEGIN { printf "%.2f", a / b }') |"
@@ -81,21 +108,22 @@ done
 # Re-syncs of the scattered file: a target already synced, then (a) no change, (b) 1% of
 # the source's data changed in 4 KiB pieces scattered over it. rsync is forced to compare
 # content (-I: no size/time shortcut; --no-W: its delta algorithm even locally).
-timed() { # CMD...: seconds of one run, its stdout kept in $WORK/last.out
+timed() { # CMD...: seconds of one run, its stdout kept in $WORK/last.out; stops if it fails
     drop_caches
-    local t0 t1
+    local t0 t1 rc=0
     t0=$(date +%s%N)
-    "$@" >"$WORK/last.out" 2>&1
+    "$@" >"$WORK/last.out" 2>&1 || rc=$?
     t1=$(date +%s%N)
+    [ "$rc" = 0 ] || fail "$rc" "$WORK/last.out" "$@"
     awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'
 }
 src=$WORK/scattered.img
 work=$WORK/resync.img
-cp --sparse=always "$src" "$work"
+must cp --sparse=always "$src" "$work"
 data=$("$CKPT" sparse map "$work" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["data_bytes"])')
 rm -f "$WORK/ck.img" "$WORK/rs.img"
-"$CKPT" sparse sync "$work" "$WORK/ck.img" >/dev/null 2>&1
-rsync --sparse "$work" "$WORK/rs.img"
+must "$CKPT" sparse sync "$work" "$WORK/ck.img"
+must rsync --sparse "$work" "$WORK/rs.img"
 echo
 echo "### Re-sync of the 4 GiB scattered file ($data bytes of data)"
 echo

@@ -793,7 +793,7 @@ fn a_rebuilt_part_keeps_the_owner_and_mode_of_the_file_it_replaces() {
     let part = pool.part(1, 1);
     let (uid, gid) = (4321, 4322);
     if let Err(e) = std::os::unix::fs::chown(part, Some(uid), Some(gid)) {
-        eprintln!("{test}: SKIPPED: cannot chown ({e}); run as root");
+        common::unavailable(test, &format!("cannot chown ({e}); needs root"));
         return;
     }
     fs::set_permissions(part, fs::Permissions::from_mode(0o600)).unwrap();

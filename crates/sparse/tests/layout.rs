@@ -2,7 +2,9 @@
 //!
 //! Files live in a temporary directory under /tmp. Tests that rely on ext4 behaviour
 //! (4 KiB data granularity, unwritten extents as holes) check the file system first and
-//! print a loud SKIP line when it is not ext4.
+//! print a `SKIP` line on stderr when it is not ext4, or fail under `CI=true`.
+
+mod common;
 
 use ckpt_sparse::{
     FiemapExtent, Interval, IntervalSet, SparseError, data_layout, fiemap, is_all_zero,
@@ -34,16 +36,13 @@ fn fs_magic(path: &Path) -> i128 {
     i128::from(rustix::fs::statfs(path).expect("statfs").f_type)
 }
 
-/// Returns early from the test, loudly, unless `$dir` is on ext4.
+/// Returns early from test `$test` unless `$dir` is on ext4: a failure under `CI=true`,
+/// else a `SKIP` line on stderr.
 macro_rules! require_ext4 {
-    ($dir:expr) => {
+    ($test:expr, $dir:expr) => {
         if fs_magic($dir) != EXT4_SUPER_MAGIC {
-            eprintln!(
-                "\n*** SKIP {}: {} is not ext4 (f_type {:#x}) ***\n",
-                module_path!(),
-                $dir.display(),
-                fs_magic($dir)
-            );
+            let why = format!("{} is not ext4 (f_type {:#x})", $dir.display(), fs_magic($dir));
+            common::unavailable($test, &why);
             return;
         }
     };
@@ -101,7 +100,7 @@ fn check_fiemap_shape(extents: &[FiemapExtent]) {
 #[test]
 fn three_block_patterns() {
     let dir = tempdir();
-    require_ext4!(dir.path());
+    require_ext4!("three_block_patterns", dir.path());
     for mask in 0u8..8 {
         let blocks: Vec<bool> = (0..3).map(|b| mask & (1 << b) != 0).collect();
         // Whole blocks, ending inside the last block (data or hole), and one byte into it.
@@ -139,7 +138,7 @@ fn three_block_patterns() {
 #[test]
 fn hundred_blocks_with_shifting_holes() {
     let dir = tempdir();
-    require_ext4!(dir.path());
+    require_ext4!("hundred_blocks_with_shifting_holes", dir.path());
     let size = 100 * BLOCK;
     for shift in 0..8 {
         // Two-block holes every five blocks, moved along by one block each round.
@@ -157,7 +156,7 @@ fn hundred_blocks_with_shifting_holes() {
 #[test]
 fn unaligned_sizes() {
     let dir = tempdir();
-    require_ext4!(dir.path());
+    require_ext4!("unaligned_sizes", dir.path());
     for size in [1, 100, BLOCK - 1, BLOCK + 1, 5 * BLOCK + 7] {
         // Data everywhere.
         let blocks = vec![true; 6];
@@ -208,7 +207,7 @@ fn empty_and_all_hole_files() {
 #[test]
 fn preallocated_range_is_hole_and_unwritten() {
     let dir = tempdir();
-    require_ext4!(dir.path());
+    require_ext4!("preallocated_range_is_hole_and_unwritten", dir.path());
     let path = dir.path().join("prealloc");
     let size = 8 * BLOCK;
     let (file, want) = make_file(&path, &[true], size);
@@ -255,7 +254,7 @@ fn preallocated_range_is_hole_and_unwritten() {
 #[test]
 fn fiemap_sync_reports_dirty_data() {
     let dir = tempdir();
-    require_ext4!(dir.path());
+    require_ext4!("fiemap_sync_reports_dirty_data", dir.path());
     let blocks: Vec<bool> = (0..16).map(|i| i % 3 != 1).collect();
     let size = 16 * BLOCK;
 
@@ -310,7 +309,7 @@ fn is_all_zero_matches_bytewise_check() {
 #[test]
 fn fiemap_more_extents_than_one_call_holds() {
     let dir = tempdir();
-    require_ext4!(dir.path());
+    require_ext4!("fiemap_more_extents_than_one_call_holds", dir.path());
     // 600 one-block extents separated by one-block holes: three batches of 256.
     let blocks: Vec<bool> = (0..1200).map(|i| i % 2 == 0).collect();
     let size = 1200 * BLOCK;
@@ -327,9 +326,7 @@ fn fiemap_more_extents_than_one_call_holds() {
 fn tmpfs_has_no_fiemap_but_seek_data_works() {
     let shm = Path::new("/dev/shm");
     if !shm.is_dir() || fs_magic(shm) != TMPFS_MAGIC {
-        eprintln!(
-            "\n*** SKIP tmpfs_has_no_fiemap_but_seek_data_works: /dev/shm is not tmpfs ***\n"
-        );
+        common::unavailable("tmpfs_has_no_fiemap_but_seek_data_works", "/dev/shm is not tmpfs");
         return;
     }
     let dir = tempfile::Builder::new().prefix("ckpt-sparse-layout-").tempdir_in(shm).unwrap();
@@ -368,7 +365,7 @@ fn tmpfs_has_no_fiemap_but_seek_data_works() {
 #[test]
 fn punch_zero_preallocate_change_layout_keep_size() {
     let dir = tempdir();
-    require_ext4!(dir.path());
+    require_ext4!("punch_zero_preallocate_change_layout_keep_size", dir.path());
     let path = dir.path().join("ops");
     let size = 10 * BLOCK - 10;
     let (file, mut want) = make_file(&path, &[true; 10], size);

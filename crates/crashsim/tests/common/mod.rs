@@ -6,6 +6,7 @@
 //! missing tool is a failure.
 #![allow(dead_code)]
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -30,7 +31,8 @@ pub fn require(tool: &str, install: &str, test: &str) -> bool {
     let msg = format!("SKIPPED: {tool} not installed; {install}");
     assert!(!in_ci(), "{msg} (test {test}; CI=true, so {tool} must be installed)");
     let bar = "!".repeat(msg.len().min(100));
-    eprintln!("\n{bar}\n{msg}\n  test: {test}\n{bar}\n");
+    // Straight to the stderr handle: libtest captures `eprintln!` of passing tests.
+    let _ = writeln!(std::io::stderr().lock(), "\n{bar}\n{msg}\n  test: {test}\n{bar}\n");
     false
 }
 

@@ -32,7 +32,21 @@ fn skip(test_name: &str, what: &str) {
     let msg = format!("SKIPPED: {what}; {INSTALL_HINT}");
     assert!(!in_ci(), "{msg} (test {test_name}; CI=true, so PMDK must be installed)");
     let bar = "!".repeat(msg.len().min(100));
-    eprintln!("\n{bar}\n{msg}\n  test: {test_name}\n{bar}\n");
+    // Straight to the stderr handle: libtest captures `eprintln!` of passing tests.
+    let _ = writeln!(std::io::stderr().lock(), "\n{bar}\n{msg}\n  test: {test_name}\n{bar}\n");
+}
+
+/// A prerequisite of `test` other than PMDK (root, an architecture) is missing: fails the
+/// test under `CI=true`, else prints `SKIP <test>: <reason>` to stderr (shown even when the
+/// test passes) and returns false, so the test can `return`.
+pub fn unavailable(test: &str, reason: &str) -> bool {
+    assert!(
+        !in_ci(),
+        "{test}: {reason} (CI=true: a missing prerequisite is a failure, not a skip)"
+    );
+    // Straight to the stderr handle: libtest captures `eprintln!` of passing tests.
+    let _ = writeln!(std::io::stderr().lock(), "SKIP {test}: {reason}");
+    false
 }
 
 fn find_in_path(name: &str) -> Option<PathBuf> {
