@@ -66,6 +66,11 @@
 //! assert!(report.violations.is_empty(), "{report}");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! Linux only: it replays `strace` traces of Linux system calls.
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("ckpt-crashsim supports Linux only: it replays strace traces of Linux system calls");
 
 mod crash;
 mod fs;

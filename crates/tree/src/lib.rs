@@ -6,8 +6,14 @@
 //! [`Source`](ckpt_frame_core::Source) into a directory, never writing outside it. The
 //! `ckpt` command is a thin layer over it.
 //!
-//! Linux only: restore works through directory handles (`openat`, `renameat`) and the
-//! collector asks the kernel for holes, owners and extended attributes.
+//! Linux only: restore works through directory handles (`openat`, `O_TMPFILE`, `linkat`,
+//! `renameat`) and the collector asks the kernel for holes, owners and extended
+//! attributes; other systems get a `compile_error!`.
+
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "ckpt-tree supports Linux only: it works through openat, O_TMPFILE, linkat and Linux extended attributes"
+);
 
 mod attrs;
 mod collect;
