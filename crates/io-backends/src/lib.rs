@@ -53,9 +53,15 @@
 //! assert_eq!(back, data);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! Linux only: `O_DIRECT` with `statx(STATX_DIOALIGN)`, `fallocate`, `sync_file_range` and the `/proc` and `rustix` calls under it are Linux interfaces; other systems get a `compile_error!`.
+
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("ckpt-io-backends supports Linux only");
 
 mod align;
 mod block;

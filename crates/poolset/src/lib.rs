@@ -13,7 +13,13 @@
 //! - [`transform`]: add or remove replicas, add or remove `OPTION SINGLEHDR`.
 //! - [`native`]: ckpt's own pool type, a replicated address space with per-block checksums,
 //!   read-repair, scrub and a published state for one writer and many readers.
+//!
+//! Linux only: PMDK pools, `flock` and the durable paths are built on Linux file semantics; other systems get a `compile_error!`.
+
 #![forbid(unsafe_code)]
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("ckpt-poolset supports Linux only");
 
 pub mod agreement;
 mod build;

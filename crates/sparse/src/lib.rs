@@ -28,7 +28,13 @@
 //!   data; idempotent.
 //!
 //! The only unsafe code is the FIEMAP ioctl, in a module of its own.
+//!
+//! Linux only: `SEEK_DATA`/`SEEK_HOLE`, `FIEMAP`, hole punching and `copy_file_range` as Linux defines them; other systems get a `compile_error!`.
+
 #![deny(unsafe_code)]
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("ckpt-sparse supports Linux only");
 
 mod blocks;
 mod copy;
