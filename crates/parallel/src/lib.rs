@@ -39,6 +39,11 @@ pub struct FramePlan<'a> {
 }
 
 /// How much to do at once.
+///
+/// Where the workers come from: a call made from inside a rayon pool of exactly `threads`
+/// threads (or from outside any pool, when rayon's global pool has that many) runs in that
+/// pool; otherwise in a pool kept for that thread count, so repeated calls do not start
+/// threads. [`write_loaded`], whose workers wait for each other, uses a pool of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Parallelism {
     /// Worker threads (at least 1).
@@ -205,11 +210,46 @@ impl SliceLen for &mut [u8] {
     }
 }
 
+/// A pool of its own for [`write_loaded`], whose workers block on each other's progress
+/// (a shared pool could be busy with another caller's blocked workers).
 fn pool<E>(threads: usize) -> Result<rayon::ThreadPool, ParallelError<E>> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
         .build()
         .map_err(|e| ParallelError::Pool(e.to_string()))
+}
+
+/// Pools kept for the calls whose work never blocks, by thread count, so that restoring or
+/// writing many checkpoints does not start and stop threads on every call.
+const SHARED_POOLS_MAX: usize = 8;
+
+/// Runs `work` on `threads` workers: in the pool the caller is already in (or rayon's
+/// global pool) when it has that many threads, otherwise in a pool kept for that count.
+fn run_on<R: Send, E>(
+    threads: usize,
+    work: impl FnOnce() -> R + Send,
+) -> Result<R, ParallelError<E>> {
+    use std::sync::{Arc, OnceLock};
+    type Kept = Vec<(usize, Arc<rayon::ThreadPool>)>;
+    static POOLS: OnceLock<Mutex<Kept>> = OnceLock::new();
+    let threads = threads.max(1);
+    if rayon::current_num_threads() == threads {
+        return Ok(work());
+    }
+    let pools = POOLS.get_or_init(|| Mutex::new(Vec::new()));
+    let kept = {
+        let mut pools = pools.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, p)) = pools.iter().find(|(n, _)| *n == threads) {
+            Arc::clone(p)
+        } else {
+            let p = Arc::new(pool(threads)?);
+            if pools.len() < SHARED_POOLS_MAX {
+                pools.push((threads, Arc::clone(&p)));
+            }
+            p
+        }
+    };
+    Ok(kept.install(work))
 }
 
 /// Encodes `plan` on `par.threads` workers and appends the frames, in order, to `writer`
@@ -235,7 +275,6 @@ pub fn write_frames<'a, S: Sink>(
     plan: impl IntoIterator<Item = FramePlan<'a>>,
     par: Parallelism,
 ) -> Result<u64, ParallelError> {
-    let pool = pool(par.threads)?;
     let id = writer.id();
     let mut plan = plan.into_iter();
     let mut written = 0u64;
@@ -245,7 +284,7 @@ pub fn write_frames<'a, S: Sink>(
             return Ok(written);
         }
         let first = writer.frames_written();
-        let encoded: Vec<_> = pool.install(|| {
+        let encoded: Vec<_> = run_on(par.threads, || {
             batch
                 .par_iter()
                 .enumerate()
@@ -258,7 +297,7 @@ pub fn write_frames<'a, S: Sink>(
                     },
                 )
                 .collect()
-        });
+        })?;
         for (i, result) in encoded.into_iter().enumerate() {
             let frame = first + i as u64;
             let (bytes, summary) = result.map_err(|error| ParallelError::Frame { frame, error })?;
@@ -317,9 +356,8 @@ where
     if planned != found {
         return Err(ParallelError::FrameCount { planned, found });
     }
-    let pool = pool(par.threads)?;
     let stop = AtomicBool::new(false);
-    let results: Vec<Option<Result<(), Error>>> = pool.install(|| {
+    let results: Vec<Option<Result<(), Error>>> = run_on(par.threads, || {
         dests
             .par_iter_mut()
             .enumerate()
@@ -342,7 +380,7 @@ where
                 },
             )
             .collect()
-    });
+    })?;
     for (i, r) in results.into_iter().enumerate() {
         if let Some(Err(error)) = r {
             return Err(ParallelError::Frame { frame: i as u64, error });
@@ -692,9 +730,8 @@ where
     V: for<'f, 'r> Fn(&'f mut FrameReader<'r, S>) -> Result<(), E> + Sync,
     E: Send,
 {
-    let pool = pool(par.threads)?;
     let limit = AtomicU64::new(u64::MAX);
-    let results: Vec<Option<Result<(), ParallelError<E>>>> = pool.install(|| {
+    let results: Vec<Option<Result<(), ParallelError<E>>>> = run_on(par.threads, || {
         frames
             .par_iter()
             .map_init(
@@ -711,7 +748,7 @@ where
                 },
             )
             .collect()
-    });
+    })?;
     results.into_iter().flatten().find(Result::is_err).unwrap_or(Ok(()))
 }
 
