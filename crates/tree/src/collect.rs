@@ -1,11 +1,11 @@
 //! Walking the inputs into a manifest.
 
 use crate::error::io_err;
-use crate::manifest::{Entry, Kind, MAX_XATTR_VALUE, Manifest, Owner, Xattr};
+use crate::manifest::{Entry, Kind, Manifest, Owner};
 use crate::pattern::Excludes;
+use crate::xattrs::read_xattrs;
 use crate::{TreeError, Warning};
 use ckpt_frame_core::Style;
-use rustix::io::Errno;
 use std::collections::HashMap;
 use std::fs;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -159,7 +159,11 @@ fn inspect(path: &Path, rel: &[u8], options: &CollectOptions) -> Result<Inspecte
         skipped = Some(if ft.is_socket() { "socket" } else { "file of unknown type" });
     }
     if options.xattrs && skipped.is_none() {
-        entry.xattrs = read_xattrs(path)?;
+        entry.xattrs = read_xattrs(path).map_err(|e| TreeError::Io {
+            path: path.to_path_buf(),
+            op: "cannot read extended attributes of",
+            source: e.into(),
+        })?;
     }
     // Only a name of an inode that is stored (not a directory, not a socket) is linked to.
     let shared_inode =
@@ -257,54 +261,6 @@ impl Walk<'_> {
         self.c.manifest.entries.push(entry);
         self.c.sources.push(source);
     }
-}
-
-/// The extended attributes of `path` (not following a symlink), by ascending name. A file
-/// system without them gives none.
-fn read_xattrs(path: &Path) -> Result<Vec<Xattr>, TreeError> {
-    let err = |e: Errno| TreeError::Io {
-        path: path.to_path_buf(),
-        op: "cannot read extended attributes of",
-        source: e.into(),
-    };
-    // No size query (rustix reports the size a zero-length buffer needs as 0): a buffer
-    // that grows on ERANGE up to the kernel's 64 KiB limits, so a file without attributes
-    // costs one call.
-    let read =
-        |query: &dyn Fn(&mut [u8]) -> Result<usize, Errno>| -> Result<Option<Vec<u8>>, Errno> {
-            let mut size = 256;
-            loop {
-                let mut buf = vec![0u8; size];
-                match query(&mut buf) {
-                    Ok(n) => {
-                        buf.truncate(n);
-                        return Ok(Some(buf));
-                    }
-                    Err(Errno::RANGE) if size < MAX_XATTR_VALUE => {
-                        size = (size * 4).min(MAX_XATTR_VALUE);
-                    }
-                    Err(Errno::NODATA) => return Ok(None),
-                    Err(e) => return Err(e),
-                }
-            }
-        };
-    let names = match read(&|buf| rustix::fs::llistxattr(path, buf)) {
-        Ok(names) => names.unwrap_or_default(),
-        Err(Errno::NOTSUP) => return Ok(Vec::new()),
-        Err(e) => return Err(err(e)),
-    };
-    let mut out = Vec::new();
-    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        let cname = std::ffi::CString::new(name).map_err(|_| err(Errno::INVAL))?;
-        // Removed since the list was read: nothing to store.
-        if let Some(value) =
-            read(&|buf| rustix::fs::lgetxattr(path, cname.as_c_str(), buf)).map_err(err)?
-        {
-            out.push(Xattr { name: name.to_vec(), value });
-        }
-    }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(out)
 }
 
 /// A sparse file's data extents (`SEEK_DATA`/`SEEK_HOLE`), or `None` for a file whose

@@ -235,40 +235,30 @@ pub(crate) fn make_symlink(dir: &DirHandle, name: &[u8], target: &[u8]) -> Resul
         Err(Errno::EXIST) => {}
         Err(e) => return Err(io_error(&path, "cannot create symlink", e)),
     }
-    if kind_at(dir, name)? == Some(FileType::Directory) {
-        return Err(TreeError::Refused { path, reason: "a directory is in the way of a symlink" });
-    }
-    for _ in 0..64 {
-        let temp = temp_name();
-        match rustix::fs::symlinkat(target, &*dir.fd, temp.as_slice()) {
-            Ok(()) => {
-                return rustix::fs::renameat(&*dir.fd, temp.as_slice(), &*dir.fd, name).map_err(
-                    |e| {
-                        let _ = rustix::fs::unlinkat(&*dir.fd, temp.as_slice(), AtFlags::empty());
-                        io_error(&path, "cannot replace with a symlink", e)
-                    },
-                );
-            }
-            Err(Errno::EXIST) => {}
-            Err(e) => return Err(io_error(&path, "cannot create symlink", e)),
-        }
-    }
-    Err(TreeError::Refused { path, reason: "every temporary name tried is taken" })
+    let make = |at: &[u8]| rustix::fs::symlinkat(target, &*dir.fd, at);
+    let in_the_way = "a directory is in the way of a symlink";
+    create_replacing(dir, name, in_the_way, &make, &mut |_| Ok(()))?
+        .map_err(|e| io_error(&path, "cannot create symlink", e))
 }
+
+/// Why an entry that is not a directory cannot replace what is at its name.
+pub(crate) const DIR_IN_THE_WAY: &str = "a directory is in the way";
 
 /// Creates an object under a fresh temporary name in `dir` with `create`, lets `prepare` set
 /// it up (reached by that name, never followed), then renames it onto `name`, replacing a
 /// file, symlink or special file there (never a directory). Returns `Ok(Err(errno))` when
-/// `create` itself is refused (e.g. a device node without root), having changed nothing.
+/// `create` itself is refused (e.g. a device node without root), having changed nothing;
+/// a directory at `name` is refused with `in_the_way` as the reason.
 pub(crate) fn create_replacing(
     dir: &DirHandle,
     name: &[u8],
+    in_the_way: &'static str,
     create: &dyn Fn(&[u8]) -> Result<(), Errno>,
     prepare: &mut dyn FnMut(&[u8]) -> Result<(), TreeError>,
 ) -> Result<Result<(), Errno>, TreeError> {
     let path = dir.path.join(OsStr::from_bytes(name));
     if kind_at(dir, name)? == Some(FileType::Directory) {
-        return Err(TreeError::Refused { path, reason: "a directory is in the way" });
+        return Err(TreeError::Refused { path, reason: in_the_way });
     }
     for _ in 0..64 {
         let temp = temp_name();
@@ -490,7 +480,7 @@ impl NewFile {
             Ok(()) => Ok(()),
             Err(Errno::EXIST) => {
                 let link = |temp: &[u8]| link_open_file(&self.file, &self.dir, temp);
-                create_replacing(&self.dir, name, &link, &mut |_| Ok(()))?
+                create_replacing(&self.dir, name, DIR_IN_THE_WAY, &link, &mut |_| Ok(()))?
                     .map_err(|e| io_error(&path, "cannot publish", e))
             }
             Err(e) => Err(io_error(&path, "cannot publish", e)),

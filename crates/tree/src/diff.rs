@@ -38,16 +38,19 @@
 #![deny(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use crate::TreeError;
-use crate::manifest::{Entry, Kind, MAX_XATTR_VALUE, Manifest, Piece, Xattr};
+use crate::manifest::{Entry, Kind, Manifest, Piece, Xattr};
 use crate::restore::check_layout;
+use crate::xattrs::read_xattrs;
 use ckpt_frame_core::{FrameReader, Reader, Source};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, SeekFrom, Stat};
 use rustix::io::Errno;
 use std::cmp::Ordering;
+use std::ffi::OsStr;
 use std::fmt;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -498,7 +501,7 @@ fn open_file(parent: BorrowedFd<'_>, name: &[u8], st: &Stat) -> Result<File, Str
 /// The difference between `expected` (ascending names) and the attributes of `name` in
 /// `parent`, if any.
 fn compare_xattrs(parent: BorrowedFd<'_>, name: &[u8], expected: &[Xattr]) -> Option<String> {
-    let found = match read_xattrs(parent, name) {
+    let found = match xattrs_at(parent, name) {
         Ok(found) => found,
         Err(err) => {
             return Some(format!("cannot read extended attributes: {}", io::Error::from(err)));
@@ -528,46 +531,11 @@ fn compare_xattrs(parent: BorrowedFd<'_>, name: &[u8], expected: &[Xattr]) -> Op
 }
 
 /// The extended attributes of `name` in `parent` (not following a symlink), by ascending
-/// name. A file system without them gives none.
-fn read_xattrs(parent: BorrowedFd<'_>, name: &[u8]) -> Result<Vec<Xattr>, Errno> {
-    // Reached through the directory's descriptor: no path that another process could swap.
+/// name, reached through the directory's descriptor: no path another process could swap.
+fn xattrs_at(parent: BorrowedFd<'_>, name: &[u8]) -> Result<Vec<Xattr>, Errno> {
     let mut path = format!("/proc/self/fd/{}/", parent.as_raw_fd()).into_bytes();
     path.extend_from_slice(name);
-    let path = path.as_slice();
-    // No size query (rustix answers 0 for a zero-length buffer): a buffer that grows on
-    // ERANGE up to the kernel's 64 KiB limit on a list or a value.
-    let read =
-        |query: &dyn Fn(&mut [u8]) -> Result<usize, Errno>| -> Result<Option<Vec<u8>>, Errno> {
-            let mut size = 256;
-            loop {
-                let mut buf = vec![0u8; size];
-                match query(&mut buf) {
-                    Ok(n) => {
-                        buf.truncate(n);
-                        return Ok(Some(buf));
-                    }
-                    Err(Errno::RANGE) if size < MAX_XATTR_VALUE => {
-                        size = (size * 4).min(MAX_XATTR_VALUE);
-                    }
-                    Err(Errno::NODATA) => return Ok(None),
-                    Err(e) => return Err(e),
-                }
-            }
-        };
-    let names = match read(&|buf| rustix::fs::llistxattr(path, buf)) {
-        Ok(names) => names.unwrap_or_default(),
-        Err(Errno::NOTSUP) => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut out = Vec::new();
-    for xname in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        let cname = std::ffi::CString::new(xname).map_err(|_| Errno::INVAL)?;
-        if let Some(value) = read(&|buf| rustix::fs::lgetxattr(path, cname.as_c_str(), buf))? {
-            out.push(Xattr { name: xname.to_vec(), value });
-        }
-    }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(out)
+    read_xattrs(Path::new(OsStr::from_bytes(&path)))
 }
 
 /// The directory compared, reached one component at a time without following symlinks.

@@ -25,6 +25,7 @@ pub mod manifest;
 pub mod pattern;
 mod restore;
 mod write;
+mod xattrs;
 
 pub use collect::{CollectOptions, Collected, collect, frame_plan};
 pub use error::{TreeError, Warning, format_exit_code};

@@ -192,6 +192,16 @@ impl Entry {
         }
     }
 
+    /// Where the file's last stored range ends (`None` when nothing of it is stored): a
+    /// piece ending there completes the file.
+    pub fn data_end(&self) -> Option<u64> {
+        match (&self.extents, self.kind) {
+            (Some(x), _) => x.last().map(|&(o, l)| o.saturating_add(l)),
+            (None, Kind::File) if self.size > 0 => Some(self.size),
+            _ => None,
+        }
+    }
+
     /// Bytes of the file stored in the checkpoint.
     pub fn data_len(&self) -> u64 {
         match &self.extents {

@@ -2,11 +2,13 @@
 
 use crate::attrs::{self, AttrPolicy, Target};
 use crate::dest::{
-    Dest, DirHandle, NewFile, TempFile, create_replacing, make_symlink, open_dir_file, open_node,
+    DIR_IN_THE_WAY, Dest, DirHandle, NewFile, TempFile, create_replacing, make_symlink,
+    open_dir_file, open_node,
 };
 use crate::manifest::{Entry, Kind, Manifest, Piece, path_problem};
 use crate::{TreeError, Warning, error::io_err};
 use ckpt_frame_core::{Error as FormatError, FrameReader, Reader, Source};
+use ckpt_io_backends::AlignedBuf;
 use ckpt_parallel::{ParallelError, Parallelism, restore_frames_with};
 use rustix::fs::{FileType, Mode};
 use std::collections::HashMap;
@@ -66,18 +68,6 @@ pub struct RestoreSummary {
 /// this bound per thread whatever length a manifest claims (the default frame is 4 MiB).
 const DIRECT_PIECE_MAX: u64 = 8 << 20;
 
-/// `len` bytes of `buf` starting on a cache line: the kernel copies out of memory 16 bytes
-/// past one (where large `malloc` blocks start) about four times slower.
-fn aligned(buf: &mut Vec<u8>, len: usize) -> &mut [u8] {
-    const LINE: usize = 64;
-    if buf.len() < len.saturating_add(LINE) {
-        *buf = vec![0u8; len.saturating_add(LINE)];
-    }
-    let start = buf.as_ptr().align_offset(LINE);
-    let start = if start < LINE { start } else { 0 };
-    buf.get_mut(start..start + len).unwrap_or_default()
-}
-
 /// Writes `bytes` at `offset` in 128 KiB pieces: on this project's Linux 6.18 / ext4
 /// machines, larger writes into the page cache are up to five times slower (the write size
 /// sets the folio size; see `ckpt-io-backends`' block writer).
@@ -99,7 +89,7 @@ fn restore_piece<S: Source>(
     piece: &Piece,
     file: &File,
     path: &Path,
-    buf: &mut Vec<u8>,
+    buf: &mut AlignedBuf,
 ) -> Result<(), TreeError> {
     if frame.next_len()? != Some(piece.len) {
         return Err(TreeError::Layout {
@@ -107,7 +97,9 @@ fn restore_piece<S: Source>(
         });
     }
     if piece.len <= DIRECT_PIECE_MAX {
-        let bytes = aligned(buf, usize::try_from(piece.len).unwrap_or(0));
+        // On a cache line (AlignedBuf's least alignment): the kernel copies out of memory
+        // 16 bytes past one, where large `malloc` blocks start, about four times slower.
+        let bytes = buf.prefix_mut(usize::try_from(piece.len).unwrap_or(0));
         frame.read_into(bytes)?;
         return write_in_pieces(file, bytes, piece.offset).map_err(io_err(path, "cannot write"));
     }
@@ -409,7 +401,7 @@ impl<'m> Restorer<'m> {
                     )
                     .map(|_| ())
                 };
-                match create_replacing(&parent, name, &create, &mut prepare)? {
+                match create_replacing(&parent, name, DIR_IN_THE_WAY, &create, &mut prepare)? {
                     Ok(()) => self.summary.special_files += 1,
                     Err(errno) => self.summary.warnings.push(Warning::NotRestored {
                         path: shown,
@@ -433,9 +425,12 @@ impl<'m> Restorer<'m> {
                         rustix::fs::AtFlags::empty(),
                     )
                 };
-                create_replacing(&parent, name, &create, &mut |_| Ok(()))?.map_err(|errno| {
-                    TreeError::Io { path: shown, op: "cannot link", source: errno.into() }
-                })?;
+                create_replacing(&parent, name, DIR_IN_THE_WAY, &create, &mut |_| Ok(()))?
+                    .map_err(|errno| TreeError::Io {
+                        path: shown,
+                        op: "cannot link",
+                        source: errno.into(),
+                    })?;
                 self.summary.hard_links += 1;
             }
             Kind::Dir | Kind::File => {}
@@ -574,7 +569,7 @@ pub fn restore_checkpoint<S: Source>(
     let mut planned = manifest.data_frames_iter();
     let mut pieces: std::vec::IntoIter<Piece> = Vec::new().into_iter();
     let mut frame = None;
-    let mut buf = Vec::new();
+    let mut buf = AlignedBuf::new(0, 0);
     let mut done = 0;
     for (i, e) in manifest.entries.iter().enumerate() {
         let mut target = match r.begin(i, FileStart::New)? {
@@ -722,7 +717,7 @@ where
             .and_then(|i| data_frames.get(i))
             .ok_or(TreeError::Layout { what: "more data frames than the files need" })?;
         thread_local! {
-            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+            static BUF: std::cell::RefCell<AlignedBuf> = std::cell::RefCell::new(AlignedBuf::new(0, 0));
         }
         let mut view = views
             .lock()
@@ -826,7 +821,7 @@ impl Shared<'_, '_> {
         frame: &mut FrameReader<'_, S>,
         pieces: &[Piece],
         view: &mut Dest,
-        buf: &mut Vec<u8>,
+        buf: &mut AlignedBuf,
     ) -> Result<(), TreeError> {
         let mut current: Option<(usize, NewFile)> = None;
         for p in pieces {
@@ -845,8 +840,7 @@ impl Shared<'_, '_> {
                 }
                 let Some((_, new)) = current.as_ref() else { continue };
                 restore_piece(frame, p, new.file(), &new.shown(), buf)?;
-                let end = e.extents.as_ref().and_then(|x| x.last()).map_or(e.size, |&(o, l)| o + l);
-                if p.offset + p.len == end {
+                if e.data_end() == Some(p.offset + p.len) {
                     let Some((_, new)) = current.take() else { continue };
                     self.complete(new, e, &parent, name)?;
                 }

@@ -169,11 +169,7 @@ impl Inputs<'_> {
     /// modified since it was listed.
     fn piece_done(&self, files: &mut OpenFiles, p: &Piece) -> Result<(), TreeError> {
         let Some(e) = self.c.manifest.entries.get(p.entry) else { return Ok(()) };
-        let last = match &e.extents {
-            Some(x) => x.last().copied(),
-            None => Some((0, e.size)),
-        };
-        if last.is_none_or(|(o, l)| p.offset + p.len != o + l) {
+        if e.data_end() != Some(p.offset + p.len) {
             return Ok(());
         }
         let (path, file) = files.get(self, p.entry)?;
