@@ -212,6 +212,8 @@ impl Sink for SliceSink<'_> {
 pub struct VecSink {
     bytes: Vec<u8>,
     committed: usize,
+    /// Length of the last `reserve`, not yet committed.
+    lent: usize,
 }
 
 impl VecSink {
@@ -222,7 +224,7 @@ impl VecSink {
     /// An empty sink that writes into `bytes`' allocation (its contents are dropped).
     pub fn from_vec(mut bytes: Vec<u8>) -> Self {
         bytes.clear();
-        Self { bytes, committed: 0 }
+        Self { bytes, committed: 0, lent: 0 }
     }
     /// The bytes written so far.
     pub fn as_slice(&self) -> &[u8] {
@@ -240,20 +242,26 @@ impl Sink for VecSink {
         self.bytes.truncate(self.committed);
         self.bytes.extend_from_slice(bytes);
         self.committed = self.bytes.len();
+        self.lent = 0;
         Ok(())
     }
     fn reserve(&mut self, len: usize) -> Option<&mut [u8]> {
-        // Zero-filling the lent room keeps this free of unsafe; its cost is small next to
-        // the compression that fills it.
-        self.bytes.resize(self.committed.checked_add(len)?, 0);
-        self.bytes.get_mut(self.committed..)
+        // Lent room is initialised memory (zero-filled the first time, left as it was
+        // after that), which keeps this free of unsafe; bytes past `committed` are kept
+        // between calls so that room is zero-filled once, not on every chunk.
+        let end = self.committed.checked_add(len)?;
+        if self.bytes.len() < end {
+            self.bytes.resize(end, 0);
+        }
+        self.lent = len;
+        self.bytes.get_mut(self.committed..end)
     }
     fn commit(&mut self, len: usize) -> Result<(), IoError> {
-        if self.committed + len > self.bytes.len() {
+        if len > self.lent {
             return Err(IoError::new(IoErrorKind::Unsupported, "commit beyond reserve"));
         }
         self.committed += len;
-        self.bytes.truncate(self.committed);
+        self.lent = 0;
         Ok(())
     }
 }

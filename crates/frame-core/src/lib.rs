@@ -44,6 +44,7 @@ mod io;
 mod lz4;
 mod reader;
 pub mod scan;
+mod stream_copy;
 mod table;
 mod wire;
 mod writer;

@@ -15,7 +15,7 @@ use crate::wire::{
 use crate::writer::CheckpointSummary;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use xxhash_rust::xxh3::Xxh3;
+use crate::checksum::Digest;
 
 /// What the index says about one frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,10 +179,39 @@ fn read<S: Source>(
             *pos += buf.len() as u64;
             Ok(())
         }
-        Err(e) if e.kind() == IoErrorKind::UnexpectedEof => {
-            Err(Error::Truncated { offset: *pos, what })
+        Err(e) => Err(read_error(e, *pos, what)),
+    }
+}
+
+fn read_error(e: crate::error::IoError, offset: u64, what: &'static str) -> Error {
+    if e.kind() == IoErrorKind::UnexpectedEof {
+        Error::Truncated { offset, what }
+    } else {
+        Error::Io { offset, error: e }
+    }
+}
+
+/// Reads `buf.len()` bytes like [`read`]; from a source that lends its memory, the bytes
+/// are hashed while they are copied and their XXH3-64 is returned, so the caller need not
+/// read them again to check them.
+fn read_checksummed<S: Source>(
+    source: &mut S,
+    pos: &mut u64,
+    buf: &mut [u8],
+    what: &'static str,
+) -> Result<Option<u64>, Error> {
+    match source.read_borrowed(buf.len()) {
+        Some(Ok(lent)) if lent.len() == buf.len() => {
+            let sum = crate::checksum::copy_checksummed(buf, lent);
+            *pos += buf.len() as u64;
+            Ok(Some(sum))
         }
-        Err(error) => Err(Error::Io { offset: *pos, error }),
+        Some(Ok(_)) => Err(Error::Io {
+            offset: *pos,
+            error: crate::error::IoError::new(IoErrorKind::Other, "source lent another length than asked"),
+        }),
+        Some(Err(e)) => Err(read_error(e, *pos, what)),
+        None => read(source, pos, buf, what).map(|()| None),
     }
 }
 
@@ -297,7 +326,7 @@ impl<S: Source> Reader<S> {
             });
         }
         self.seek(tail.index_offset)?;
-        let mut digest = Xxh3::new();
+        let mut digest = Digest::new();
         let mut hb = [0u8; INDEX_HEADER_LEN];
         read(&mut self.source, &mut self.pos, &mut hb, "frame index")?;
         decode_index_header(hb)
@@ -564,7 +593,7 @@ impl<S: Source> Reader<S> {
         let mut hb = [0u8; INDEX_HEADER_LEN];
         hb.copy_from_slice(header.get(..INDEX_HEADER_LEN).unwrap_or(&[0; INDEX_HEADER_LEN]));
         decode_index_header(hb).map_err(|e| wire_error(e, None, at, "frame index"))?;
-        let mut digest = Xxh3::new();
+        let mut digest = Digest::new();
         digest.update(&hb);
         for (i, seen) in self.entries.iter().enumerate() {
             let entry_at = self.pos;
@@ -1089,10 +1118,9 @@ fn load_chunk<S: Source>(
             } else {
                 fill.dec.raw.as_mut_slice().get_mut(..logical)
             };
-            read(source, pos, dst.unwrap_or_default(), "chunk data")?;
-            Ok(())
+            Ok(read_checksummed(source, pos, dst.unwrap_or_default(), "chunk data")?)
         }
-        Style::Lz4 => decode_lz4(source, pos, fill, &h, frame, &mut check, direct)?,
+        Style::Lz4 => decode_lz4(source, pos, fill, &h, frame, &mut check, direct)?.map(|()| None),
     };
     let dec = &mut *fill.dec;
     dec.table.resize(table_len, 0);
@@ -1109,7 +1137,7 @@ fn load_chunk<S: Source>(
             found,
         });
     }
-    decoded?;
+    let hashed = decoded?;
     let data = if direct {
         fill.buf.get(done..done + logical).unwrap_or_default()
     } else if logical == 0 {
@@ -1117,7 +1145,7 @@ fn load_chunk<S: Source>(
     } else {
         fill.dec.staged(f.style).get(..logical).unwrap_or_default()
     };
-    let found = checksum(data);
+    let found = hashed.unwrap_or_else(|| checksum(data));
     if found != h.checksum {
         return Err(Error::ChecksumMismatch {
             frame,
@@ -1194,7 +1222,7 @@ fn decode_lz4<S: Source>(
     fill: &mut Fill<'_, '_>,
     h: &ChunkHeader,
     frame: Option<u64>,
-    check: &mut Xxh3,
+    check: &mut Digest,
     direct: bool,
 ) -> Result<Result<(), Error>, Error> {
     let stored = h.stored_len as usize;

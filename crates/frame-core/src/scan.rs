@@ -20,7 +20,7 @@ use crate::wire::{
 use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
-use xxhash_rust::xxh3::Xxh3;
+use crate::checksum::Digest;
 
 /// What a region of a checkpoint is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -251,7 +251,7 @@ impl<S: Source + ?Sized> Scanner<'_, S> {
             len: index_len,
             problem,
         };
-        let mut digest = Xxh3::new();
+        let mut digest = Digest::new();
         let mut hb = [0u8; INDEX_HEADER_LEN];
         read_at(self.src, tail.index_offset, &mut hb)?;
         digest.update(&hb);

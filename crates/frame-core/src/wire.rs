@@ -178,8 +178,8 @@ impl ChunkHeader {
     }
 
     /// A hasher fed with the header's first 24 bytes, for checking as bytes arrive.
-    pub fn stored_check_start(&self) -> xxhash_rust::xxh3::Xxh3 {
-        let mut h = xxhash_rust::xxh3::Xxh3::new();
+    pub fn stored_check_start(&self) -> crate::checksum::Digest {
+        let mut h = crate::checksum::Digest::new();
         h.update(self.encode().get(..24).unwrap_or_default());
         h
     }

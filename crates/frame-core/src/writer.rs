@@ -1,7 +1,7 @@
 //! Writing a checkpoint: [`Writer`] and the per-frame [`FrameWriter`].
 
 use crate::aligned::AlignedBytes;
-use crate::checksum::{chain_digest, checksum};
+use crate::checksum::{chain_digest, checksum, copy_checksummed};
 use crate::chunker::{Chunker, Step, Table};
 use crate::codec::{ChunkCompressor, Style, default_compressor, lz4_bound};
 use crate::error::{Error, ErrorKind, IoError, Misuse};
@@ -594,19 +594,38 @@ fn emit_chunk<S: Sink>(
         stored_len: 0,
         starts: table.starts,
         table_len: u32::try_from(table.len).unwrap_or(u32::MAX),
-        checksum: checksum(chunk),
+        checksum: 0,
         stored_check: 0,
     };
     let stored_len = match frame.style {
         Style::Raw => {
             header.stored_len = header.logical_len;
-            header.stored_check = header.stored_check_of(&[], table.bytes);
-            write(sink, pos, &header.encode())?;
-            write(sink, pos, chunk)?;
-            write(sink, pos, table.bytes)?;
+            let total = CHUNK_HEADER_LEN + chunk.len() + table.bytes.len();
+            // Into the sink's own memory when it lends some: the data is read once, hashed
+            // and copied piece by piece while in the cache.
+            let lent = sink.reserve(total).and_then(|out| {
+                let (head, rest) = out.split_at_mut_checked(CHUNK_HEADER_LEN)?;
+                let (body, tail) = rest.split_at_mut_checked(chunk.len())?;
+                header.checksum = copy_checksummed(body, chunk);
+                tail.copy_from_slice(table.bytes);
+                header.stored_check = header.stored_check_of(&[], table.bytes);
+                head.copy_from_slice(&header.encode());
+                Some(())
+            });
+            if lent.is_some() {
+                sink.commit(total).map_err(|error| Error::Io { offset: *pos, error })?;
+                *pos += total as u64;
+            } else {
+                header.checksum = checksum(chunk);
+                header.stored_check = header.stored_check_of(&[], table.bytes);
+                write(sink, pos, &header.encode())?;
+                write(sink, pos, chunk)?;
+                write(sink, pos, table.bytes)?;
+            }
             chunk.len()
         }
         Style::Lz4 => {
+            header.checksum = checksum(chunk);
             let max = CHUNK_HEADER_LEN + lz4_bound(chunk.len()) + table.len;
             // Compress straight into the sink's memory when it lends some.
             let lent = sink.reserve(max);
