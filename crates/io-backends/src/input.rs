@@ -1,10 +1,9 @@
 //! [`InputSource`]: checkpoint bytes from files (buffered, `O_DIRECT`, mapped) and streams.
 
-use crate::align::{self, AlignedBuf, DirectAlignment};
-use crate::{BackendError, IoMode};
+use crate::align::DirectAlignment;
+use crate::{BackendError, DirectReader, IoMode};
 use ckpt_frame_core::{IoError, Source};
 use memmap2::Mmap;
-use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
@@ -144,7 +143,7 @@ pub fn open_input(path: &Path, mode: IoMode) -> Result<InputSource, BackendError
     let ft = meta.file_type();
     match mode {
         IoMode::Buffered => open_buffered(path, ft),
-        IoMode::Direct => open_direct(path, ft),
+        IoMode::Direct => open_direct(path),
         IoMode::Mmap => Err(BackendError::Unsupported {
             path: path.to_owned(),
             op: "map",
@@ -152,7 +151,7 @@ pub fn open_input(path: &Path, mode: IoMode) -> Result<InputSource, BackendError
                      promises the file does not change while it is mapped"
                 .to_owned(),
         }),
-        IoMode::Auto => match open_direct(path, ft) {
+        IoMode::Auto => match open_direct(path) {
             Ok(s) => {
                 if let Some(a) = s.alignment {
                     tracing::info!(
@@ -186,7 +185,7 @@ fn cannot_seek(e: &io::Error) -> bool {
     code == Some(Errno::INVAL.raw_os_error()) || code == Some(Errno::SPIPE.raw_os_error())
 }
 
-fn seekable_len(file: &mut File, path: &Path) -> Result<u64, BackendError> {
+fn seekable_len(mut file: &File, path: &Path) -> Result<u64, BackendError> {
     let io_err =
         |source| BackendError::Io { path: path.to_owned(), op: "find the length of", source };
     let len = file.seek(SeekFrom::End(0)).map_err(io_err)?;
@@ -195,14 +194,14 @@ fn seekable_len(file: &mut File, path: &Path) -> Result<u64, BackendError> {
 }
 
 fn open_buffered(path: &Path, ft: std::fs::FileType) -> Result<InputSource, BackendError> {
-    let mut file =
+    let file =
         File::open(path).map_err(|source| BackendError::Open { path: path.to_owned(), source })?;
     let stream =
         |file: File| Inner::Stream(BufReader::with_capacity(crate::IO_BUF_LEN, Box::new(file)));
     let inner = if is_stream(ft) {
         stream(file)
     } else {
-        match seekable_len(&mut file, path) {
+        match seekable_len(&file, path) {
             Ok(len) => {
                 let file = BufReader::with_capacity(256 * 1024, file);
                 Inner::File(FileSource { file, pos: 0, len })
@@ -222,57 +221,18 @@ fn open_buffered(path: &Path, ft: std::fs::FileType) -> Result<InputSource, Back
     })
 }
 
-fn open_direct(path: &Path, ft: std::fs::FileType) -> Result<InputSource, BackendError> {
-    let unsupported = |reason: &str| BackendError::DirectUnsupported {
-        path: path.to_owned(),
-        reason: reason.to_owned(),
-    };
-    // Opening a FIFO blocks until a writer appears, and a second open (for the fallback)
-    // could make the writer see a broken pipe: decide from the file type instead.
-    if ft.is_fifo() || ft.is_socket() {
-        return Err(unsupported(
-            "it is a pipe or socket; O_DIRECT needs a regular file or a block device",
-        ));
-    }
-    let fd = match rustix::fs::open(
-        path,
-        OFlags::RDONLY | OFlags::DIRECT | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(Errno::INVAL) => {
-            return Err(unsupported(
-                "the kernel refused O_DIRECT when opening it (EINVAL): its filesystem or device does not support direct I/O",
-            ));
-        }
-        Err(e) => return Err(BackendError::Open { path: path.to_owned(), source: e.into() }),
-    };
-    let mut file = File::from(fd);
-    let len = seekable_len(&mut file, path)?;
-    let a = align::probe(&file);
-    let mut src = DirectSource {
-        file,
-        buf: AlignedBuf::new(crate::IO_BUF_LEN, a.buffer()),
-        align: a.buffer() as u64,
-        buf_off: 0,
-        valid: 0,
-        pos: 0,
-        len,
-    };
-    // Read the first block now: some filesystems accept the flag and refuse the I/O.
-    match src.fill_at(0, a.buffer()) {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(Errno::INVAL.raw_os_error()) => {
-            return Err(unsupported("the filesystem refused the first O_DIRECT read (EINVAL)"));
-        }
-        Err(source) => return Err(BackendError::Io { path: path.to_owned(), op: "read", source }),
-    }
+/// `O_DIRECT` input: a [`DirectReader`] in [`IoMode::Direct`], which refuses pipes and
+/// filesystems without direct I/O and reads the first block at open.
+fn open_direct(path: &Path) -> Result<InputSource, BackendError> {
+    let reader = DirectReader::open(path, IoMode::Direct)?;
+    let len = seekable_len(reader.file(), path)?;
+    let align = reader.alignment().map_or(1, |a| a.buffer());
     Ok(InputSource {
         name: path.to_owned(),
         mode: IoMode::Direct,
-        alignment: Some(a),
+        alignment: reader.alignment(),
         fallback: None,
-        inner: Inner::Direct(src),
+        inner: Inner::Direct(DirectSource { reader, align, pos: 0, len }),
     })
 }
 
@@ -400,59 +360,34 @@ struct MappedSource {
     pos: usize,
 }
 
-/// `O_DIRECT` reads: whole aligned blocks into one reused aligned buffer.
+/// Sequential `O_DIRECT` reads over a [`DirectReader`]: up to [`crate::IO_BUF_LEN`]
+/// bytes of whole aligned blocks at a time, read on from the reader's buffer until `pos`
+/// leaves it.
 struct DirectSource {
-    file: File,
-    buf: AlignedBuf,
-    align: u64,
-    /// File offset of `buf[0]` (aligned).
-    buf_off: u64,
-    /// Valid bytes in `buf`.
-    valid: usize,
+    reader: DirectReader,
+    align: usize,
     pos: u64,
     len: u64,
 }
 
 impl DirectSource {
-    /// Reads up to `want` bytes (rounded up to the alignment, at most the buffer) starting
-    /// at `at` rounded down to the alignment.
-    fn fill_at(&mut self, at: u64, want: usize) -> io::Result<()> {
-        let off = at / self.align * self.align;
-        let align = usize::try_from(self.align).unwrap_or(4096);
-        let want = want.next_multiple_of(align).min(self.buf.cap());
-        self.buf_off = off;
-        self.valid = 0;
-        while self.valid < want {
-            let dst = self.buf.as_mut_slice().get_mut(self.valid..want).unwrap_or_default();
-            match rustix::io::pread(&self.file, dst, off + self.valid as u64) {
-                Ok(0) => break,
-                Ok(n) => {
-                    self.valid += n;
-                    // A short read is the end of the file (or an unaligned stop we cannot
-                    // continue from with O_DIRECT); the next fill starts anew.
-                    if !self.valid.is_multiple_of(align) {
-                        break;
-                    }
-                }
-                Err(Errno::INTR) => {}
-                Err(e) => {
-                    self.valid = 0;
-                    return Err(e.into());
-                }
-            }
-        }
-        Ok(())
+    /// Where `pos` lies in the reader's last window, if it does.
+    fn start(&self) -> Option<usize> {
+        let (off, bytes) = self.reader.window();
+        let start = usize::try_from(self.pos.checked_sub(off)?).ok()?;
+        (start <= bytes.len()).then_some(start)
     }
 
-    /// Makes `[pos, pos + n)` present in the buffer; `n` must fit with the alignment slack.
-    fn ensure(&mut self, n: usize) -> io::Result<Option<usize>> {
-        let end = self.pos + n as u64;
-        let present = self.pos >= self.buf_off && end <= self.buf_off + self.valid as u64;
-        if !present {
-            self.fill_at(self.pos, self.buf.cap())?;
-        }
-        let start = usize::try_from(self.pos - self.buf_off).unwrap_or(usize::MAX);
-        Ok((end <= self.buf_off + self.valid as u64).then_some(start))
+    /// The bytes from `pos` on that the reader's buffer holds (empty if none).
+    fn buffered(&self) -> &[u8] {
+        let (_, bytes) = self.reader.window();
+        self.start().and_then(|s| bytes.get(s..)).unwrap_or_default()
+    }
+
+    /// Reads a buffer's worth from `pos` on (less at the end of the file).
+    fn refill(&mut self) -> Result<(), BackendError> {
+        let slack = usize::try_from(self.pos % self.align as u64).unwrap_or(0);
+        self.reader.read_up_to(self.pos, crate::IO_BUF_LEN - slack).map(drop)
     }
 }
 
@@ -478,7 +413,15 @@ impl Source for InputSource {
                 m.pos += out.len();
                 Ok(())
             }
-            Inner::Direct(d) => direct_read(d, out),
+            Inner::Direct(d) => {
+                return direct_read(d, out).map_err(|e| {
+                    if e.kind() == io::ErrorKind::UnexpectedEof {
+                        self.eof()
+                    } else {
+                        e.into_format()
+                    }
+                });
+            }
         };
         result.map_err(|e| {
             if e.kind() == io::ErrorKind::UnexpectedEof { self.eof() } else { self.io("read", e) }
@@ -497,19 +440,26 @@ impl Source for InputSource {
             Inner::Direct(d) => {
                 // Lend from the aligned buffer when the bytes fit in it with the slack of
                 // one unaligned start; larger reads go through `read_exact`.
-                if len + usize::try_from(d.align).unwrap_or(usize::MAX) > d.buf.cap() {
+                if len + d.align > crate::IO_BUF_LEN {
                     return None;
                 }
                 if d.pos.checked_add(len as u64).is_none_or(|e| e > d.len) {
                     return Some(Err(eof_error(name)));
                 }
-                let start = match d.ensure(len) {
-                    Ok(Some(start)) => start,
-                    Ok(None) => return Some(Err(eof_error(name))),
-                    Err(e) => return Some(Err(io_error(name, "read", e))),
-                };
+                if len == 0 {
+                    return Some(Ok(&[]));
+                }
+                if d.buffered().len() < len {
+                    if let Err(e) = d.refill() {
+                        return Some(Err(e.into_format()));
+                    }
+                    if d.buffered().len() < len {
+                        return Some(Err(eof_error(name)));
+                    }
+                }
+                let start = d.start()?;
                 d.pos += len as u64;
-                d.buf.as_slice().get(start..start + len).map(Ok)
+                d.reader.window().1.get(start..start + len).map(Ok)
             }
             Inner::File(_) | Inner::Stream(_) => None,
         }
@@ -550,17 +500,19 @@ impl Source for InputSource {
     }
 }
 
-fn direct_read(d: &mut DirectSource, mut out: &mut [u8]) -> io::Result<()> {
+fn direct_read(d: &mut DirectSource, mut out: &mut [u8]) -> Result<(), BackendError> {
     while !out.is_empty() {
-        let in_buf = d.pos >= d.buf_off && d.pos < d.buf_off + d.valid as u64;
-        if !in_buf {
-            d.fill_at(d.pos, d.buf.cap())?;
-            if d.pos >= d.buf_off + d.valid as u64 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
+        if d.buffered().is_empty() {
+            d.refill()?;
+            if d.buffered().is_empty() {
+                return Err(BackendError::Io {
+                    path: d.reader.path().to_owned(),
+                    op: "read",
+                    source: io::ErrorKind::UnexpectedEof.into(),
+                });
             }
         }
-        let start = usize::try_from(d.pos - d.buf_off).unwrap_or(usize::MAX);
-        let avail = d.buf.as_slice().get(start..d.valid).unwrap_or_default();
+        let avail = d.buffered();
         let n = avail.len().min(out.len());
         let (now, later) = std::mem::take(&mut out).split_at_mut(n);
         now.copy_from_slice(avail.get(..n).unwrap_or_default());

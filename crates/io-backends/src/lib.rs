@@ -65,6 +65,7 @@ compile_error!("ckpt-io-backends supports Linux only");
 
 mod align;
 mod block;
+mod direct;
 pub mod durable;
 mod error;
 mod input;
@@ -82,6 +83,7 @@ mod writeback;
 pub use align::{
     AlignedBuf, AlignmentSource, DirectAlignment, direct_alignment, direct_alignment_of,
 };
+pub use direct::DirectReader;
 pub use error::BackendError;
 pub use input::{InputSource, open_input, open_input_mapped, stdin_source, stream_source};
 pub use mode::{IoMode, OutputOptions, ParseIoModeError};
