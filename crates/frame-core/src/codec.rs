@@ -144,25 +144,37 @@ pub trait ChunkDecompressor: Send {
     }
 }
 
-/// The compressor the default writer uses for [`Style::Lz4`], if this build has one.
+/// The compressor the default writer uses for [`Style::Lz4`], if this build has one: liblz4
+/// when the `lz4` feature is on, else the pure-Rust one when `lz4-pure` is.
+#[allow(clippy::unnecessary_wraps, reason = "always Some in some feature sets, None in others")]
 pub(crate) fn default_compressor() -> Option<Box<dyn ChunkCompressor>> {
     #[cfg(feature = "lz4")]
     {
         crate::lz4::Lz4Compressor::new().map(|c| Box::new(c) as Box<dyn ChunkCompressor>)
     }
-    #[cfg(not(feature = "lz4"))]
+    #[cfg(all(feature = "lz4-pure", not(feature = "lz4")))]
+    {
+        Some(Box::new(crate::lz4_pure::PureLz4Compressor::new()))
+    }
+    #[cfg(not(any(feature = "lz4", feature = "lz4-pure")))]
     {
         None
     }
 }
 
-/// The decompressor the default reader uses for [`Style::Lz4`], if this build has one.
+/// The decompressor the default reader uses for [`Style::Lz4`], if this build has one (as
+/// for [`default_compressor`]).
+#[allow(clippy::unnecessary_wraps, reason = "always Some in some feature sets, None in others")]
 pub(crate) fn default_decompressor() -> Option<Box<dyn ChunkDecompressor>> {
     #[cfg(feature = "lz4")]
     {
         crate::lz4::Lz4Decompressor::new().map(|d| Box::new(d) as Box<dyn ChunkDecompressor>)
     }
-    #[cfg(not(feature = "lz4"))]
+    #[cfg(all(feature = "lz4-pure", not(feature = "lz4")))]
+    {
+        Some(Box::new(crate::lz4_pure::PureLz4Decompressor::new()))
+    }
+    #[cfg(not(any(feature = "lz4", feature = "lz4-pure")))]
     {
         None
     }

@@ -25,6 +25,14 @@
 //! - `lz4` (default): the LZ4 style through liblz4. Without it, bring a codec through
 //!   [`ChunkCompressor`] / [`ChunkDecompressor`] and [`Writer::with_codecs`] /
 //!   [`Reader::with_codecs`].
+//! - `lz4-pure`: the LZ4 style in pure Rust through `lz4_flex` ([`PureLz4Compressor`],
+//!   [`PureLz4Decompressor`]), so that a `no_std` build with LZ4 needs no C compiler
+//!   (`--no-default-features --features lz4-pure`). Its blocks are valid LZ4 that liblz4
+//!   decodes, though not byte-identical to liblz4's, and its decoder accepts exactly the
+//!   blocks liblz4's safe decoder accepts with this format's offset-0 rule; both are tested
+//!   against liblz4. With `lz4` off it is the codec of [`Writer::new`] and [`Reader::new`];
+//!   with both on, liblz4 is (it is faster) and the pure codec is used only where passed to
+//!   [`Writer::with_codecs`] / [`Reader::with_codecs`].
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -42,6 +50,8 @@ mod id;
 mod io;
 #[cfg(feature = "lz4")]
 mod lz4;
+#[cfg(feature = "lz4-pure")]
+mod lz4_pure;
 mod reader;
 pub mod scan;
 mod stream_copy;
@@ -58,6 +68,8 @@ pub use io::{ReadSource, SeekSource, WriteSink};
 pub use io::{Sink, SliceSink, SliceSource, Source, VecSink};
 #[cfg(feature = "lz4")]
 pub use lz4::{Lz4Compressor, Lz4Decompressor};
+#[cfg(feature = "lz4-pure")]
+pub use lz4_pure::{PureLz4Compressor, PureLz4Decompressor};
 pub use reader::{FrameInfo, FrameReader, Reader};
 pub use wire::{CHUNK_MAX, FORMAT_VERSION};
 pub use writer::{CheckpointSummary, EncodedFrame, FrameEncoder, FrameWriter, Writer};
