@@ -1,6 +1,6 @@
 //! The one checksum of the format: XXH3-64 (see `docs/format.md` for why, with figures).
 //!
-//! With `std` on x86_64 the hash is computed by `twox-hash`, which picks its AVX2 or SSE2
+//! With `std` on `x86_64` the hash is computed by `twox-hash`, which picks its AVX2 or SSE2
 //! kernel when the program starts: a portable build then hashes at the speed of a
 //! `target-cpu=native` one (about 3x the SSE2 kernel on AVX2 machines). Without `std`
 //! the choice is made at compile time by `xxhash-rust`. Both give the same values, which
@@ -101,7 +101,7 @@ const FUSED_MIN: usize = 2 * FUSED_PIECE;
 
 /// Copies `src` into `dst` (equal lengths; a shorter `dst` takes a prefix) and returns the
 /// XXH3-64 of the bytes copied, reading `src` from memory once: each piece is hashed from
-/// `src` and then copied while it is still in the cache. On x86_64 with `std` the copy
+/// `src` and then copied while it is still in the cache. On `x86_64` with `std` the copy
 /// uses streaming stores, so `dst` is not read in first (what a large `memcpy` does too).
 ///
 /// `src` is a shared borrow, so its bytes cannot change between hashing and copying: the
@@ -129,7 +129,7 @@ mod tests {
     use alloc::vec::Vec;
 
     fn data(n: usize) -> Vec<u8> {
-        (0..n).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect()
+        (0..n).map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0]).collect()
     }
 
     #[test]

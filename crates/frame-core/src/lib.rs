@@ -72,7 +72,9 @@ pub use lz4::{Lz4Compressor, Lz4Decompressor};
 pub use lz4_pure::{PureLz4Compressor, PureLz4Decompressor};
 pub use reader::{FrameInfo, FrameReader, Reader};
 pub use wire::{CHUNK_MAX, FORMAT_VERSION};
-pub use writer::{CheckpointSummary, EncodedFrame, FrameEncoder, FrameWriter, Writer};
+pub use writer::{
+    CheckpointSummary, EncodedFrame, FrameEncoder, FrameSlot, FrameWriter, Writer,
+};
 
 /// The workspace README's Rust example runs as a doctest, so it cannot drift from the API.
 #[cfg(doctest)]

@@ -1,6 +1,7 @@
 //! Restoring a checkpoint: [`Reader`] (streaming or indexed) and [`FrameReader`].
 
 use crate::aligned::AlignedBytes;
+use crate::checksum::Digest;
 use crate::checksum::{chain_digest, checksum};
 use crate::codec::{ChunkDecompressor, LZ4_HISTORY, Style, default_decompressor, lz4_bound};
 use crate::error::{Error, ErrorKind, IoErrorKind, Misuse, PlanMismatch};
@@ -15,7 +16,6 @@ use crate::wire::{
 use crate::writer::CheckpointSummary;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use crate::checksum::Digest;
 
 /// What the index says about one frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,7 +208,10 @@ fn read_checksummed<S: Source>(
         }
         Some(Ok(_)) => Err(Error::Io {
             offset: *pos,
-            error: crate::error::IoError::new(IoErrorKind::Other, "source lent another length than asked"),
+            error: crate::error::IoError::new(
+                IoErrorKind::Other,
+                "source lent another length than asked",
+            ),
         }),
         Some(Err(e)) => Err(read_error(e, *pos, what)),
         None => read(source, pos, buf, what).map(|()| None),

@@ -7,6 +7,7 @@
 //! of the chunks after it, even in a linked LZ4 frame.
 #![deny(clippy::unwrap_used, clippy::indexing_slicing)]
 
+use crate::checksum::Digest;
 use crate::checksum::checksum;
 use crate::codec::{ChunkDecompressor, Style, default_decompressor, lz4_bound};
 use crate::error::{Error, IoErrorKind, Misuse};
@@ -20,7 +21,6 @@ use crate::wire::{
 use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
-use crate::checksum::Digest;
 
 /// What a region of a checkpoint is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,4 +1,4 @@
-//! Copies that write around the cache (x86_64 streaming stores), for bulk data the copier
+//! Copies that write around the cache (`x86_64` streaming stores), for bulk data the copier
 //! will not read again: a normal store first reads each destination line into the cache,
 //! which for a bulk copy is a third stream of memory traffic next to reading the source and
 //! writing the destination. All unsafe code for it lives in this module.
@@ -41,11 +41,12 @@ mod x86 {
     use core::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_stream_si128};
 
     /// Copies `n` bytes; the aligned middle with 16-byte streaming stores (SSE2, part of
-    /// the x86_64 baseline), the unaligned head and the tail with ordinary copies.
+    /// the `x86_64` baseline), the unaligned head and the tail with ordinary copies.
     ///
     /// # Safety
     /// `src` must be valid for reads and `dst` for writes of `n` bytes, and the ranges must
     /// not overlap.
+    #[allow(clippy::many_single_char_names, clippy::cast_ptr_alignment)]
     pub unsafe fn copy_streaming(dst: *mut u8, src: *const u8, n: usize) {
         let head = dst.align_offset(16).min(n);
         let body = (n - head) / 64 * 64;

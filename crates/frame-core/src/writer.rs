@@ -6,7 +6,7 @@ use crate::chunker::{Chunker, Step, Table};
 use crate::codec::{ChunkCompressor, Style, default_compressor, lz4_bound};
 use crate::error::{Error, ErrorKind, IoError, Misuse};
 use crate::id::CheckpointId;
-use crate::io::{Sink, VecSink};
+use crate::io::{Sink, SliceSink, VecSink};
 use crate::table::TABLE_MAX;
 use crate::wire::{
     CHUNK_HEADER_LEN, CHUNK_MAX, ChunkHeader, FrameFooter, FrameHeader, INDEX_ENTRY_LEN,
@@ -79,6 +79,28 @@ struct Encoder {
     chunker: Chunker,
     scratch: AlignedBytes,
     compressor: Option<Box<dyn ChunkCompressor>>,
+}
+
+impl Encoder {
+    fn new(compressor: Option<Box<dyn ChunkCompressor>>) -> Self {
+        Self {
+            staging: Staging::new(),
+            chunker: Chunker::new(true),
+            scratch: AlignedBytes::zeroed(CHUNK_HEADER_LEN + lz4_bound(CHUNK_MAX) + TABLE_MAX),
+            compressor,
+        }
+    }
+
+    /// Holds a [`FrameEncoder`]'s place while its encoder is lent to a writer; allocates
+    /// nothing and is never used to encode.
+    fn placeholder() -> Self {
+        Self {
+            staging: Staging { mem: AlignedBytes::default(), half: 0, len: 0 },
+            chunker: Chunker::new(true),
+            scratch: AlignedBytes::default(),
+            compressor: None,
+        }
+    }
 }
 
 /// Counters of the open frame, which become its footer and index entry.
@@ -174,12 +196,7 @@ impl<S: Sink> Writer<S> {
             pos: 0,
             index: Vec::new(),
             state: State::Ready,
-            enc: Encoder {
-                staging: Staging::new(),
-                chunker: Chunker::new(true),
-                scratch: AlignedBytes::zeroed(CHUNK_HEADER_LEN + lz4_bound(CHUNK_MAX) + TABLE_MAX),
-                compressor,
-            },
+            enc: Encoder::new(compressor),
         }
     }
 
@@ -298,6 +315,121 @@ impl<S: Sink> Writer<S> {
             style: frame.style.to_byte(),
         });
         Ok(offset)
+    }
+
+    /// Appends the next `room.len()` frames encoded straight into the sink's memory, for
+    /// sinks that lend it ([`Sink::reserve`]): frame `i` (numbered from
+    /// [`frames_written`](Self::frames_written)) gets a [`FrameSlot`] of `room[i]` bytes,
+    /// `encode` fills the slots (on as many threads as it likes, with
+    /// [`FrameSlot::encode`]) and returns each slot's result in order. Frames shorter than
+    /// their room (LZ4) are then moved down so that they follow each other; RAW frames given
+    /// their exact [`frame_size_bound`](crate::frame_size_bound) are not moved at all.
+    ///
+    /// Returns `Ok(None)`, without calling `encode`, when the sink does not lend memory
+    /// (use [`append_encoded`](Self::append_encoded) then), and otherwise how many frames
+    /// were appended: all of them.
+    ///
+    /// # Errors
+    /// The first failed slot's error, in frame order; the frames before it are appended,
+    /// none after it, and the writer stays usable. [`Error::InvalidUse`] with
+    /// [`Misuse::ForeignFrame`] when a result does not describe the frame in its slot; the
+    /// other [`Error::InvalidUse`] cases of [`open_frame`](Self::open_frame); [`Error::Io`]
+    /// from the sink's commit.
+    ///
+    /// # Examples
+    /// ```
+    /// use ckpt_frame_core::{CheckpointId, FrameEncoder, SliceSink, Style, Writer, frame_size_bound};
+    /// let id = CheckpointId::from_bytes([6; 16]);
+    /// let data: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i; 100_000]).collect();
+    /// let room: Vec<usize> = data
+    ///     .iter()
+    ///     .map(|d| frame_size_bound(Style::Lz4, [d.len()]).unwrap() as usize)
+    ///     .collect();
+    /// let mut mem = vec![0u8; 1 << 20];
+    /// let mut w = Writer::new(SliceSink::new(&mut mem), id);
+    /// let appended = w.append_in_place(&room, |slots| {
+    ///     // Each slot could go to another thread.
+    ///     let mut enc = FrameEncoder::new(id);
+    ///     slots.into_iter().zip(&data).map(|(slot, d)| slot.encode(&mut enc, Style::Lz4, &[d])).collect()
+    /// })?;
+    /// assert_eq!(appended, Some(4));
+    /// w.finish()?;
+    /// # Ok::<(), ckpt_frame_core::Error>(())
+    /// ```
+    pub fn append_in_place<F>(&mut self, room: &[usize], encode: F) -> Result<Option<u64>, Error>
+    where
+        F: for<'m> FnOnce(Vec<FrameSlot<'m>>) -> Vec<Result<EncodedFrame, Error>>,
+    {
+        self.usable()?;
+        let total = room.iter().try_fold(0usize, |t, &r| t.checked_add(r));
+        let Writer { sink, id, first_index, pos, index, .. } = self;
+        let Some(mem) = total.and_then(|total| sink.reserve(total)) else {
+            return Ok(None);
+        };
+        let next = *first_index + index.len() as u64;
+        let mut slots = Vec::with_capacity(room.len());
+        let mut rest: &mut [u8] = &mut *mem;
+        for (i, &r) in room.iter().enumerate() {
+            let n = r.min(rest.len());
+            let (slot, after) = core::mem::take(&mut rest).split_at_mut(n);
+            slots.push(FrameSlot { index: next + i as u64, mem: slot });
+            rest = after;
+        }
+        let mut results = encode(slots).into_iter();
+        // Check each result against its slot and close the gaps, in frame order.
+        let (mut from, mut to) = (0usize, 0usize);
+        let mut outcome = Ok(());
+        for (i, &r) in room.iter().enumerate() {
+            let expected = next + i as u64;
+            let frame = match results.next() {
+                Some(Ok(frame)) => frame,
+                Some(Err(e)) => {
+                    outcome = Err(e);
+                    break;
+                }
+                None => {
+                    outcome = Err(Error::InvalidUse(Misuse::ForeignFrame));
+                    break;
+                }
+            };
+            let len = usize::try_from(frame.len).unwrap_or(usize::MAX);
+            let header = mem.get(from..).and_then(|m| m.get(..crate::wire::FRAME_HEADER_LEN));
+            let fits = len <= r
+                && frame.index == expected
+                && header.is_some_and(|h| {
+                    let mut hb = [0u8; crate::wire::FRAME_HEADER_LEN];
+                    hb.copy_from_slice(h);
+                    FrameHeader::decode(&hb).is_ok_and(|(h, _)| {
+                        h.index == expected
+                            && h.checkpoint_id == id.to_bytes()
+                            && h.style == frame.style.to_byte()
+                    })
+                });
+            if !fits {
+                outcome = Err(Error::InvalidUse(Misuse::ForeignFrame));
+                break;
+            }
+            if from != to {
+                mem.copy_within(from..from + len, to);
+            }
+            index.push(IndexEntry {
+                offset: *pos + to as u64,
+                frame_len: frame.len,
+                buffer_count: frame.buffer_count,
+                user_bytes: frame.user_bytes,
+                style: frame.style.to_byte(),
+            });
+            from += r;
+            to += len;
+        }
+        let appended = index.len() as u64 - (next - *first_index);
+        if let Err(error) = sink.commit(to) {
+            index.truncate(index.len() - usize::try_from(appended).unwrap_or(0));
+            let error = Error::Io { offset: *pos, error };
+            return Err(self.fail(error));
+        }
+        *pos += to as u64;
+        outcome.map(|()| Some(appended))
     }
 
     /// Writes the frame index and the tail, then flushes the sink. The checkpoint is
@@ -691,6 +823,45 @@ pub struct EncodedFrame {
     pub user_bytes: u64,
 }
 
+/// Room in a sink's memory for one frame, lent by [`Writer::append_in_place`]; it can be
+/// sent to another thread and filled there.
+#[derive(Debug)]
+pub struct FrameSlot<'m> {
+    index: u64,
+    mem: &'m mut [u8],
+}
+
+impl FrameSlot<'_> {
+    /// The index of the frame this slot is for.
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
+    /// The room in bytes.
+    pub fn len(&self) -> usize {
+        self.mem.len()
+    }
+
+    /// Whether the slot has no room at all.
+    pub fn is_empty(&self) -> bool {
+        self.mem.is_empty()
+    }
+
+    /// Encodes this slot's frame holding `buffers` with `encoder` (which must belong to the
+    /// same checkpoint) into the slot.
+    ///
+    /// # Errors
+    /// As [`FrameEncoder::encode_into`]: the slot is too small, or the codec failed.
+    pub fn encode(
+        self,
+        encoder: &mut FrameEncoder,
+        style: Style,
+        buffers: &[&[u8]],
+    ) -> Result<EncodedFrame, Error> {
+        encoder.encode_into(self.index, style, buffers, self.mem)
+    }
+}
+
 /// Encodes single frames on their own, so that many can be encoded at once (one encoder per
 /// thread) and appended in order with [`Writer::append_encoded`]. Reuses its buffers and
 /// codec state from frame to frame.
@@ -716,24 +887,27 @@ pub struct EncodedFrame {
 /// # Ok::<(), ckpt_frame_core::Error>(())
 /// ```
 pub struct FrameEncoder {
-    writer: Writer<VecSink>,
+    id: CheckpointId,
+    enc: Encoder,
+    /// The one index entry of the frame being encoded (kept to reuse its allocation).
+    index: Vec<IndexEntry>,
 }
 
 impl core::fmt::Debug for FrameEncoder {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("FrameEncoder").field("id", &self.writer.id).finish_non_exhaustive()
+        f.debug_struct("FrameEncoder").field("id", &self.id).finish_non_exhaustive()
     }
 }
 
 impl FrameEncoder {
     /// An encoder for frames of checkpoint `id`, with this build's LZ4 codec.
     pub fn new(id: CheckpointId) -> Self {
-        Self { writer: Writer::new(VecSink::new(), id) }
+        Self::with_codecs(id, default_compressor())
     }
 
     /// An encoder whose LZ4 frames use `compressor`.
     pub fn with_codecs(id: CheckpointId, compressor: Option<Box<dyn ChunkCompressor>>) -> Self {
-        Self { writer: Writer::with_codecs(VecSink::new(), id, compressor) }
+        Self { id, enc: Encoder::new(compressor), index: Vec::new() }
     }
 
     /// Encodes frame `index` holding `buffers` into `out` (replacing its contents, reusing its
@@ -749,33 +923,85 @@ impl FrameEncoder {
         buffers: &[&[u8]],
         out: &mut Vec<u8>,
     ) -> Result<EncodedFrame, Error> {
-        let w = &mut self.writer;
-        out.clear();
-        w.sink = VecSink::from_vec(core::mem::take(out));
-        w.first_index = index;
-        w.pos = 0;
-        w.index.clear();
-        w.state = State::Ready;
+        let sink = VecSink::from_vec(core::mem::take(out));
+        let (sink, result) = self.encode_with(sink, index, style, buffers);
+        *out = sink.into_inner();
+        result
+    }
+
+    /// Encodes frame `index` holding `buffers` into the start of `out`, which must have room
+    /// for it ([`frame_size_bound`](crate::frame_size_bound) of the buffers' lengths is
+    /// always enough); the frame's length is in the result.
+    ///
+    /// # Errors
+    /// [`Error::Io`] with [`IoErrorKind::StorageFull`](crate::IoErrorKind::StorageFull) when
+    /// `out` is too small; otherwise as [`encode`](Self::encode).
+    ///
+    /// # Examples
+    /// ```
+    /// use ckpt_frame_core::{CheckpointId, FrameEncoder, Style, frame_size_bound};
+    /// let data = vec![9u8; 70_000];
+    /// let mut enc = FrameEncoder::new(CheckpointId::from_bytes([4; 16]));
+    /// let bound = frame_size_bound(Style::Raw, [data.len()]).unwrap() as usize;
+    /// let mut out = vec![0u8; bound];
+    /// let frame = enc.encode_into(0, Style::Raw, &[&data], &mut out)?;
+    /// assert_eq!(frame.len as usize, bound, "exact for RAW");
+    /// let mut again = Vec::new();
+    /// enc.encode(0, Style::Raw, &[&data], &mut again)?;
+    /// assert_eq!(again, out);
+    /// # Ok::<(), ckpt_frame_core::Error>(())
+    /// ```
+    pub fn encode_into(
+        &mut self,
+        index: u64,
+        style: Style,
+        buffers: &[&[u8]],
+        out: &mut [u8],
+    ) -> Result<EncodedFrame, Error> {
+        self.encode_with(SliceSink::new(out), index, style, buffers).1
+    }
+
+    fn encode_with<T: Sink>(
+        &mut self,
+        sink: T,
+        index: u64,
+        style: Style,
+        buffers: &[&[u8]],
+    ) -> (T, Result<EncodedFrame, Error>) {
+        self.index.clear();
+        let mut w = Writer {
+            sink,
+            id: self.id,
+            first_index: index,
+            pos: 0,
+            index: core::mem::take(&mut self.index),
+            state: State::Ready,
+            enc: core::mem::replace(&mut self.enc, Encoder::placeholder()),
+        };
         let result = (|| {
             let mut f = w.open_frame(style)?;
             f.add_all(buffers.iter().copied())?;
             f.close()
         })();
-        *out = core::mem::take(&mut w.sink).into_inner();
-        result?;
-        let e = w.index.first().copied().unwrap_or(IndexEntry {
-            offset: 0,
-            frame_len: 0,
-            buffer_count: 0,
-            user_bytes: 0,
-            style: style.to_byte(),
+        let Writer { sink, enc, index: entries, .. } = w;
+        self.enc = enc;
+        self.index = entries;
+        let result = result.map(|_| {
+            let e = self.index.first().copied().unwrap_or(IndexEntry {
+                offset: 0,
+                frame_len: 0,
+                buffer_count: 0,
+                user_bytes: 0,
+                style: style.to_byte(),
+            });
+            EncodedFrame {
+                index,
+                style,
+                len: e.frame_len,
+                buffer_count: e.buffer_count,
+                user_bytes: e.user_bytes,
+            }
         });
-        Ok(EncodedFrame {
-            index,
-            style,
-            len: e.frame_len,
-            buffer_count: e.buffer_count,
-            user_bytes: e.user_bytes,
-        })
+        (sink, result)
     }
 }

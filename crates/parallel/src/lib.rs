@@ -20,6 +20,7 @@
 
 use ckpt_frame_core::{
     EncodedFrame, Error, FrameEncoder, FrameReader, Reader, Sink, Source, Style, Writer,
+    frame_size_bound,
 };
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -229,27 +230,33 @@ fn run_on<R: Send, E>(
     threads: usize,
     work: impl FnOnce() -> R + Send,
 ) -> Result<R, ParallelError<E>> {
+    Ok(match pool_for(threads)? {
+        Some(kept) => kept.install(work),
+        None => work(),
+    })
+}
+
+/// The pool [`run_on`] runs in: `None` for the current one (it has `threads` threads).
+fn pool_for<E>(
+    threads: usize,
+) -> Result<Option<std::sync::Arc<rayon::ThreadPool>>, ParallelError<E>> {
     use std::sync::{Arc, OnceLock};
     type Kept = Vec<(usize, Arc<rayon::ThreadPool>)>;
     static POOLS: OnceLock<Mutex<Kept>> = OnceLock::new();
     let threads = threads.max(1);
     if rayon::current_num_threads() == threads {
-        return Ok(work());
+        return Ok(None);
     }
     let pools = POOLS.get_or_init(|| Mutex::new(Vec::new()));
-    let kept = {
-        let mut pools = pools.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((_, p)) = pools.iter().find(|(n, _)| *n == threads) {
-            Arc::clone(p)
-        } else {
-            let p = Arc::new(pool(threads)?);
-            if pools.len() < SHARED_POOLS_MAX {
-                pools.push((threads, Arc::clone(&p)));
-            }
-            p
-        }
-    };
-    Ok(kept.install(work))
+    let mut pools = pools.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, p)) = pools.iter().find(|(n, _)| *n == threads) {
+        return Ok(Some(Arc::clone(p)));
+    }
+    let p = Arc::new(pool(threads)?);
+    if pools.len() < SHARED_POOLS_MAX {
+        pools.push((threads, Arc::clone(&p)));
+    }
+    Ok(Some(p))
 }
 
 /// Encodes `plan` on `par.threads` workers and appends the frames, in order, to `writer`
@@ -284,6 +291,10 @@ pub fn write_frames<'a, S: Sink>(
             return Ok(written);
         }
         let first = writer.frames_written();
+        if let Some(written_here) = write_in_place(writer, &batch, par.threads)? {
+            written += written_here;
+            continue;
+        }
         let encoded: Vec<_> = run_on(par.threads, || {
             batch
                 .par_iter()
@@ -307,6 +318,47 @@ pub fn write_frames<'a, S: Sink>(
             written += 1;
         }
     }
+}
+
+/// Encodes `batch` on the workers straight into the sink's memory when the sink lends it
+/// ([`Writer::append_in_place`]): each frame gets its worst-case room (exact for RAW, so
+/// RAW frames are never moved). Returns `None` when the sink does not lend memory.
+fn write_in_place<S: Sink>(
+    writer: &mut Writer<S>,
+    batch: &[FramePlan<'_>],
+    threads: usize,
+) -> Result<Option<u64>, ParallelError> {
+    let id = writer.id();
+    let first = writer.frames_written();
+    let room: Option<Vec<usize>> = batch
+        .iter()
+        .map(|f| {
+            let bound = frame_size_bound(f.style, f.buffers.iter().map(|b| <[u8]>::len(b)))?;
+            usize::try_from(bound).ok()
+        })
+        .collect();
+    let Some(room) = room else {
+        return Ok(None);
+    };
+    let pool = pool_for(threads)?;
+    let appended = writer.append_in_place(&room, |slots| {
+        let work = || {
+            slots
+                .into_par_iter()
+                .zip(batch.par_iter())
+                .map_init(
+                    || FrameEncoder::new(id),
+                    |enc, (slot, f)| slot.encode(enc, f.style, &f.buffers),
+                )
+                .collect()
+        };
+        match &pool {
+            Some(kept) => kept.install(work),
+            None => work(),
+        }
+    });
+    appended
+        .map_err(|error| ParallelError::Frame { frame: writer.frames_written().max(first), error })
 }
 
 /// Restores frames through the index: `dests[i]` receives frame `i`'s buffers (each slice
