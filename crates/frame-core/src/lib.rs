@@ -54,6 +54,7 @@ mod lz4;
 mod lz4_pure;
 mod reader;
 pub mod scan;
+pub mod stream;
 mod stream_copy;
 mod table;
 mod wire;

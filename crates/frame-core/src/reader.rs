@@ -1067,6 +1067,67 @@ impl<S: Source> FrameReader<'_, S> {
         let loaded = load_chunk(source, pos, &mut self.frame, frame_end, &mut fill)?;
         Ok(loaded != Loaded::Footer)
     }
+
+    /// Reads the frame's next bytes as one stream, the concatenation of its buffers (what
+    /// `std::io::Read` needs; see `stream.rs`): copies into `out` at most the rest of the
+    /// current chunk, every byte from a chunk that passed its checks, and returns how many.
+    /// Memory stays at one chunk. Returns 0 for an empty `out`, and at the end of the frame
+    /// only once the footer agrees with the chunks read (a missing chunk is an error, not
+    /// a short stream). A buffer left part-way stays pending with its remaining length,
+    /// which [`next_len`](Self::next_len) and [`read_into`](Self::read_into) then see.
+    ///
+    /// # Errors
+    /// Corruption, truncation or I/O errors, after which the reader is failed.
+    #[cfg(feature = "std")]
+    pub(crate) fn read_stream(&mut self, out: &mut [u8]) -> Result<usize, Error> {
+        self.guard(|s| {
+            while !out.is_empty() {
+                let Some(left) = s.next_len_inner()? else {
+                    let f = &s.frame;
+                    let footer = f.footer.unwrap_or_default();
+                    let (frame, offset) = (Some(f.index), f.footer_offset);
+                    if footer.chunks_digest != f.counted.chunks_digest {
+                        return Err(Error::ChecksumMismatch {
+                            frame,
+                            offset,
+                            what: "digest of chunk checksums",
+                            expected: footer.chunks_digest,
+                            found: f.counted.chunks_digest,
+                        });
+                    }
+                    if footer != f.counted {
+                        let what = "frame footer disagrees with the frame's chunks";
+                        return Err(Error::Corrupt { frame, offset, what });
+                    }
+                    return Ok(0);
+                };
+                if left == 0 {
+                    s.buffer_done(0);
+                    continue;
+                }
+                let chunk = s.chunk_rest("frame ends inside a buffer")?;
+                let n = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX)).min(out.len());
+                if let (Some(dst), Some(src)) = (out.get_mut(..n), chunk.get(..n)) {
+                    dst.copy_from_slice(src);
+                }
+                s.reader.dec.copied += n as u64;
+                s.frame.chunk_at += n;
+                s.frame.counted.user_bytes += n as u64;
+                let rest = left - n as u64;
+                if rest == 0 {
+                    s.frame.pending_len = None;
+                    s.frame.counted.buffer_count += 1;
+                } else {
+                    s.frame.pending_len = Some(rest);
+                }
+                if n > 0 {
+                    return Ok(n);
+                }
+                // An empty chunk inside a buffer (damaged or hostile input): load the next.
+            }
+            Ok(0)
+        })
+    }
 }
 
 /// Reads the next chunk of frame `f`, checked against its checks, or the footer. The chunk

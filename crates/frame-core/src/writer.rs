@@ -692,6 +692,54 @@ impl<'buf, S: Sink> FrameWriter<'_, 'buf, S> {
         *state = State::Ready;
         Ok(*pos)
     }
+
+    /// Adds one buffer holding the bytes of `buf` while borrowing `buf` for this call only
+    /// (what `std::io::Write` needs; see `stream.rs`). Chunked as by [`add`](Self::add), so
+    /// RAW frames store exactly the same bytes; an LZ4 chunk that `add` would compress
+    /// straight from the caller's memory is first copied into the current staging half,
+    /// which the chunker has just emptied, and compressed from there like a gathered chunk
+    /// (same rule: a half is rewritten only after the other one was compressed after it).
+    /// Nothing the compressor may reference later points into `buf`.
+    ///
+    /// # Errors
+    /// As [`add`](Self::add).
+    #[cfg(feature = "std")]
+    pub(crate) fn add_copied(&mut self, buf: &[u8]) -> Result<(), Error> {
+        if let State::Failed(first) = self.writer.state {
+            return Err(Error::Failed { first });
+        }
+        let Writer { sink, pos, enc, .. } = &mut *self.writer;
+        let Encoder { staging, chunker, scratch, compressor } = enc;
+        let frame = &mut self.frame;
+        let result = chunker.buffer(buf.len(), |s| match s {
+            Step::Gather { from, len } => {
+                staging.push(buf.get(from..from + len).unwrap_or_default());
+                Ok(())
+            }
+            Step::EmitStaged { table, .. } => {
+                emit_staged(sink, pos, scratch, compressor, frame, staging, table)
+            }
+            Step::EmitDirect { from, len, table } => {
+                let piece = buf.get(from..from + len).unwrap_or_default();
+                if frame.style == Style::Raw {
+                    // A RAW chunk is written at once and never looked at again.
+                    return emit_chunk(sink, pos, &mut [], compressor, frame, piece, table);
+                }
+                debug_assert_eq!(
+                    staging.len, 0,
+                    "the chunker empties staging before a direct chunk"
+                );
+                staging.push(piece);
+                emit_staged(sink, pos, scratch, compressor, frame, staging, table)
+            }
+        });
+        if let Err(e) = result {
+            return Err(self.writer.fail(e));
+        }
+        self.frame.footer.buffer_count += 1;
+        self.frame.footer.user_bytes += buf.len() as u64;
+        Ok(())
+    }
 }
 
 /// Emits the staging half being gathered as a chunk and starts the other half.
