@@ -291,6 +291,8 @@ fn first_match_offset(block: &[u8]) -> usize {
     at
 }
 
+// Crafted from liblz4's exact output for the input; lz4_flex encodes it otherwise.
+#[cfg(feature = "lz4")]
 #[test]
 fn lz4_match_offset_zero_is_refused() {
     // The example of section 10.3: 32 x "a" is `1f 61 01 00 07 50 61 61 61 61 61`, one
