@@ -895,6 +895,25 @@ impl FrameSlot<'_> {
         self.mem.is_empty()
     }
 
+    /// Copies a frame already encoded elsewhere (by [`FrameEncoder::encode`], for this
+    /// slot's index) into the slot, so that many threads can copy their frames into the
+    /// sink at once; [`Writer::append_in_place`] checks it as it checks encoded frames.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUse`] with [`Misuse::ForeignFrame`] when `bytes` is longer than the
+    /// slot, or is not `frame.len` long.
+    pub fn copy_encoded(self, bytes: &[u8], frame: &EncodedFrame) -> Result<EncodedFrame, Error> {
+        let fits = bytes.len() as u64 == frame.len;
+        match self.mem.get_mut(..bytes.len()) {
+            Some(dst) if fits => {
+                crate::stream_copy::copy(dst, bytes);
+                crate::stream_copy::finish();
+                Ok(*frame)
+            }
+            _ => Err(Error::InvalidUse(Misuse::ForeignFrame)),
+        }
+    }
+
     /// Encodes this slot's frame holding `buffers` with `encoder` (which must belong to the
     /// same checkpoint) into the slot.
     ///

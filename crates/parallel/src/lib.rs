@@ -19,7 +19,7 @@
 #![forbid(unsafe_code)]
 
 use ckpt_frame_core::{
-    EncodedFrame, Error, FrameEncoder, FrameReader, Reader, Sink, Source, Style, Writer,
+    EncodedFrame, Error, FrameEncoder, FrameReader, Misuse, Reader, Sink, Source, Style, Writer,
     frame_size_bound,
 };
 use rayon::prelude::*;
@@ -285,13 +285,15 @@ pub fn write_frames<'a, S: Sink>(
     let id = writer.id();
     let mut plan = plan.into_iter();
     let mut written = 0u64;
+    // Encoded LZ4 frames' buffers, reused from batch to batch.
+    let mut spare: Vec<Vec<u8>> = Vec::new();
     loop {
         let batch: Vec<FramePlan<'a>> = plan.by_ref().take(par.window.max(1)).collect();
         if batch.is_empty() {
             return Ok(written);
         }
         let first = writer.frames_written();
-        if let Some(written_here) = write_in_place(writer, &batch, par.threads)? {
+        if let Some(written_here) = write_in_place(writer, &batch, par.threads, &mut spare)? {
             written += written_here;
             continue;
         }
@@ -320,45 +322,115 @@ pub fn write_frames<'a, S: Sink>(
     }
 }
 
-/// Encodes `batch` on the workers straight into the sink's memory when the sink lends it
-/// ([`Writer::append_in_place`]): each frame gets its worst-case room (exact for RAW, so
-/// RAW frames are never moved). Returns `None` when the sink does not lend memory.
+/// Encodes `batch` on the workers into the sink's memory when the sink lends it
+/// ([`Writer::append_in_place`]); returns `None` when it does not. A batch of RAW frames is
+/// encoded straight into its exact room, so nothing moves. A batch with LZ4 frames, whose
+/// sizes are known only once compressed, is encoded into the workers' reused buffers and
+/// then copied into exact room by the workers at once: encoding into worst-case room
+/// instead and closing the gaps afterwards leaves those moves to the calling thread alone
+/// (on incompressible data nearly a second copy of the batch, in series), which measured
+/// slower on two threads (docs/performance.md).
 fn write_in_place<S: Sink>(
     writer: &mut Writer<S>,
     batch: &[FramePlan<'_>],
     threads: usize,
+    spare: &mut Vec<Vec<u8>>,
 ) -> Result<Option<u64>, ParallelError> {
     let id = writer.id();
     let first = writer.frames_written();
-    let room: Option<Vec<usize>> = batch
-        .iter()
-        .map(|f| {
-            let bound = frame_size_bound(f.style, f.buffers.iter().map(|b| <[u8]>::len(b)))?;
-            usize::try_from(bound).ok()
-        })
-        .collect();
-    let Some(room) = room else {
-        return Ok(None);
-    };
     let pool = pool_for(threads)?;
-    let appended = writer.append_in_place(&room, |slots| {
-        let work = || {
-            slots
+    let install = |work: &(dyn Fn() -> Vec<Result<EncodedFrame, Error>> + Sync)| match &pool {
+        Some(kept) => kept.install(work),
+        None => work(),
+    };
+    if batch.iter().all(|f| f.style == Style::Raw) {
+        let room: Option<Vec<usize>> = batch
+            .iter()
+            .map(|f| {
+                let bound = frame_size_bound(f.style, f.buffers.iter().map(|b| <[u8]>::len(b)))?;
+                usize::try_from(bound).ok()
+            })
+            .collect();
+        let Some(room) = room else {
+            return Ok(None);
+        };
+        let appended = writer.append_in_place(&room, |slots| {
+            let slots = Mutex::new(slots.into_iter().map(Some).collect::<Vec<_>>());
+            install(&|| {
+                (0..batch.len())
+                    .into_par_iter()
+                    .map_init(
+                        || FrameEncoder::new(id),
+                        |enc, i| {
+                            let slot = take_slot(&slots, i)?;
+                            let f = batch.get(i).ok_or(Error::InvalidUse(Misuse::ForeignFrame))?;
+                            slot.encode(enc, f.style, &f.buffers)
+                        },
+                    )
+                    .collect()
+            })
+        });
+        return appended.map_err(|e| ParallelError::Frame {
+            frame: writer.frames_written().max(first),
+            error: e,
+        });
+    }
+    spare.resize_with(batch.len().max(spare.len()), Vec::new);
+    let encoded: Vec<Result<EncodedFrame, Error>> = {
+        let outs = Mutex::new(spare.iter_mut().map(Some).collect::<Vec<_>>());
+        install(&|| {
+            (0..batch.len())
                 .into_par_iter()
-                .zip(batch.par_iter())
                 .map_init(
                     || FrameEncoder::new(id),
-                    |enc, (slot, f)| slot.encode(enc, f.style, &f.buffers),
+                    |enc, i| {
+                        let out = take_slot(&outs, i)?;
+                        let f = batch.get(i).ok_or(Error::InvalidUse(Misuse::ForeignFrame))?;
+                        enc.encode(first + i as u64, f.style, &f.buffers, out)
+                    },
                 )
                 .collect()
-        };
-        match &pool {
-            Some(kept) => kept.install(work),
-            None => work(),
-        }
+        })
+    };
+    // Frames before the first failure go in; that failure is reported in frame order.
+    let ok = encoded.iter().take_while(|r| r.is_ok()).count();
+    let room: Vec<usize> = encoded
+        .iter()
+        .take(ok)
+        .filter_map(|r| r.as_ref().ok().and_then(|f| usize::try_from(f.len).ok()))
+        .collect();
+    let frames: Vec<EncodedFrame> =
+        encoded.iter().take(ok).filter_map(|r| r.as_ref().ok().copied()).collect();
+    let bytes: &[Vec<u8>] = spare;
+    let appended = writer.append_in_place(&room, |slots| {
+        let slots = Mutex::new(slots.into_iter().map(Some).collect::<Vec<_>>());
+        install(&|| {
+            (0..room.len())
+                .into_par_iter()
+                .map(|i| {
+                    let slot = take_slot(&slots, i)?;
+                    match (bytes.get(i), frames.get(i)) {
+                        (Some(b), Some(f)) => slot.copy_encoded(b, f),
+                        _ => Err(Error::InvalidUse(Misuse::ForeignFrame)),
+                    }
+                })
+                .collect()
+        })
     });
-    appended
-        .map_err(|error| ParallelError::Frame { frame: writer.frames_written().max(first), error })
+    let appended = appended.map_err(|error| ParallelError::Frame {
+        frame: writer.frames_written().max(first),
+        error,
+    })?;
+    if let Some(Err(error)) = encoded.into_iter().nth(ok) {
+        return Err(ParallelError::Frame { frame: first + ok as u64, error });
+    }
+    Ok(appended)
+}
+
+/// Takes item `i` of a list shared by the workers (each index is taken once).
+fn take_slot<T>(list: &Mutex<Vec<Option<T>>>, i: usize) -> Result<T, Error> {
+    let mut list = list.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    list.get_mut(i).and_then(Option::take).ok_or(Error::InvalidUse(Misuse::ForeignFrame))
 }
 
 /// Restores frames through the index: `dests[i]` receives frame `i`'s buffers (each slice
