@@ -19,8 +19,8 @@
 #![forbid(unsafe_code)]
 
 use ckpt_frame_core::{
-    EncodedFrame, Error, FrameEncoder, FrameReader, Misuse, Reader, Sink, Source, Style, Writer,
-    frame_size_bound,
+    CheckpointId, EncodedFrame, Error, FrameEncoder, FrameReader, Misuse, Reader, Sink, Source,
+    Style, Writer, frame_size_bound,
 };
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -230,10 +230,18 @@ fn run_on<R: Send, E>(
     threads: usize,
     work: impl FnOnce() -> R + Send,
 ) -> Result<R, ParallelError<E>> {
-    Ok(match pool_for(threads)? {
+    Ok(in_pool(pool_for(threads)?.as_ref(), work))
+}
+
+/// Runs `work` in `pool`, or in the current pool for `None`.
+fn in_pool<R: Send>(
+    pool: Option<&std::sync::Arc<rayon::ThreadPool>>,
+    work: impl FnOnce() -> R + Send,
+) -> R {
+    match pool {
         Some(kept) => kept.install(work),
         None => work(),
-    })
+    }
 }
 
 /// The pool [`run_on`] runs in: `None` for the current one (it has `threads` threads).
@@ -297,25 +305,13 @@ pub fn write_frames<'a, S: Sink>(
             written += written_here;
             continue;
         }
-        let encoded: Vec<_> = run_on(par.threads, || {
-            batch
-                .par_iter()
-                .enumerate()
-                .map_init(
-                    || FrameEncoder::new(id),
-                    |enc, (i, f)| {
-                        let mut out = Vec::new();
-                        let index = first + i as u64;
-                        enc.encode(index, f.style, &f.buffers, &mut out).map(|frame| (out, frame))
-                    },
-                )
-                .collect()
-        })?;
-        for (i, result) in encoded.into_iter().enumerate() {
+        let pool = pool_for(par.threads)?;
+        let encoded = encode_into_spare(id, &batch, first, &mut spare, pool.as_ref());
+        for (i, (result, bytes)) in encoded.into_iter().zip(&spare).enumerate() {
             let frame = first + i as u64;
-            let (bytes, summary) = result.map_err(|error| ParallelError::Frame { frame, error })?;
+            let summary = result.map_err(|error| ParallelError::Frame { frame, error })?;
             writer
-                .append_encoded(&bytes, &summary)
+                .append_encoded(bytes, &summary)
                 .map_err(|error| ParallelError::Frame { frame, error })?;
             written += 1;
         }
@@ -339,10 +335,6 @@ fn write_in_place<S: Sink>(
     let id = writer.id();
     let first = writer.frames_written();
     let pool = pool_for(threads)?;
-    let install = |work: &(dyn Fn() -> Vec<Result<EncodedFrame, Error>> + Sync)| match &pool {
-        Some(kept) => kept.install(work),
-        None => work(),
-    };
     if batch.iter().all(|f| f.style == Style::Raw) {
         let room: Option<Vec<usize>> = batch
             .iter()
@@ -356,18 +348,10 @@ fn write_in_place<S: Sink>(
         };
         let appended = writer.append_in_place(&room, |slots| {
             let slots = Mutex::new(slots.into_iter().map(Some).collect::<Vec<_>>());
-            install(&|| {
-                (0..batch.len())
-                    .into_par_iter()
-                    .map_init(
-                        || FrameEncoder::new(id),
-                        |enc, i| {
-                            let slot = take_slot(&slots, i)?;
-                            let f = batch.get(i).ok_or(Error::InvalidUse(Misuse::ForeignFrame))?;
-                            slot.encode(enc, f.style, &f.buffers)
-                        },
-                    )
-                    .collect()
+            in_pool(pool.as_ref(), || {
+                encode_each(id, batch, |enc, i, f| {
+                    take_slot(&slots, i)?.encode(enc, f.style, &f.buffers)
+                })
             })
         });
         return appended.map_err(|e| ParallelError::Frame {
@@ -375,23 +359,7 @@ fn write_in_place<S: Sink>(
             error: e,
         });
     }
-    spare.resize_with(batch.len().max(spare.len()), Vec::new);
-    let encoded: Vec<Result<EncodedFrame, Error>> = {
-        let outs = Mutex::new(spare.iter_mut().map(Some).collect::<Vec<_>>());
-        install(&|| {
-            (0..batch.len())
-                .into_par_iter()
-                .map_init(
-                    || FrameEncoder::new(id),
-                    |enc, i| {
-                        let out = take_slot(&outs, i)?;
-                        let f = batch.get(i).ok_or(Error::InvalidUse(Misuse::ForeignFrame))?;
-                        enc.encode(first + i as u64, f.style, &f.buffers, out)
-                    },
-                )
-                .collect()
-        })
-    };
+    let encoded = encode_into_spare(id, batch, first, spare, pool.as_ref());
     // Frames before the first failure go in; that failure is reported in frame order.
     let ok = encoded.iter().take_while(|r| r.is_ok()).count();
     let room: Vec<usize> = encoded
@@ -404,7 +372,7 @@ fn write_in_place<S: Sink>(
     let bytes: &[Vec<u8>] = spare;
     let appended = writer.append_in_place(&room, |slots| {
         let slots = Mutex::new(slots.into_iter().map(Some).collect::<Vec<_>>());
-        install(&|| {
+        in_pool(pool.as_ref(), || {
             (0..room.len())
                 .into_par_iter()
                 .map(|i| {
@@ -425,6 +393,40 @@ fn write_in_place<S: Sink>(
         return Err(ParallelError::Frame { frame: first + ok as u64, error });
     }
     Ok(appended)
+}
+
+/// Runs `encode` for every frame of `batch` (with its position) on the current pool's
+/// workers, each worker with an encoder of its own; the results are in frame order.
+fn encode_each(
+    id: CheckpointId,
+    batch: &[FramePlan<'_>],
+    encode: impl Fn(&mut FrameEncoder, usize, &FramePlan<'_>) -> Result<EncodedFrame, Error> + Sync,
+) -> Vec<Result<EncodedFrame, Error>> {
+    batch
+        .par_iter()
+        .enumerate()
+        .map_init(|| FrameEncoder::new(id), |enc, (i, f)| encode(enc, i, f))
+        .collect()
+}
+
+/// Encodes every frame of `batch` on the workers into `spare[i]` (grown to the batch,
+/// reused from batch to batch); the results are in frame order.
+fn encode_into_spare(
+    id: CheckpointId,
+    batch: &[FramePlan<'_>],
+    first: u64,
+    spare: &mut Vec<Vec<u8>>,
+    pool: Option<&std::sync::Arc<rayon::ThreadPool>>,
+) -> Vec<Result<EncodedFrame, Error>> {
+    if spare.len() < batch.len() {
+        spare.resize_with(batch.len(), Vec::new);
+    }
+    let outs = Mutex::new(spare.iter_mut().map(Some).collect::<Vec<_>>());
+    in_pool(pool, || {
+        encode_each(id, batch, |enc, i, f| {
+            enc.encode(first + i as u64, f.style, &f.buffers, take_slot(&outs, i)?)
+        })
+    })
 }
 
 /// Takes item `i` of a list shared by the workers (each index is taken once).

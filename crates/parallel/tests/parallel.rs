@@ -63,6 +63,14 @@ fn identical_bytes_for_every_thread_count_and_window() {
                 w.into_sink().into_inner() == reference,
                 "{threads} threads, window {window}: bytes differ from the serial writer"
             );
+            // A sink that lends no memory takes the other path: frames appended in order.
+            let mut w = Writer::new(FailingSink::failing_at(usize::MAX), ID);
+            write_frames(&mut w, plan(&data), Parallelism { threads, window }).unwrap();
+            w.finish().unwrap();
+            assert!(
+                w.into_sink().inner.into_inner() == reference,
+                "{threads} threads, window {window}, no lent memory: bytes differ"
+            );
         }
     }
 }
