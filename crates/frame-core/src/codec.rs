@@ -179,3 +179,13 @@ pub(crate) fn default_decompressor() -> Option<Box<dyn ChunkDecompressor>> {
         None
     }
 }
+
+/// The one length rule every decompressor applies before decoding: a chunk holds 1 to
+/// 64 KiB of logical bytes.
+#[cfg(any(feature = "lz4", feature = "lz4-pure"))]
+pub(crate) fn check_chunk_len(logical_len: usize) -> Result<(), CodecError> {
+    if logical_len == 0 || logical_len > crate::wire::CHUNK_MAX {
+        return Err(CodecError { message: "chunk length outside 1..=64 KiB" });
+    }
+    Ok(())
+}

@@ -220,9 +220,7 @@ impl ChunkDecompressor for Lz4Decompressor {
 
     fn decompress_linked(&mut self, stored: &[u8], logical_len: usize) -> Result<(), CodecError> {
         self.last = 0..0;
-        if logical_len == 0 || logical_len > CHUNK_MAX {
-            return Err(CodecError { message: "chunk length outside 1..=64 KiB" });
-        }
+        crate::codec::check_chunk_len(logical_len)?;
         let src_len = c_int::try_from(stored.len())
             .map_err(|_| CodecError { message: "stored chunk too large" })?;
         check_offsets(stored)?;
@@ -272,9 +270,7 @@ impl ChunkDecompressor for Lz4Decompressor {
     ) -> Result<(), CodecError> {
         self.last = 0..0;
         let logical_len = out.len().saturating_sub(at);
-        if logical_len == 0 || logical_len > CHUNK_MAX {
-            return Err(CodecError { message: "chunk length outside 1..=64 KiB" });
-        }
+        crate::codec::check_chunk_len(logical_len)?;
         let src_len = c_int::try_from(stored.len())
             .map_err(|_| CodecError { message: "stored chunk too large" })?;
         check_offsets(stored)?;

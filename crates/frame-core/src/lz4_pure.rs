@@ -272,9 +272,7 @@ impl ChunkDecompressor for PureLz4Decompressor {
 
     fn decompress_linked(&mut self, stored: &[u8], logical_len: usize) -> Result<(), CodecError> {
         self.last = 0..0;
-        if logical_len == 0 || logical_len > CHUNK_MAX {
-            return Err(CodecError { message: "chunk length outside 1..=64 KiB" });
-        }
+        crate::codec::check_chunk_len(logical_len)?;
         let (history, free) = self.window.split(logical_len);
         let dst = free.get_mut(..logical_len).ok_or(INVALID_BLOCK)?;
         decode(stored, dst, history)?;
@@ -296,9 +294,7 @@ impl ChunkDecompressor for PureLz4Decompressor {
     ) -> Result<(), CodecError> {
         self.last = 0..0;
         let logical_len = out.len().saturating_sub(at);
-        if logical_len == 0 || logical_len > CHUNK_MAX {
-            return Err(CodecError { message: "chunk length outside 1..=64 KiB" });
-        }
+        crate::codec::check_chunk_len(logical_len)?;
         // at < out.len() since logical_len > 0.
         let (before, dst) = out.split_at_mut(at);
         let dict = before.get(at.saturating_sub(LZ4_HISTORY)..).unwrap_or_default();
