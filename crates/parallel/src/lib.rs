@@ -26,7 +26,7 @@ use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, mpsc};
+use std::sync::{Mutex, mpsc};
 
 pub use ckpt_frame_core as format;
 
@@ -44,7 +44,9 @@ pub struct FramePlan<'a> {
 /// Where the workers come from: a call made from inside a rayon pool of exactly `threads`
 /// threads (or from outside any pool, when rayon's global pool has that many) runs in that
 /// pool; otherwise in a pool kept for that thread count, so repeated calls do not start
-/// threads. [`write_loaded`], whose workers wait for each other, uses a pool of its own.
+/// threads. [`write_loaded`] does the same, except when called from a rayon worker thread:
+/// its calling thread waits for the frames, which would hold one of that pool's workers,
+/// so such a call gets a pool of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Parallelism {
     /// Worker threads (at least 1).
@@ -211,8 +213,8 @@ impl SliceLen for &mut [u8] {
     }
 }
 
-/// A pool of its own for [`write_loaded`], whose workers block on each other's progress
-/// (a shared pool could be busy with another caller's blocked workers).
+/// A new pool of `threads` workers: kept by [`pool_for`], or of its own for a
+/// [`write_loaded`] called from a rayon worker.
 fn pool<E>(threads: usize) -> Result<rayon::ThreadPool, ParallelError<E>> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
@@ -231,6 +233,17 @@ fn run_on<R: Send, E>(
     work: impl FnOnce() -> R + Send,
 ) -> Result<R, ParallelError<E>> {
     Ok(in_pool(pool_for(threads)?.as_ref(), work))
+}
+
+/// A scope in `pool`, or in the current pool for `None`, whose body runs on this thread.
+fn in_place_scope_of<'scope, R>(
+    pool: Option<&rayon::ThreadPool>,
+    op: impl FnOnce(&rayon::Scope<'scope>) -> R,
+) -> R {
+    match pool {
+        Some(p) => p.in_place_scope(op),
+        None => rayon::in_place_scope(op),
+    }
 }
 
 /// Runs `work` in `pool`, or in the current pool for `None`.
@@ -591,58 +604,45 @@ impl LoadedFrame {
     }
 }
 
-/// What the workers of [`write_loaded`] share.
+/// What the tasks of [`write_loaded`] share: reusable buffers and encoders, and the first
+/// failure so far (frames at or past it are not loaded).
 struct Pipeline {
-    /// Next frame (relative) a worker claims.
-    next: AtomicU64,
-    /// Frames at or past this (relative) index are not loaded: the first failure so far.
     limit: AtomicU64,
-    /// Frames appended so far (relative); workers wait for the window to move.
-    appended: Mutex<u64>,
-    moved: Condvar,
-    /// Reusable input and output buffers.
     inputs: Mutex<Vec<LoadedFrame>>,
     outputs: Mutex<Vec<Vec<u8>>>,
+    encoders: Mutex<Vec<FrameEncoder>>,
 }
 
-impl Pipeline {
-    /// Waits until frame `i` is inside the window; `false` if it never will be (a failure
-    /// before it).
-    fn wait_for_window(&self, i: u64, window: u64) -> bool {
-        let mut appended = self.appended.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        while i >= *appended + window && i < self.limit.load(Ordering::Acquire) {
-            appended = self.moved.wait(appended).unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
-        i < self.limit.load(Ordering::Acquire)
-    }
+/// Sends a task's verdict even when the task unwinds, so the appender never waits for a
+/// frame that will not come (the scope then re-raises the panic).
+struct Verdict<'t, E> {
+    index: u64,
+    to: &'t mpsc::Sender<(u64, Done<E>)>,
+    sent: bool,
+}
 
-    fn set_appended(&self, n: u64) {
-        *self.appended.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = n;
-        self.moved.notify_all();
-    }
-
-    fn stop_at(&self, i: u64) {
-        self.limit.fetch_min(i, Ordering::AcqRel);
-        // Take the lock so no worker misses the change between its check and its wait.
-        drop(self.appended.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-        self.moved.notify_all();
+impl<E> Verdict<'_, E> {
+    fn send(mut self, done: Done<E>) {
+        self.sent = true;
+        // The appender stops listening only after a failure; nothing is left to tell it.
+        let _ = self.to.send((self.index, done));
     }
 }
 
-/// Stops the pipeline if a worker unwinds, so no other worker waits for a frame that will
-/// never be appended (the scope then re-raises the panic).
-struct StopOnPanic<'p>(&'p Pipeline);
-
-impl Drop for StopOnPanic<'_> {
+impl<E> Drop for Verdict<'_, E> {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.0.stop_at(0);
+        if !self.sent {
+            let _ = self.to.send((self.index, Done::Panicked));
         }
     }
 }
 
 fn take<T: Default>(pool: &Mutex<Vec<T>>) -> T {
-    pool.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop().unwrap_or_default()
+    take_or(pool, T::default)
+}
+
+fn take_or<T>(pool: &Mutex<Vec<T>>, make: impl FnOnce() -> T) -> T {
+    pool.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop().unwrap_or_else(make)
 }
 
 fn give<T>(pool: &Mutex<Vec<T>>, item: T) {
@@ -654,6 +654,10 @@ enum Done<E> {
     Encoded(Vec<u8>, EncodedFrame),
     LoadFailed(E),
     EncodeFailed(Error),
+    /// The task unwound; the scope re-raises its panic.
+    Panicked,
+    /// Not loaded: a frame before it failed.
+    Skipped,
 }
 
 /// Appends `frames` frames to `writer`, each loaded by `load(i, &mut frame)` (for the i-th
@@ -694,59 +698,62 @@ where
     L: Fn(u64, &mut LoadedFrame) -> Result<(), E> + Sync,
     E: Send,
 {
-    let pool = pool(par.threads)?;
+    // Tasks never wait for each other (the calling thread starts a frame's task only once
+    // the frame is inside the window), so they can share a pool with other callers. The
+    // calling thread blocks while it waits for frames, so it must not be one of that
+    // pool's workers: from inside a rayon pool the call gets a pool of its own.
+    let pool = if rayon::current_thread_index().is_some() {
+        Some(std::sync::Arc::new(pool(par.threads)?))
+    } else {
+        pool_for(par.threads)?
+    };
     let id = writer.id();
     let first = writer.frames_written();
     let window = par.window.max(1) as u64;
     let shared = Pipeline {
-        next: AtomicU64::new(0),
         limit: AtomicU64::new(frames),
-        appended: Mutex::new(0),
-        moved: Condvar::new(),
         inputs: Mutex::new(Vec::new()),
         outputs: Mutex::new(Vec::new()),
+        encoders: Mutex::new(Vec::new()),
     };
     let (done_tx, done_rx) = mpsc::channel::<(u64, Done<E>)>();
     let mut failure: Option<(u64, Done<E>)> = None;
-    pool.in_place_scope(|scope| {
-        for _ in 0..par.threads.max(1) {
-            let done_tx = done_tx.clone();
-            let (shared, load) = (&shared, &load);
+    in_place_scope_of(pool.as_deref(), |scope| {
+        let (shared, load, done_tx) = (&shared, &load, &done_tx);
+        let start = |i: u64| {
             scope.spawn(move |_| {
-                let _stop_on_panic = StopOnPanic(shared);
-                let mut encoder = FrameEncoder::new(id);
-                loop {
-                    let i = shared.next.fetch_add(1, Ordering::AcqRel);
-                    if !shared.wait_for_window(i, window) {
-                        return;
-                    }
-                    let mut input = take(&shared.inputs);
-                    let done = if let Err(e) = load(i, &mut input) {
-                        Done::LoadFailed(e)
-                    } else {
-                        let mut out = take(&shared.outputs);
-                        let buffers = input.buffers();
-                        match encoder.encode(first + i, input.style(), &buffers, &mut out) {
-                            Ok(frame) => Done::Encoded(out, frame),
-                            Err(e) => Done::EncodeFailed(e),
-                        }
-                    };
-                    give(&shared.inputs, input);
-                    if !matches!(done, Done::Encoded(..)) {
-                        shared.stop_at(i);
-                    }
-                    if done_tx.send((i, done)).is_err() {
-                        return;
-                    }
+                let verdict = Verdict { index: i, to: done_tx, sent: false };
+                if i >= shared.limit.load(Ordering::Acquire) {
+                    return verdict.send(Done::Skipped);
                 }
+                let mut input = take(&shared.inputs);
+                let done = if let Err(e) = load(i, &mut input) {
+                    Done::LoadFailed(e)
+                } else {
+                    let mut out = take(&shared.outputs);
+                    let mut encoder = take_or(&shared.encoders, || FrameEncoder::new(id));
+                    let buffers = input.buffers();
+                    let done = match encoder.encode(first + i, input.style(), &buffers, &mut out) {
+                        Ok(frame) => Done::Encoded(out, frame),
+                        Err(e) => Done::EncodeFailed(e),
+                    };
+                    give(&shared.encoders, encoder);
+                    done
+                };
+                give(&shared.inputs, input);
+                if !matches!(done, Done::Encoded(..)) {
+                    shared.limit.fetch_min(i, Ordering::AcqRel);
+                }
+                verdict.send(done);
             });
+        };
+        let mut started = 0u64;
+        while started < frames.min(window) {
+            start(started);
+            started += 1;
         }
-        drop(done_tx);
         let mut waiting: BTreeMap<u64, Done<E>> = BTreeMap::new();
         let mut next = 0u64;
-        // A failed frame's verdict is always sent, and every frame before it is finished,
-        // so this loop meets the first failure in order before it could wait for a frame
-        // that no worker will take.
         while next < frames {
             let Some(done) = waiting.remove(&next) else {
                 match done_rx.recv() {
@@ -754,7 +761,6 @@ where
                         waiting.insert(i, done);
                         continue;
                     }
-                    // Every worker is gone (one panicked): the scope re-raises the panic.
                     Err(mpsc::RecvError) => break,
                 }
             };
@@ -762,13 +768,15 @@ where
                 Done::Encoded(bytes, frame) => {
                     if let Err(e) = writer.append_encoded(&bytes, &frame) {
                         failure = Some((next, Done::EncodeFailed(e)));
-                        shared.stop_at(next);
                         break;
                     }
                     give(&shared.outputs, bytes);
                     progress(&frame);
                     next += 1;
-                    shared.set_appended(next);
+                    if started < frames {
+                        start(started);
+                        started += 1;
+                    }
                 }
                 failed => {
                     failure = Some((next, failed));
@@ -776,8 +784,8 @@ where
                 }
             }
         }
-        // Wake any worker still waiting for the window, so the scope can end.
-        shared.stop_at(next);
+        // Frames already started finish (or skip) on their own; the scope waits for them.
+        shared.limit.fetch_min(next, Ordering::AcqRel);
     });
     match failure {
         None => Ok(frames),
@@ -787,7 +795,11 @@ where
         Some((i, Done::EncodeFailed(error))) => {
             Err(ParallelError::Frame { frame: first + i, error })
         }
-        Some((_, Done::Encoded(..))) => unreachable!("only failures are kept"),
+        Some((i, Done::Panicked | Done::Skipped | Done::Encoded(..))) => {
+            unreachable!(
+                "frame {i}: a panic is re-raised by the scope; skips and successes are not failures"
+            )
+        }
     }
 }
 

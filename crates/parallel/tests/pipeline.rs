@@ -351,3 +351,34 @@ fn large_regions_are_split_into_frames_and_restore_with_the_same_cut() {
         assert!(back == regions, "frame size {frame_size}");
     }
 }
+
+/// `write_loaded`'s tasks never wait for each other, so several writes can share one pool
+/// at once (four writers, windows of 1 and 2, on a pool of 2 kept for them), and a write
+/// started from inside a rayon pool of the same size does not starve that pool.
+#[test]
+fn concurrent_and_nested_writes_share_pools_without_deadlock() {
+    let frames = frames();
+    let want = serial(&Vec::new(), &frames);
+    let load = load_from(&frames);
+    let write = |window: usize| {
+        let mut w = Writer::new(VecSink::new(), ID);
+        let par = Parallelism { threads: 2, window };
+        write_loaded(&mut w, frames.len() as u64, par, &load, |_| {}).unwrap();
+        w.finish().unwrap();
+        w.into_sink().into_inner()
+    };
+    std::thread::scope(|s| {
+        let writers: Vec<_> = (0..4).map(|k| s.spawn(move || write(1 + k % 2))).collect();
+        for h in writers {
+            assert!(h.join().unwrap() == want, "a concurrent write differs from the serial one");
+        }
+    });
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    let nested = pool.install(|| write(1));
+    assert!(nested == want, "a write from inside a pool of its size differs");
+    let mut in_tasks = Vec::new();
+    pool.scope(|s| {
+        s.spawn(|_| in_tasks.push(write(2)));
+    });
+    assert!(in_tasks.iter().all(|b| *b == want));
+}

@@ -1,9 +1,9 @@
-//! Restoring many times does not start threads every time (alone in its test binary, so
+//! Restoring and streaming writes many times do not start threads every time (alone in its test binary, so
 //! that no other test's threads are counted).
 #![allow(clippy::unwrap_used)]
 
 use ckpt_frame_core::{CheckpointId, SliceSource, Style, VecSink, Writer};
-use ckpt_parallel::{Parallelism, restore_frames};
+use ckpt_parallel::{LoadedFrame, Parallelism, restore_frames, write_loaded};
 use std::collections::HashSet;
 use std::sync::Mutex;
 use std::thread::ThreadId;
@@ -62,4 +62,18 @@ fn repeated_restores_reuse_their_workers() {
     });
     assert!(in_own.len() <= 5, "{} threads for restores inside a pool of 5", in_own.len());
     assert_eq!(thread_count(), before + 5, "a restore inside a pool of its size started threads");
+
+    // Streaming writes use the kept pools too (their tasks never block each other).
+    let before = thread_count();
+    for _ in 0..30 {
+        let mut w = Writer::new(VecSink::new(), CheckpointId::from_bytes([4; 16]));
+        let load = |i: u64, f: &mut LoadedFrame| -> Result<(), String> {
+            f.reset(Style::Lz4, [10_000]).fill(u8::try_from(i).unwrap());
+            Ok(())
+        };
+        write_loaded(&mut w, 16, Parallelism::threads(3), load, |_| {}).unwrap();
+        w.finish().unwrap();
+        assert!(w.into_sink().into_inner() == bytes, "streamed write differs");
+    }
+    assert_eq!(thread_count(), before, "thirty streaming writes on 3 threads started threads");
 }
