@@ -19,6 +19,11 @@
 //!   `std::io` ([`WriteSink`], [`ReadSource`], [`SeekSource`]).
 //! - Sizes are known up front: [`frame_size_bound`] and [`checkpoint_size_bound`] are exact
 //!   for RAW and the worst case for LZ4.
+//! - With `std`, a frame is also a byte stream: [`FrameWriter::into_stream`] gives a
+//!   [`FrameStreamWriter`] (`std::io::Write`) and [`FrameReader`] is `std::io::Read`.
+//! - Many frames can be encoded at once, one [`FrameEncoder`] per thread, either into
+//!   vectors appended with [`Writer::append_encoded`] or straight into the sink's memory
+//!   with [`Writer::append_in_place`] (what `ckpt-parallel` does).
 //!
 //! # Features
 //! - `std` (default): `std::io` adapters and conversions, `std::error::Error`.
@@ -72,6 +77,8 @@ pub use lz4::{Lz4Compressor, Lz4Decompressor};
 #[cfg(feature = "lz4-pure")]
 pub use lz4_pure::{PureLz4Compressor, PureLz4Decompressor};
 pub use reader::{FrameInfo, FrameReader, Reader};
+#[cfg(feature = "std")]
+pub use stream::{FrameStreamWriter, STREAM_PIECE};
 pub use wire::{CHUNK_MAX, FORMAT_VERSION};
 pub use writer::{
     CheckpointSummary, EncodedFrame, FrameEncoder, FrameSlot, FrameWriter, Writer,
