@@ -30,8 +30,8 @@
 //! - `lz4` (default): the LZ4 style through liblz4. Without it, bring a codec through
 //!   [`ChunkCompressor`] / [`ChunkDecompressor`] and [`Writer::with_codecs`] /
 //!   [`Reader::with_codecs`].
-//! - `lz4-pure`: the LZ4 style in pure Rust through `lz4_flex` ([`PureLz4Compressor`],
-//!   [`PureLz4Decompressor`]), so that a `no_std` build with LZ4 needs no C compiler
+//! - `lz4-pure`: the LZ4 style in pure Rust through `lz4_flex` (`PureLz4Compressor`,
+//!   `PureLz4Decompressor`), so that a `no_std` build with LZ4 needs no C compiler
 //!   (`--no-default-features --features lz4-pure`). Its blocks are valid LZ4 that liblz4
 //!   decodes, though not byte-identical to liblz4's, and its decoder accepts exactly the
 //!   blocks liblz4's safe decoder accepts with this format's offset-0 rule; both are tested
