@@ -80,9 +80,7 @@ pub use reader::{FrameInfo, FrameReader, Reader};
 #[cfg(feature = "std")]
 pub use stream::{FrameStreamWriter, STREAM_PIECE};
 pub use wire::{CHUNK_MAX, FORMAT_VERSION};
-pub use writer::{
-    CheckpointSummary, EncodedFrame, FrameEncoder, FrameSlot, FrameWriter, Writer,
-};
+pub use writer::{CheckpointSummary, EncodedFrame, FrameEncoder, FrameSlot, FrameWriter, Writer};
 
 /// The workspace README's Rust example runs as a doctest, so it cannot drift from the API.
 #[cfg(doctest)]
