@@ -156,15 +156,7 @@ fn direct_refused_by_proc_dev_null_and_fifo_inputs_auto_falls_back() {
     // A FIFO: refused from its type (opening it would wait for a writer); Auto and Buffered
     // read it as a stream.
     let dir = tempfile::tempdir().expect("tempdir");
-    let fifo = dir.path().join("fifo");
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        &fifo,
-        rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from_bits_truncate(0o600),
-        0,
-    )
-    .expect("mkfifo");
+    let fifo = common::make_fifo(dir.path());
     assert_direct_refused(&open_input(&fifo, IoMode::Direct).expect_err("refused"), &fifo);
     let plan = common::big_plan(3, 100_000, 9);
     let bytes = reference_bytes(&plan);

@@ -212,15 +212,7 @@ fn refused_direct_is_an_error_and_auto_falls_back() {
 
     // A FIFO is refused from its type, without opening it (which would wait for a writer).
     let dir = tempfile::tempdir().expect("tempdir");
-    let fifo = dir.path().join("fifo");
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        &fifo,
-        rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from_bits_truncate(0o600),
-        0,
-    )
-    .expect("mkfifo");
+    let fifo = common::make_fifo(dir.path());
     let err = DirectReader::open(&fifo, IoMode::Direct).expect_err("refused");
     assert!(matches!(err, BackendError::DirectUnsupported { .. }), "{err:?}");
 }

@@ -61,15 +61,7 @@ fn a_directory_fifo_or_nameless_path_as_output() {
     let err = PublishSink::create(&sub, &OutputOptions::new(IoMode::Buffered)).expect_err("dir");
     assert!(matches!(err, BackendError::Unsupported { .. }), "{err:?}");
     check_message(&err, &sub, &["is a directory"]);
-    let fifo = dir.path().join("fifo");
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        &fifo,
-        rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from_bits_truncate(0o600),
-        0,
-    )
-    .expect("mkfifo");
+    let fifo = common::make_fifo(dir.path());
     let err = PublishSink::create(&fifo, &OutputOptions::new(IoMode::Auto)).expect_err("fifo");
     check_message(&err, &fifo, &["FIFO", "stream"]);
     // SAFETY: a FIFO is refused before anything is mapped.

@@ -266,3 +266,18 @@ impl tracing::Subscriber for Capture {
     fn enter(&self, _: &tracing::span::Id) {}
     fn exit(&self, _: &tracing::span::Id) {}
 }
+
+/// A FIFO named `fifo` in `dir` (nothing opens it, so nothing waits for a writer).
+#[allow(dead_code)] // not every test binary makes one
+pub fn make_fifo(dir: &std::path::Path) -> std::path::PathBuf {
+    let fifo = dir.join("fifo");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_bits_truncate(0o600),
+        0,
+    )
+    .expect("mkfifo");
+    fifo
+}
