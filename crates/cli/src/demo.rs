@@ -203,8 +203,10 @@ struct Step {
     result: String,
 }
 
-/// Flips one byte in `count` blocks of `replica`'s copy of the published checkpoint,
-/// starting at block `first` and every third block after it. Returns the blocks hit.
+/// Flips one byte in up to `count` distinct blocks of `replica`'s copy of the published
+/// checkpoint, starting at block `first` and every third block after it (wrapping; a small
+/// pool has fewer blocks, and flipping a block twice would undo the damage). Returns the
+/// blocks hit.
 fn damage_replica(set: &Path, replica: usize, first: u64, count: u64) -> Result<Vec<u64>, Failure> {
     let pool = NativePool::open(set, Access::Read).map_err(|e| Failure::usage(e.to_string()))?;
     let (desc, published) = (pool.descriptor(), pool.published());
@@ -213,10 +215,17 @@ fn damage_replica(set: &Path, replica: usize, first: u64, count: u64) -> Result<
         .map_err(|e| Failure::usage(e.to_string()))?;
     let extents = poolset.replica_extents(replica).unwrap_or_default();
     let bs = u64::from(desc.block_size);
-    let blocks = published.len / bs;
+    let blocks = (published.len / bs).max(1);
     let mut hit = Vec::new();
-    for k in 0..count {
-        let block = published.start / bs + (first + 3 * k) % blocks.max(1);
+    let mut tried = std::collections::BTreeSet::new();
+    for k in 0..blocks {
+        if hit.len() as u64 >= count {
+            break;
+        }
+        let block = published.start / bs + (first + 3 * k) % blocks;
+        if !tried.insert(block) {
+            continue;
+        }
         let at = desc.data_at + block * bs + 100;
         let Some(e) = extents.iter().find(|e| e.pool_offset <= at && at < e.pool_offset + e.len)
         else {
