@@ -301,10 +301,13 @@ impl ObjectClient {
 
     /// The object path of `key`.
     pub(crate) fn path(&self, key: &str) -> Result<Path, ObjectError> {
-        Path::parse(key).map_err(|e| ObjectError::InvalidLocation {
-            url: format!("s3://{}/{key}", self.bucket),
-            reason: if e.to_string().is_empty() { "invalid key" } else { "invalid key path" },
-        })
+        match Path::parse(key) {
+            Ok(path) if path.as_ref() == key => Ok(path),
+            _ => Err(ObjectError::InvalidLocation {
+                url: format!("s3://{}/{key}", self.bucket),
+                reason: "the key has empty, '.' or '..' segments or a trailing '/'",
+            }),
+        }
     }
 
     /// Turns an `object_store` failure of `operation` on `key` into an error naming the
