@@ -63,5 +63,5 @@ mod source;
 
 pub use client::{ObjectClient, ObjectLocation, S3Settings};
 pub use error::{Cause, ObjectError};
-pub use sink::{MIN_PART_SIZE, ObjectSink, UploadOptions, UploadSummary};
+pub use sink::{MAX_PARTS, MIN_PART_SIZE, ObjectSink, UploadOptions, UploadSummary};
 pub use source::{DEFAULT_READ_AHEAD, ObjectSource};

@@ -12,11 +12,16 @@ use tokio::task::JoinHandle;
 /// S3's smallest part (all parts but the last must be at least this long).
 pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
 
+/// S3's largest number of parts in one upload: a checkpoint can hold at most
+/// `MAX_PARTS * part_size` bytes (78 GiB with the default 8 MiB parts).
+pub const MAX_PARTS: u64 = 10_000;
+
 /// How an [`ObjectSink`] cuts and sends parts.
 ///
 /// Memory held by one sink is at most `(max_in_flight + 1) * part_size`: one part being
 /// filled plus the parts on the wire (a full part moves to its request without a copy).
-/// The defaults, 8 MiB parts and 4 in flight, hold at most 40 MiB.
+/// The defaults, 8 MiB parts and 4 in flight, hold at most 40 MiB. The largest object is
+/// [`MAX_PARTS`] parts: raise the part size for checkpoints over 78 GiB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UploadOptions {
     part_size: usize,
@@ -245,6 +250,17 @@ impl ObjectSink {
 
     /// Hands the filled part to the upload, first waiting while the bound is reached.
     fn send_part(&mut self) -> Result<(), ObjectError> {
+        if self.parts >= MAX_PARTS {
+            return Err(ObjectError::InvalidSettings {
+                reason: format!(
+                    "s3://{}/{} outgrew S3's {MAX_PARTS} parts of {} bytes; \
+                     use a larger part size",
+                    self.client.bucket(),
+                    self.key,
+                    self.options.part_size
+                ),
+            });
+        }
         while self.in_flight.len() >= self.options.max_in_flight {
             self.wait_oldest()?;
         }
