@@ -1,10 +1,11 @@
 //! `ckpt`: checkpoints of files and directories that prove every byte they restore.
 //!
 //! A thin layer: argument parsing, progress bars on a terminal, `--json` reports and exit
-//! codes. The work is done by `ckpt-tree`, `ckpt-poolset`, `ckpt-sparse`, `ckpt-frame-core` and
-//! `ckpt-io-backends`.
+//! codes. The work is done by `ckpt-tree`, `ckpt-poolset`, `ckpt-sparse`, `ckpt-frame-core`,
+//! `ckpt-io-backends` and `ckpt-object` (`s3://` checkpoints).
 
 mod demo;
+mod object_cmd;
 mod pool_cmd;
 mod sparse_cmd;
 mod tree_cmd;
@@ -61,7 +62,8 @@ enum StyleArg {
 enum Command {
     /// Write a checkpoint of files and directories.
     Write {
-        /// Output file, or `-` for stdout.
+        /// Output file, `-` for stdout, or `s3://BUCKET/KEY` (multipart upload, visible only
+        /// once complete; endpoint and keys from the `AWS_*` environment).
         #[arg(short = 'o', long = "output", value_name = "OUT|-")]
         output: String,
         /// How frames store bytes.
@@ -100,7 +102,7 @@ enum Command {
     },
     /// Restore a checkpoint into a directory.
     Restore {
-        /// Checkpoint file, or `-` for stdin.
+        /// Checkpoint file, `-` for stdin, or `s3://BUCKET/KEY`.
         #[arg(value_name = "IN|-")]
         input: String,
         /// Directory to restore into (created if missing).
@@ -127,7 +129,7 @@ enum Command {
     },
     /// List a checkpoint's contents (paths; `--long` as `tar -tv`).
     List {
-        /// Checkpoint file, or `pool:SET`.
+        /// Checkpoint file, `pool:SET`, or `s3://BUCKET/KEY`.
         input: String,
         /// Type, mode, owner, size and time before each path.
         #[arg(short, long)]
@@ -148,7 +150,7 @@ enum Command {
     },
     /// Read every chunk and check every checksum; writes nothing.
     Verify {
-        /// Checkpoint file.
+        /// Checkpoint file, or `s3://BUCKET/KEY`.
         input: PathBuf,
         /// Print a JSON report on stdout.
         #[arg(long)]
@@ -156,7 +158,7 @@ enum Command {
     },
     /// Describe a checkpoint's frames and contents.
     Info {
-        /// Checkpoint file.
+        /// Checkpoint file, or `s3://BUCKET/KEY`.
         input: PathBuf,
         /// Print JSON on stdout.
         #[arg(long)]
@@ -362,6 +364,17 @@ pub(crate) fn write(
         let writer = sink.finish().map_err(|e| backend_failure(&e))?;
         writer.finish().map_err(|e| Failure::usage(format!("{output}: {e}")))?;
         summary
+    } else if let Some(remote) = object_cmd::remote_of(output)? {
+        // Multipart upload, published only by complete(); any failure aborts it.
+        let sink = ckpt_object::ObjectSink::create(
+            &remote.client,
+            remote.location.key(),
+            ckpt_object::UploadOptions::default(),
+        )
+        .map_err(|e| object_cmd::object_failure(&e))?;
+        let (sink, summary) = tree::write_checkpoint(sink, &collected, options, &mut tick)?;
+        sink.complete().map_err(|e| object_cmd::object_failure(&e))?;
+        summary
     } else if output == "-" {
         if io != IoMode::Buffered {
             return Err(Failure::usage(format!(
@@ -435,6 +448,15 @@ pub(crate) fn restore(
         let reader = PublishedReader::open(Path::new(set))
             .map_err(|e| Failure::usage(format!("{input}: {e}")))?;
         tree::restore_checkpoint(stream_source(reader, input), dir, options, &tick)
+    } else if let Some(remote) = object_cmd::remote_of(input)? {
+        // Opened once here so that a missing bucket or key gets its own message.
+        drop(remote.open()?);
+        let open = || {
+            ckpt_object::ObjectSource::open(&remote.client, remote.location.key()).map_err(|e| {
+                ckpt_frame_core::Error::Io { offset: 0, error: std::io::Error::from(e).into() }
+            })
+        };
+        tree::restore_checkpoint_parallel(open, dir, options, threads, &tick)
     } else if input == "-" {
         tree::restore_checkpoint(stdin_source(), dir, options, &tick)
     } else {
@@ -505,8 +527,16 @@ fn region_json(r: &Region) -> serde_json::Value {
     })
 }
 
+/// A checkpoint to inspect: a file, or an object when `input` is `s3://BUCKET/KEY`.
+fn open_checkpoint(input: &Path) -> Result<Box<dyn ckpt_frame_core::Source>, Failure> {
+    if let Some(remote) = object_cmd::remote_of_path(input)? {
+        return Ok(Box::new(remote.open()?));
+    }
+    Ok(Box::new(open_input(input, IoMode::Buffered).map_err(|e| backend_failure(&e))?))
+}
+
 pub(crate) fn verify(input: &Path, as_json: bool) -> Result<u8, Failure> {
-    let mut src = open_input(input, IoMode::Buffered).map_err(|e| backend_failure(&e))?;
+    let mut src = open_checkpoint(input)?;
     let report = scan(&mut src, Depth::Decoded).map_err(|e| format_failure(input, &e))?;
     if report.regions.is_empty() {
         return Err(Failure::bad_data(format!(
@@ -519,7 +549,7 @@ pub(crate) fn verify(input: &Path, as_json: bool) -> Result<u8, Failure> {
     if bad.is_empty() {
         // Every check value holds; a tree checkpoint's manifest must also describe its
         // frames, or restore would refuse what verify passed.
-        let src = open_input(input, IoMode::Buffered).map_err(|e| backend_failure(&e))?;
+        let src = open_checkpoint(input)?;
         let mut reader = Reader::open(src).map_err(|e| format_failure(input, &e))?;
         tree::check_layout(&mut reader)
             .map_err(|e| Failure::bad_data(format!("{}: {e}", input.display())))?;
@@ -546,7 +576,7 @@ pub(crate) fn verify(input: &Path, as_json: bool) -> Result<u8, Failure> {
 }
 
 fn info(input: &Path, as_json: bool) -> Result<(), Failure> {
-    let src = open_input(input, IoMode::Buffered).map_err(|e| backend_failure(&e))?;
+    let src = open_checkpoint(input)?;
     let mut reader = Reader::open(src).map_err(|e| format_failure(input, &e))?;
     let count = reader.frame_count().unwrap_or(0);
     let frames: Vec<_> = (0..count).filter_map(|i| reader.frame_info(i)).collect();

@@ -9,7 +9,7 @@ use ckpt_tree::manifest::{Entry, Kind, Manifest};
 use serde_json::json;
 use std::path::Path;
 
-/// The manifest of a checkpoint file (checked against its index) or of `pool:SET`'s
+/// The manifest of a checkpoint file or `s3://` object (checked against its index) or of `pool:SET`'s
 /// published checkpoint (read from its start).
 fn manifest_of(input: &str) -> Result<Manifest, Failure> {
     let bad =
@@ -19,6 +19,12 @@ fn manifest_of(input: &str) -> Result<Manifest, Failure> {
             .map_err(|e| Failure::usage(format!("{input}: {e}")))?;
         let mut reader = Reader::new(stream_source(reader, input));
         ckpt_tree::read_first_manifest(&mut reader).map_err(bad)?
+    } else if let Some(remote) = crate::object_cmd::remote_of(input)? {
+        let mut reader = Reader::open(remote.open()?).map_err(|e| Failure {
+            code: ckpt_tree::format_exit_code(&e),
+            message: format!("{input}: {e}"),
+        })?;
+        ckpt_tree::check_layout(&mut reader).map_err(bad)?
     } else {
         let path = Path::new(input);
         let src = open_input(path, IoMode::Buffered).map_err(|e| backend_failure(&e))?;
