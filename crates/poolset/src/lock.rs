@@ -49,12 +49,67 @@ pub(crate) fn lock_set<'a>(
     Ok(SetLock { _held: held })
 }
 
+/// How long a lock held by someone else is waited for before the run is refused. A lock is
+/// also "held" for a moment by any child process that another thread of this program forks
+/// while the lock file is open: the child shares the open file until it execs (the file is
+/// close-on-exec), which takes microseconds, or milliseconds on a loaded machine. A real
+/// holder (another run, a program using the pool) holds it far longer.
+const CONTENDED_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
 fn try_lock(file: &File, path: &Path, holder: &'static str) -> Result<(), PoolError> {
-    match rustix::fs::flock(file, FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(()),
-        Err(rustix::io::Errno::WOULDBLOCK) => {
-            Err(PoolError::Locked { path: path.to_path_buf(), holder })
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        match rustix::fs::flock(file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(()),
+            Err(rustix::io::Errno::WOULDBLOCK) if started.elapsed() < CONTENDED_WAIT => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(50));
+            }
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                return Err(PoolError::Locked { path: path.to_path_buf(), holder });
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(PoolError::io(path, "lock")(e.into())),
         }
-        Err(e) => Err(PoolError::io(path, "lock")(e.into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Holds `path`'s lock through another open file (as a forked child would) for `hold`.
+    fn hold_for(path: &Path, hold: std::time::Duration) -> std::thread::JoinHandle<()> {
+        let other = OpenOptions::new().create(true).truncate(false).write(true).open(path);
+        let other = other.expect("open the lock file");
+        rustix::fs::flock(&other, FlockOperation::NonBlockingLockExclusive).expect("lock");
+        std::thread::spawn(move || {
+            std::thread::sleep(hold);
+            drop(other);
+        })
+    }
+
+    #[test]
+    fn a_lock_held_for_a_moment_is_waited_for_and_a_lock_held_on_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let set = dir.path().join("pool.set");
+        let own = lock_path(&set);
+
+        let brief = hold_for(&own, std::time::Duration::from_millis(30));
+        assert!(lock_set(&set, []).is_ok(), "a lock released within the wait is taken");
+        brief.join().expect("holder");
+
+        let long = hold_for(&own, std::time::Duration::from_secs(2));
+        let started = std::time::Instant::now();
+        match lock_set(&set, []) {
+            Err(PoolError::Locked { path, holder }) => {
+                assert_eq!(path, own);
+                assert!(holder.contains("another ckpt pool run"), "{holder}");
+            }
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "refused within the wait");
+        long.join().expect("holder");
     }
 }
