@@ -2,7 +2,10 @@
 //! holds the store and the runtime that drives its requests.
 
 use crate::error::{Cause, ObjectError};
+use crate::raw::RawS3;
+use object_store::aws::AwsCredential;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::multipart::MultipartStore;
 use object_store::path::Path;
 use object_store::{BackoffConfig, ClientConfigKey, ClientOptions, ObjectStore, RetryConfig};
 use std::fmt;
@@ -164,6 +167,30 @@ impl S3Settings {
         self
     }
 
+    /// The signer for the requests `object_store` lacks; `None` without credentials
+    /// (anonymous access cannot use them).
+    fn raw(&self, endpoint: &str, bucket: &str) -> Result<Option<RawS3>, ObjectError> {
+        let value = |key| self.builder.get_config_value(&key);
+        let (Some(key_id), Some(secret_key)) =
+            (value(AmazonS3ConfigKey::AccessKeyId), value(AmazonS3ConfigKey::SecretAccessKey))
+        else {
+            return Ok(None);
+        };
+        let credential =
+            AwsCredential { key_id, secret_key, token: value(AmazonS3ConfigKey::Token) };
+        let region = value(AmazonS3ConfigKey::Region).unwrap_or_else(|| "us-east-1".to_owned());
+        RawS3::new(
+            endpoint,
+            bucket,
+            credential,
+            &region,
+            self.connect_timeout,
+            self.request_timeout,
+        )
+        .map(Some)
+        .map_err(|e| ObjectError::InvalidSettings { reason: e.to_string() })
+    }
+
     /// The endpoint requests go to, for messages: the configured one, or AWS's.
     pub fn endpoint(&self) -> String {
         self.builder.get_config_value(&AmazonS3ConfigKey::Endpoint).unwrap_or_else(|| {
@@ -188,6 +215,9 @@ impl S3Settings {
 pub struct ObjectClient {
     runtime: Arc<tokio::runtime::Runtime>,
     store: Arc<dyn ObjectStore>,
+    multipart: Arc<dyn MultipartStore>,
+    /// Requests `object_store` lacks; `None` for stores that are not S3 endpoints.
+    raw: Option<Arc<RawS3>>,
     endpoint: String,
     bucket: String,
 }
@@ -234,9 +264,12 @@ impl ObjectClient {
         if let Some(allow_http) = settings.builder.get_config_value(&allow_http_key) {
             builder = builder.with_config(allow_http_key, allow_http);
         }
-        let store =
-            builder.build().map_err(|e| ObjectError::InvalidSettings { reason: e.to_string() })?;
-        Self::with_store(Arc::new(store), &endpoint, bucket)
+        let store = Arc::new(
+            builder.build().map_err(|e| ObjectError::InvalidSettings { reason: e.to_string() })?,
+        );
+        let mut client = Self::with_store(store, &endpoint, bucket)?;
+        client.raw = settings.raw(&endpoint, bucket)?.map(Arc::new);
+        Ok(client)
     }
 
     /// A client over any `object_store` store (for example `InMemory` in unit tests);
@@ -245,8 +278,8 @@ impl ObjectClient {
     /// # Errors
     /// [`ObjectError::InsideAsyncRuntime`] when called from async code and
     /// [`ObjectError::Runtime`] when the runtime's threads cannot start.
-    pub fn with_store(
-        store: Arc<dyn ObjectStore>,
+    pub fn with_store<S: ObjectStore + MultipartStore>(
+        store: Arc<S>,
         endpoint: &str,
         bucket: &str,
     ) -> Result<Self, ObjectError> {
@@ -261,7 +294,9 @@ impl ObjectClient {
             .map_err(|cause| ObjectError::Runtime { cause })?;
         Ok(Self {
             runtime: Arc::new(runtime),
-            store,
+            store: Arc::clone(&store) as Arc<dyn ObjectStore>,
+            multipart: store,
+            raw: None,
             endpoint: endpoint.to_owned(),
             bucket: bucket.to_owned(),
         })
@@ -280,6 +315,16 @@ impl ObjectClient {
     /// The underlying store, for operations this crate does not wrap.
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
+    }
+
+    /// The low-level multipart API of the same store (numbered parts, for resume).
+    pub(crate) fn multipart(&self) -> &Arc<dyn MultipartStore> {
+        &self.multipart
+    }
+
+    /// Conditional completion and part listing, when the store is an S3 endpoint.
+    pub(crate) fn raw(&self) -> Option<&Arc<RawS3>> {
+        self.raw.as_ref()
     }
 
     /// Runs `future` to completion on the client's runtime.

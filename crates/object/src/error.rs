@@ -86,6 +86,32 @@ pub enum ObjectError {
         /// The key.
         key: String,
     },
+    /// A no-clobber write found an object under the key when it came to publish; the
+    /// existing object is untouched and the upload was aborted.
+    AlreadyExists {
+        /// The endpoint asked.
+        endpoint: String,
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+    },
+    /// No interrupted upload is recorded for the key, so there is nothing to resume.
+    NothingToResume {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+        /// The journal file looked for.
+        journal: std::path::PathBuf,
+    },
+    /// The local record of an interrupted upload could not be read or written.
+    Journal {
+        /// The journal file.
+        path: std::path::PathBuf,
+        /// What failed.
+        cause: std::io::Error,
+    },
 }
 
 impl fmt::Display for ObjectError {
@@ -125,6 +151,19 @@ impl fmt::Display for ObjectError {
                 "the upload to s3://{bucket}/{key} failed earlier and was aborted; \
                  nothing was published"
             ),
+            Self::AlreadyExists { endpoint, bucket, key } => write!(
+                f,
+                "s3://{bucket}/{key} already exists at endpoint {endpoint}; not replaced \
+                 (no-clobber), the upload was aborted"
+            ),
+            Self::NothingToResume { bucket, key, journal } => write!(
+                f,
+                "no interrupted upload of s3://{bucket}/{key} to resume ({} does not exist)",
+                journal.display()
+            ),
+            Self::Journal { path, cause } => {
+                write!(f, "upload journal {}: {cause}", path.display())
+            }
         }
     }
 }
@@ -136,7 +175,7 @@ impl std::error::Error for ObjectError {
             | Self::NoSuchKey { cause, .. }
             | Self::AccessDenied { cause, .. }
             | Self::Request { cause, .. } => Some(cause.as_ref()),
-            Self::Runtime { cause } => Some(cause),
+            Self::Runtime { cause } | Self::Journal { cause, .. } => Some(cause),
             _ => None,
         }
     }
@@ -149,6 +188,7 @@ impl From<ObjectError> for std::io::Error {
                 std::io::ErrorKind::NotFound
             }
             ObjectError::AccessDenied { .. } => std::io::ErrorKind::PermissionDenied,
+            ObjectError::AlreadyExists { .. } => std::io::ErrorKind::AlreadyExists,
             ObjectError::InvalidLocation { .. } | ObjectError::InvalidSettings { .. } => {
                 std::io::ErrorKind::InvalidInput
             }

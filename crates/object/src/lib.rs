@@ -58,10 +58,13 @@
 
 mod client;
 mod error;
+mod journal;
+mod raw;
 mod sink;
 mod source;
 
 pub use client::{ObjectClient, ObjectLocation, S3Settings};
 pub use error::{Cause, ObjectError};
+pub use journal::{JournalEntry, UploadJournal, default_state_dir};
 pub use sink::{MAX_PARTS, MIN_PART_SIZE, ObjectSink, UploadOptions, UploadSummary};
 pub use source::{DEFAULT_READ_AHEAD, ObjectSource};
