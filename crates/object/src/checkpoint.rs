@@ -265,9 +265,12 @@ fn index_named_by(tail: &Bytes, len: u64) -> Result<(u64, u64), &'static str> {
 /// entries are not ascending inside `0..index_at` (a damaged index: the reader will say
 /// so; the source then simply does not bound its fetches by frame).
 fn frame_starts(index: &Bytes, index_at: u64) -> Vec<u64> {
-    let entries = index.get(INDEX_HEADER_LEN as usize..).unwrap_or_default();
-    let mut starts = Vec::with_capacity(entries.len() / INDEX_ENTRY_LEN as usize + 1);
-    for entry in entries.chunks_exact(INDEX_ENTRY_LEN as usize) {
+    // INDEX_HEADER_LEN and INDEX_ENTRY_LEN as `usize`.
+    const HEADER: usize = 8;
+    const ENTRY: usize = 40;
+    let entries = index.get(HEADER..).unwrap_or_default();
+    let mut starts = Vec::with_capacity(entries.len() / ENTRY + 1);
+    for entry in entries.chunks_exact(ENTRY) {
         let Some(offset) = entry.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes)
         else {
             return Vec::new();
