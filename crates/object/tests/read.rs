@@ -294,3 +294,28 @@ fn a_server_stopped_mid_read_names_endpoint_bucket_key_and_frame() {
         None => eprintln!("(FetchFailure not reachable through IoError's source chain)"),
     }
 }
+
+#[test]
+fn a_key_overwritten_while_it_is_read_fails_the_read_instead_of_mixing_objects() {
+    let Some(weed) = Weed::start("read_overwritten") else { return };
+    let client = weed.client(BUCKET);
+    upload(&client, "moving.ckpt");
+    let checkpoint = RemoteCheckpoint::open(&client, "moving.ckpt").expect("open");
+    let mut reader = Reader::open(checkpoint.source()).expect("reader");
+    check_frame(&mut reader, 1);
+    // Another writer replaces the key with a different checkpoint of the same layout.
+    let other = frames()
+        .into_iter()
+        .map(|(style, buffers)| {
+            (style, buffers.into_iter().map(|b| b.iter().map(|x| x ^ 0x55).collect()).collect())
+        })
+        .collect::<Vec<_>>();
+    let sink = ObjectSink::create(&client, "moving.ckpt", UploadOptions::default()).unwrap();
+    write_checkpoint(sink, &other).complete().unwrap();
+    // Every GET carries If-Match with the ETag the HEAD saw: the next frame is refused by
+    // the server, not read from the new object.
+    let error = reader.open_frame(2).and_then(|mut f| f.read_to_vec()).expect_err("replaced");
+    let message = error.to_string();
+    eprintln!("{message}");
+    assert!(message.contains("moving.ckpt") && message.contains("frame 2"), "{message}");
+}
