@@ -449,14 +449,14 @@ pub(crate) fn restore(
             .map_err(|e| Failure::usage(format!("{input}: {e}")))?;
         tree::restore_checkpoint(stream_source(reader, input), dir, options, &tick)
     } else if let Some(remote) = object_cmd::remote_of(input)? {
-        // Opened once here so that a missing bucket or key gets its own message.
-        drop(remote.open()?);
-        let open = || {
-            ckpt_object::ObjectSource::open(&remote.client, remote.location.key()).map_err(|e| {
-                ckpt_frame_core::Error::Io { offset: 0, error: std::io::Error::from(e).into() }
-            })
-        };
-        tree::restore_checkpoint_parallel(open, dir, options, threads, &tick)
+        // One HEAD and the tail and index in two ranged GETs, here, so that a missing
+        // bucket or key gets its own message; every worker's source shares them and then
+        // fetches only the frames it restores.
+        let checkpoint = remote.checkpoint()?;
+        let open = || Ok::<_, ckpt_frame_core::Error>(checkpoint.source());
+        let restored = tree::restore_checkpoint_parallel(open, dir, options, threads, &tick);
+        remote.log_fetched();
+        restored
     } else if input == "-" {
         tree::restore_checkpoint(stdin_source(), dir, options, &tick)
     } else {
@@ -527,7 +527,8 @@ fn region_json(r: &Region) -> serde_json::Value {
     })
 }
 
-/// A checkpoint to inspect: a file, or an object when `input` is `s3://BUCKET/KEY`.
+/// A checkpoint to inspect: a file, or an object when `input` is `s3://BUCKET/KEY` (its
+/// tail and index fetched once; frames read through them).
 fn open_checkpoint(input: &Path) -> Result<Box<dyn ckpt_frame_core::Source>, Failure> {
     if let Some(remote) = object_cmd::remote_of_path(input)? {
         return Ok(Box::new(remote.open()?));
@@ -536,8 +537,17 @@ fn open_checkpoint(input: &Path) -> Result<Box<dyn ckpt_frame_core::Source>, Fai
 }
 
 pub(crate) fn verify(input: &Path, as_json: bool) -> Result<u8, Failure> {
-    let mut src = open_checkpoint(input)?;
+    // An object is opened once (HEAD, tail, index) and streamed once: the scan reads
+    // the frames in order with read-ahead, the tail, index and manifest frame come from
+    // what the handle keeps, so the layout check after it sends no request.
+    let remote = object_cmd::remote_of_path(input)?;
+    let checkpoint = remote.as_ref().map(object_cmd::Remote::checkpoint).transpose()?;
+    let mut src: Box<dyn ckpt_frame_core::Source> = match &checkpoint {
+        Some(c) => Box::new(c.stream()),
+        None => open_checkpoint(input)?,
+    };
     let report = scan(&mut src, Depth::Decoded).map_err(|e| format_failure(input, &e))?;
+    drop(src);
     if report.regions.is_empty() {
         return Err(Failure::bad_data(format!(
             "{}: not a ckpt checkpoint ({} bytes, no frame, index or tail)",
@@ -549,14 +559,27 @@ pub(crate) fn verify(input: &Path, as_json: bool) -> Result<u8, Failure> {
     if bad.is_empty() {
         // Every check value holds; a tree checkpoint's manifest must also describe its
         // frames, or restore would refuse what verify passed.
-        let src = open_checkpoint(input)?;
+        let src: Box<dyn ckpt_frame_core::Source> = match &checkpoint {
+            Some(c) => Box::new(c.source()),
+            None => open_checkpoint(input)?,
+        };
         let mut reader = Reader::open(src).map_err(|e| format_failure(input, &e))?;
         tree::check_layout(&mut reader)
             .map_err(|e| Failure::bad_data(format!("{}: {e}", input.display())))?;
     }
+    if let Some(remote) = &remote {
+        remote.log_fetched();
+    }
     if as_json {
         let bad_chunks: Vec<_> = bad.iter().map(|r| region_json(r)).collect();
-        println!("{}", json!({ "ok": bad.is_empty(), "bad_chunks": bad_chunks }));
+        let mut report = json!({ "ok": bad.is_empty(), "bad_chunks": bad_chunks });
+        if let Some(remote) = &remote {
+            report["fetched"] = json!({
+                "requests": remote.client.requests_sent(),
+                "bytes": remote.client.bytes_fetched(),
+            });
+        }
+        println!("{report}");
     } else if bad.is_empty() {
         eprintln!("ckpt: {}: ok ({} regions verified)", input.display(), report.regions.len());
     } else {

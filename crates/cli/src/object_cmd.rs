@@ -2,7 +2,9 @@
 //! status 2 with the endpoint, bucket and key in the message. The work is `ckpt-object`'s.
 
 use crate::Failure;
-use ckpt_object::{ObjectClient, ObjectError, ObjectLocation, ObjectSource, S3Settings};
+use ckpt_object::{
+    ObjectClient, ObjectError, ObjectLocation, ObjectSource, RemoteCheckpoint, S3Settings,
+};
 use std::path::Path;
 
 /// An `s3://` argument, connected with the `AWS_*` environment.
@@ -31,9 +33,26 @@ pub(crate) fn remote_of_path(arg: &Path) -> Result<Option<Remote>, Failure> {
 }
 
 impl Remote {
-    /// Opens the object for reading (one `HEAD`).
+    /// Opens the checkpoint: one `HEAD`, then its tail and index in two ranged `GET`s,
+    /// shared by every source taken from it.
+    pub(crate) fn checkpoint(&self) -> Result<RemoteCheckpoint, Failure> {
+        RemoteCheckpoint::open(&self.client, self.location.key()).map_err(|e| object_failure(&e))
+    }
+
+    /// Opens the checkpoint for reading frames through its index (as [`Remote::checkpoint`],
+    /// then one ranged `GET` per frame read).
     pub(crate) fn open(&self) -> Result<ObjectSource, Failure> {
-        ObjectSource::open(&self.client, self.location.key()).map_err(|e| object_failure(&e))
+        Ok(self.checkpoint()?.source())
+    }
+
+    /// Logs (at `info`, for `RUST_LOG=info`) what reading the object cost so far.
+    pub(crate) fn log_fetched(&self) {
+        tracing::info!(
+            "{}: fetched {} bytes in {} requests",
+            self.location,
+            self.client.bytes_fetched(),
+            self.client.requests_sent()
+        );
     }
 }
 

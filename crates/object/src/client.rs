@@ -11,6 +11,7 @@ use object_store::{BackoffConfig, ClientConfigKey, ClientOptions, ObjectStore, R
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// An object's address, `s3://BUCKET/KEY`.
@@ -210,7 +211,8 @@ impl S3Settings {
 /// that [`ObjectSink`](crate::ObjectSink) and [`ObjectSource`](crate::ObjectSource) can
 /// implement the synchronous [`Sink`](ckpt_frame_core::Sink) and
 /// [`Source`](ckpt_frame_core::Source) while several parts and read-aheads travel at once.
-/// Cloning is cheap and shares the runtime and the connection pool.
+/// Cloning is cheap and shares the runtime, the connection pool and the read counters
+/// ([`ObjectClient::requests_sent`], [`ObjectClient::bytes_fetched`]).
 #[derive(Clone)]
 pub struct ObjectClient {
     runtime: Arc<tokio::runtime::Runtime>,
@@ -220,6 +222,16 @@ pub struct ObjectClient {
     raw: Option<Arc<RawS3>>,
     endpoint: String,
     bucket: String,
+    counters: Arc<Counters>,
+}
+
+/// What the readers of one client (and its clones) asked of the server. Shared by
+/// clones so that a parallel restore, whose workers each hold a clone, adds up in one
+/// place.
+#[derive(Debug, Default)]
+struct Counters {
+    requests: AtomicU64,
+    bytes: AtomicU64,
 }
 
 impl fmt::Debug for ObjectClient {
@@ -299,7 +311,43 @@ impl ObjectClient {
             raw: None,
             endpoint: endpoint.to_owned(),
             bucket: bucket.to_owned(),
+            counters: Arc::default(),
         })
+    }
+
+    /// Read requests (`HEAD` and ranged `GET`) sent so far by the readers of this client
+    /// and its clones ([`ObjectSource`](crate::ObjectSource),
+    /// [`RemoteCheckpoint`](crate::RemoteCheckpoint)), prefetches included. A request
+    /// `object_store` retries counts once; uploads are reported by
+    /// [`UploadSummary`](crate::UploadSummary) instead.
+    ///
+    /// # Examples
+    /// ```
+    /// # use std::sync::Arc;
+    /// use ckpt_object::ObjectClient;
+    /// let store = Arc::new(object_store::memory::InMemory::new());
+    /// let client = ObjectClient::with_store(store, "memory", "bucket")?;
+    /// assert_eq!((client.requests_sent(), client.bytes_fetched()), (0, 0));
+    /// # Ok::<(), ckpt_object::ObjectError>(())
+    /// ```
+    pub fn requests_sent(&self) -> u64 {
+        self.counters.requests.load(Ordering::Relaxed)
+    }
+
+    /// Object bytes received so far by the readers of this client and its clones (the
+    /// bodies of completed ranged `GET`s, prefetches included).
+    pub fn bytes_fetched(&self) -> u64 {
+        self.counters.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Counts one read request about to be sent.
+    pub(crate) fn count_request(&self) {
+        self.counters.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A handle that counts received bytes, for futures running on the runtime.
+    pub(crate) fn byte_counter(&self) -> ByteCounter {
+        ByteCounter(Arc::clone(&self.counters))
     }
 
     /// The endpoint, as shown in messages.
@@ -411,5 +459,15 @@ impl ObjectClient {
             Err(e) if e.to_string().contains("NoSuchBucket") => Some(Box::new(e)),
             _ => None,
         }
+    }
+}
+
+/// Adds received bytes to a client's counter from inside a spawned request.
+#[derive(Clone)]
+pub(crate) struct ByteCounter(Arc<Counters>);
+
+impl ByteCounter {
+    pub(crate) fn add(&self, bytes: usize) {
+        self.0.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 }

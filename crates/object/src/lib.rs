@@ -4,7 +4,11 @@
 //! multipart upload (parts of at least 5 MiB, several in flight, memory bounded by
 //! [`UploadOptions::memory_bound`]) and publishes it only on [`ObjectSink::complete`];
 //! [`ObjectSource`] is a seekable [`Source`](ckpt_frame_core::Source) that reads one by
-//! ranged `GET`s with read-ahead. Any writer or reader of `ckpt-frame-core` works over
+//! ranged `GET`s with read-ahead; [`RemoteCheckpoint`] opens a checkpoint once (a `HEAD`,
+//! then the tail and the index in two ranged `GET`s) and hands out sources that share
+//! them, for parallel restores whose workers fetch only the frames they read. The client
+//! counts the requests and bytes its readers fetch ([`ObjectClient::requests_sent`],
+//! [`ObjectClient::bytes_fetched`]). Any writer or reader of `ckpt-frame-core` works over
 //! them unchanged, and the bytes in the bucket are the bytes a local write of the same
 //! checkpoint id produces.
 //!
@@ -56,6 +60,7 @@
 //! Every fallible call returns [`ObjectError`]; through the `Sink`/`Source` traits it
 //! arrives wrapped in a [`ckpt_frame_core::IoError`] whose message is the same text.
 
+mod checkpoint;
 mod client;
 mod error;
 mod journal;
@@ -63,8 +68,9 @@ mod raw;
 mod sink;
 mod source;
 
+pub use checkpoint::RemoteCheckpoint;
 pub use client::{ObjectClient, ObjectLocation, S3Settings};
 pub use error::{Cause, ObjectError};
 pub use journal::{JournalEntry, UploadJournal, default_state_dir};
 pub use sink::{MAX_PARTS, MIN_PART_SIZE, ObjectSink, UploadOptions, UploadSummary};
-pub use source::{DEFAULT_READ_AHEAD, ObjectSource};
+pub use source::{DEFAULT_READ_AHEAD, FetchFailure, ObjectSource};

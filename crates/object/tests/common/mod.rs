@@ -272,3 +272,12 @@ fn wait_with_limit(mut child: Child, limit: Duration) -> String {
     }
     out
 }
+
+impl Weed {
+    /// Kills the server now (SIGKILL, as a crash or a lost host would), keeping its data
+    /// directory; requests to it fail from then on.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
