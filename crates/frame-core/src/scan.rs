@@ -624,10 +624,23 @@ pub fn plan_heal<D: Source + ?Sized, G: Source + ?Sized>(
 ) -> Result<HealPlan, Error> {
     let good_report = scan(good, Depth::Decoded)?;
     let damaged_report = scan(damaged, Depth::Stored)?;
-    let Some(id) = good_report.id else {
+    let id = same_checkpoint(&damaged_report, good_report.id, good_report.len)?;
+    let donor: Vec<DonorRegion> =
+        good_report.regions.iter().map(|r| DonorRegion { region: *r, read: true }).collect();
+    plan_regions(damaged, good, id, damaged_report, &donor)
+}
+
+/// The checkpoint both copies hold, or why they are not copies of one checkpoint: the
+/// refusal that comes before any region is looked at.
+fn same_checkpoint(
+    damaged: &ScanReport,
+    good_id: Option<CheckpointId>,
+    good_len: u64,
+) -> Result<CheckpointId, Error> {
+    let Some(id) = good_id else {
         return Err(Error::NotACopy { reason: "the good copy's identity cannot be read" });
     };
-    match damaged_report.id {
+    match damaged.id {
         None => {
             return Err(Error::NotACopy { reason: "the damaged copy's identity cannot be read" });
         }
@@ -636,9 +649,32 @@ pub fn plan_heal<D: Source + ?Sized, G: Source + ?Sized>(
         }
         Some(_) => {}
     }
-    if damaged_report.len != good_report.len {
+    if damaged.len != good_len {
         return Err(Error::NotACopy { reason: "the copies have different lengths" });
     }
+    Ok(id)
+}
+
+/// A region of the donor's scan, and whether the planner read the donor's bytes there.
+///
+/// A planner that fetches only part of the donor ([`plan_heal_ranged`]) stands the damaged
+/// copy's own regions in for the donor's where it did not read the donor: only where every
+/// one of them verifies, so that no such region could ever be rewritten.
+#[derive(Debug, Clone, Copy)]
+struct DonorRegion {
+    region: Region,
+    read: bool,
+}
+
+/// Classifies each donor region against the damaged copy (section 8.5's order) and decides
+/// the candidates with [`Vouching`]: the one body of rules every heal planner shares.
+fn plan_regions<D: Source + ?Sized, G: Source + ?Sized>(
+    damaged: &mut D,
+    good: &mut G,
+    id: CheckpointId,
+    damaged_report: ScanReport,
+    donor: &[DonorRegion],
+) -> Result<HealPlan, Error> {
     let mut plan = HealPlan {
         id,
         rewrite: Vec::new(),
@@ -648,13 +684,17 @@ pub fn plan_heal<D: Source + ?Sized, G: Source + ?Sized>(
         differ_but_verify: Vec::new(),
         damaged: damaged_report,
     };
-    let mut classes = Vec::with_capacity(good_report.regions.len());
+    let mut classes = Vec::with_capacity(donor.len());
     let mut candidates = Vec::new();
     let mut mine = Vec::new();
     let mut theirs = Vec::new();
-    for r in &good_report.regions {
-        read_region(damaged, r, &mut mine)?;
-        read_region(good, r, &mut theirs)?;
+    for &DonorRegion { region: r, read } in donor {
+        if !read {
+            classes.push(Class::Unread);
+            continue;
+        }
+        read_region(damaged, &r, &mut mine)?;
+        read_region(good, &r, &mut theirs)?;
         let overlapping =
             plan.damaged.regions.iter().filter(|d| d.offset < r.end() && r.offset < d.end());
         let (mut any_ok, mut all_ok) = (false, true);
@@ -665,25 +705,26 @@ pub fn plan_heal<D: Source + ?Sized, G: Source + ?Sized>(
         let class = if mine == theirs {
             Class::Same
         } else if all_ok {
-            plan.differ_but_verify.push(*r);
+            plan.differ_but_verify.push(r);
             Class::Verifies
         } else if !r.is_ok() {
-            plan.unhealable.push(*r);
+            plan.unhealable.push(r);
             Class::Both
         } else if any_ok {
-            plan.donor_mismatch.push(Region { problem: Some(PART_VERIFIES), ..*r });
+            plan.donor_mismatch.push(Region { problem: Some(PART_VERIFIES), ..r });
             Class::Refused
         } else {
-            candidates.push(*r);
+            candidates.push(r);
             Class::Candidate(candidates.len() - 1)
         };
         classes.push(class);
     }
+    let regions: Vec<Region> = donor.iter().map(|d| d.region).collect();
     let verdicts = Vouching {
         damaged,
         good,
         id: id.to_bytes(),
-        donor: &good_report.regions,
+        donor: &regions,
         classes: &classes,
         mine: &plan.damaged,
         verdicts: vec![None; candidates.len()],
@@ -768,6 +809,9 @@ enum Class {
     Both,
     /// The bytes differ, and part of them verify in the damaged copy: refused.
     Refused,
+    /// The donor's bytes were not read; the damaged copy's regions here all verify (the
+    /// region is the damaged copy's own), so it is never rewritten.
+    Unread,
     /// The bytes differ, the damaged copy's do not verify and the donor's do; the index is
     /// the candidate's, whose verdict [`Vouching`] decides.
     Candidate(usize),
@@ -997,9 +1041,13 @@ impl<D: Source + ?Sized, G: Source + ?Sized> Vouching<'_, D, G> {
         raw: bool,
     ) -> Result<(Link, Option<ChunkHeader>), Error> {
         let mine = read_fixed::<CHUNK_HEADER_LEN, _>(self.damaged, r.offset)?;
-        let theirs = read_fixed::<CHUNK_HEADER_LEN, _>(self.good, r.offset)?;
         let decode =
             |b: Option<[u8; CHUNK_HEADER_LEN]>| b.and_then(|b| ChunkHeader::decode(&b).ok());
+        if class == Class::Unread {
+            // The damaged copy's chunk verifies; the donor's bytes were not fetched.
+            return Ok((Link::Trusted, decode(mine)));
+        }
+        let theirs = read_fixed::<CHUNK_HEADER_LEN, _>(self.good, r.offset)?;
         let own_verifies = self.mine.regions.iter().any(|d| {
             d.kind == RegionKind::Chunk && d.offset == r.offset && d.len == r.len && d.is_ok()
         });
