@@ -58,10 +58,15 @@
 
 mod client;
 mod error;
+mod heal;
 mod sink;
 mod source;
 
 pub use client::{ObjectClient, ObjectLocation, S3Settings};
 pub use error::{Cause, ObjectError};
+pub use heal::{
+    FileHealOutcome, HealError, ObjectHealOutcome, RangedObject, Refusal, heal_file_from_object,
+    heal_object_from_file,
+};
 pub use sink::{MAX_PARTS, MIN_PART_SIZE, ObjectSink, UploadOptions, UploadSummary};
 pub use source::{DEFAULT_READ_AHEAD, ObjectSource};
