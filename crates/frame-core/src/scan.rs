@@ -802,8 +802,8 @@ pub struct RangedHealPlan {
     /// in none of its lists: the damaged copy's regions there all verify, so they would never
     /// be rewritten, and whether the donor's bytes differ there is not known.
     pub plan: HealPlan,
-    /// The donor's byte ranges read, as `(offset, len)` in offset order; each was read once,
-    /// with one seek and one read.
+    /// The donor's byte ranges read, as `(offset, len)` in offset order, adjacent reads
+    /// joined; no donor byte was read twice.
     pub fetched: Vec<(u64, u64)>,
     /// The donor's bytes of each region of [`HealPlan::rewrite`], in the same order, so that
     /// applying the plan needs no second read of the donor.
@@ -829,8 +829,8 @@ impl RangedHealPlan {
 /// The damaged copy is scanned whole. The donor is read at: its tail, its frame index (when
 /// its tail verifies), and the frames (located by the donor's index, or the damaged copy's
 /// when only that one verifies) that hold or touch a region of the damaged copy that does
-/// not verify. Each of those ranges is read once, with one seek and one read of the whole
-/// range, and kept in memory while planning: memory is the bytes read. Those frames are
+/// not verify. Each range is read with one seek and one read, no byte twice, and kept in
+/// memory while planning: memory is the bytes read. Those frames are
 /// scanned at [`Depth::Decoded`] and every donor region read is classified and vouched for
 /// by exactly the code [`plan_heal`] runs; elsewhere the damaged copy's own regions, which
 /// all verify there, stand in for the donor's, so nothing outside the fetched ranges can be
@@ -977,27 +977,38 @@ pub fn plan_heal_ranged<D: Source + ?Sized, G: Source + ?Sized>(
     finish_ranged(plan, fetched, false)
 }
 
-/// The fallback of [`plan_heal_ranged`]: reads the rest of the donor and plans with
-/// [`plan_heal`].
+/// The fallback of [`plan_heal_ranged`]: reads the rest of the donor (each byte not read
+/// yet, once) into one piece and plans with [`plan_heal`].
 fn plan_whole_donor<D: Source + ?Sized, G: Source + ?Sized>(
     damaged: &mut D,
     donor: &mut G,
     mut fetched: Fetched,
 ) -> Result<RangedHealPlan, Error> {
-    let mut at = 0;
+    let mut whole = vec![0u8; usize::try_from(fetched.len).unwrap_or(usize::MAX)];
+    // The pieces are disjoint and in offset order.
     let mut missing = Vec::new();
+    let mut at = 0usize;
     for (o, b) in &fetched.pieces {
-        if *o > at {
-            missing.push((at, *o));
+        let from = usize::try_from(*o).unwrap_or(usize::MAX);
+        if let Some(dst) = whole.get_mut(from..from.saturating_add(b.len())) {
+            dst.copy_from_slice(b);
         }
-        at = at.max(*o + b.len() as u64);
+        if from > at {
+            missing.push((at, from));
+        }
+        at = at.max(from.saturating_add(b.len()));
     }
-    if at < fetched.len {
-        missing.push((at, fetched.len));
+    if at < whole.len() {
+        missing.push((at, whole.len()));
     }
     for (start, end) in missing {
-        fetched.fetch(donor, start, end - start)?;
+        if let Some(dst) = whole.get_mut(start..end) {
+            donor.seek(start as u64).map_err(io_err(start as u64))?;
+            donor.read_exact(dst).map_err(io_err(start as u64))?;
+            fetched.reads += 1;
+        }
     }
+    fetched.pieces = vec![(0, whole)];
     let plan = plan_heal(damaged, &mut fetched)?;
     finish_ranged(plan, fetched, true)
 }
@@ -1020,7 +1031,7 @@ fn finish_ranged(
 
 /// The parts of the donor read so far, as a [`Source`] that serves only those: a read of
 /// bytes that were not fetched is an error, never a silent fetch, so the planner's reads of
-/// the donor are exactly the ranges it chose.
+/// the donor are exactly the ranges it chose. The pieces never overlap.
 struct Fetched {
     len: u64,
     /// Disjoint, in offset order.
@@ -1032,18 +1043,37 @@ struct Fetched {
 const NOT_FETCHED: &str = "the heal planner read donor bytes it had not fetched";
 
 impl Fetched {
-    /// Reads `len` bytes of `donor` at `offset` with one seek and one read.
+    /// Reads the bytes `offset..offset + len` of `donor` that are not read yet, each gap
+    /// with one seek and one read, so that no donor byte is read twice.
     fn fetch<G: Source + ?Sized>(
         &mut self,
         donor: &mut G,
         offset: u64,
         len: u64,
     ) -> Result<(), Error> {
-        let mut buf = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX)];
-        donor.seek(offset).map_err(io_err(offset))?;
-        donor.read_exact(&mut buf).map_err(io_err(offset))?;
-        self.reads += 1;
-        self.pieces.push((offset, buf));
+        let end = offset.saturating_add(len);
+        let mut gaps = Vec::new();
+        let mut at = offset;
+        for (o, b) in &self.pieces {
+            let piece_end = *o + b.len() as u64;
+            if piece_end <= at || *o >= end {
+                continue;
+            }
+            if *o > at {
+                gaps.push((at, *o));
+            }
+            at = at.max(piece_end);
+        }
+        if at < end {
+            gaps.push((at, end));
+        }
+        for (start, stop) in gaps {
+            let mut buf = vec![0u8; usize::try_from(stop - start).unwrap_or(usize::MAX)];
+            donor.seek(start).map_err(io_err(start))?;
+            donor.read_exact(&mut buf).map_err(io_err(start))?;
+            self.reads += 1;
+            self.pieces.push((start, buf));
+        }
         self.pieces.sort_by_key(|(o, _)| *o);
         // Adjacent pieces become one, so that a read across their seam is served.
         let mut merged: Vec<(u64, Vec<u8>)> = Vec::with_capacity(self.pieces.len());

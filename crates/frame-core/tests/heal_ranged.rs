@@ -272,3 +272,45 @@ fn random_damage_same_verdicts_as_plan_heal_and_reads_only_damaged_frames() {
     assert!(healed > 200, "{healed} heals");
     let _ = RegionKind::Chunk;
 }
+
+/// A donor whose tail is forged (its checks pass, it fits the length) to place an "index"
+/// over the end of the last frame: the ranged planner cannot trust the donor's layout, and
+/// still decides exactly what `plan_heal` decides, reading no donor byte twice.
+#[test]
+fn a_forged_donor_tail_changes_nothing_the_damaged_copy_s_records_decide() {
+    use xxhash_rust::xxh3::xxh3_64;
+    let good = write_vec(&plan(None));
+    let fr = frames(&good);
+    let n = good.len();
+    let mut donor = good.clone();
+    let tail_at = n - 64;
+    let index_at = fr.last().unwrap().1 as usize;
+    let count = u64::from_le_bytes(donor[tail_at + 8..tail_at + 16].try_into().unwrap()) + 5;
+    let forged_at = index_at - 200;
+    donor[tail_at..tail_at + 8].copy_from_slice(&(forged_at as u64).to_le_bytes());
+    donor[tail_at + 8..tail_at + 16].copy_from_slice(&count.to_le_bytes());
+    let digest = xxh3_64(&donor[forged_at..tail_at]);
+    donor[tail_at + 32..tail_at + 40].copy_from_slice(&digest.to_le_bytes());
+    let check = xxh3_64(&donor[tail_at..tail_at + 48]);
+    donor[tail_at + 48..tail_at + 56].copy_from_slice(&check.to_le_bytes());
+    // Damage in the last frame, where the forged index lies, and in frame 0.
+    let mut damaged = good.clone();
+    damaged[(fr[9].0 + 1000) as usize] ^= 0x04;
+    damaged[(fr[0].0 + 90_000) as usize] ^= 0x04;
+    let (r, reads) = ranged(&damaged, &donor);
+    let r = r.unwrap();
+    let f = full(&damaged, &donor).unwrap();
+    assert_eq!(verdicts(&r.plan), verdicts(&f));
+    let mut seen = vec![false; n];
+    for &(o, l) in &reads {
+        for b in &mut seen[o as usize..(o + l) as usize] {
+            assert!(!*b, "byte read twice: {reads:?}");
+            *b = true;
+        }
+    }
+    let mut healed = damaged.clone();
+    apply(&mut healed, &r);
+    // The chunks are healed: the frames' own records vouch for them.
+    assert_eq!(r.plan.rewrite.len(), 2, "{:?}", r.plan);
+    assert!(healed[..index_at] == good[..index_at]);
+}
