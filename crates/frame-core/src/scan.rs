@@ -827,7 +827,8 @@ impl RangedHealPlan {
 /// for a donor whose every byte is costly (an object in remote storage).
 ///
 /// The damaged copy is scanned whole. The donor is read at: its tail, its frame index (when
-/// its tail verifies), and the frames (located by the donor's index, or the damaged copy's
+/// its tail verifies and, if the damaged copy's own index verifies, places the index where
+/// that one lies), and the frames (located by the donor's index, or the damaged copy's
 /// when only that one verifies) that hold or touch a region of the damaged copy that does
 /// not verify. Each range is read with one seek and one read, no byte twice, and kept in
 /// memory while planning: memory is the bytes read. Those frames are
@@ -878,30 +879,7 @@ pub fn plan_heal_ranged<D: Source + ?Sized, G: Source + ?Sized>(
         return Err(Error::NotACopy { reason: "the copies have different lengths" });
     }
     let mut fetched = Fetched { len, pieces: Vec::new(), pos: 0, reads: 0 };
-    let min = (INDEX_HEADER_LEN + TAIL_LEN) as u64;
-    if len >= min {
-        let tail_at = len - TAIL_LEN as u64;
-        fetched.fetch(donor, tail_at, TAIL_LEN as u64)?;
-        let mut tb = [0u8; TAIL_LEN];
-        read_at(&mut fetched, tail_at, &mut tb)?;
-        // The index is fetched only when the tail that places it verifies and fits.
-        if let Ok(tail) = Tail::decode(&tb) {
-            let fits = tail
-                .frame_count
-                .checked_mul(INDEX_ENTRY_LEN as u64)
-                .and_then(|n| n.checked_add(tail.index_offset))
-                .and_then(|n| n.checked_add(min));
-            if fits == Some(len) {
-                // An impostor whose tail names another checkpoint costs 64 bytes.
-                same_checkpoint(
-                    &damaged_report,
-                    Some(CheckpointId::from_bytes(tail.checkpoint_id)),
-                    len,
-                )?;
-                fetched.fetch(donor, tail.index_offset, tail_at - tail.index_offset)?;
-            }
-        }
-    }
+    let foreign_tail = fetch_tail_and_index(&damaged_report, donor, &mut fetched)?;
     let mut s = Scanner {
         src: &mut fetched,
         len,
@@ -911,7 +889,22 @@ pub fn plan_heal_ranged<D: Source + ?Sized, G: Source + ?Sized>(
         stored: vec![0u8; lz4_bound(crate::wire::CHUNK_MAX) + crate::table::TABLE_MAX],
         decompressor: default_decompressor(),
     };
-    let (index, tail_regions) = s.check_index()?;
+    let (index, tail_regions) = match foreign_tail {
+        // The tail verifies and fits; its index is left unread, so this copy's own index
+        // (which verifies) stands in for it and gives the frames.
+        Some(id) => {
+            s.id = Some(id);
+            let tail = Region {
+                kind: RegionKind::Tail,
+                frame: None,
+                offset: len - TAIL_LEN as u64,
+                len: TAIL_LEN as u64,
+                problem: None,
+            };
+            (None, vec![tail])
+        }
+        None => s.check_index()?,
+    };
     let layout = match index {
         Some(ix) => Some(ix.entries),
         None => verified_entries(damaged, &damaged_report)?,
@@ -975,6 +968,58 @@ pub fn plan_heal_ranged<D: Source + ?Sized, G: Source + ?Sized>(
     let id = same_checkpoint(&damaged_report, id, len)?;
     let plan = plan_regions(damaged, &mut fetched, id, damaged_report, &donor_regions)?;
     finish_ranged(plan, fetched, false)
+}
+
+/// Reads the donor's tail and, when it verifies and fits (and lies where the damaged
+/// copy's own verified index does, if that one does), its frame index. Returns the id of a
+/// tail that verifies and fits but places the index elsewhere (its index is not read).
+///
+/// # Errors
+/// [`Error::NotACopy`] when the donor's tail names another checkpoint; [`Error::Io`].
+fn fetch_tail_and_index<G: Source + ?Sized>(
+    damaged_report: &ScanReport,
+    donor: &mut G,
+    fetched: &mut Fetched,
+) -> Result<Option<CheckpointId>, Error> {
+    let len = fetched.len;
+    let min = (INDEX_HEADER_LEN + TAIL_LEN) as u64;
+    // Where this copy's own verified index lies, when it does.
+    let own_index =
+        damaged_report.regions.iter().find(|r| r.kind == RegionKind::Index && r.is_ok());
+    // A donor tail that verifies but places the index elsewhere: not fetched.
+    let mut foreign_tail = None;
+    if len >= min {
+        let tail_at = len - TAIL_LEN as u64;
+        fetched.fetch(donor, tail_at, TAIL_LEN as u64)?;
+        let mut tb = [0u8; TAIL_LEN];
+        read_at(fetched, tail_at, &mut tb)?;
+        // The index is fetched only when the tail that places it verifies and fits.
+        if let Ok(tail) = Tail::decode(&tb) {
+            let fits = tail
+                .frame_count
+                .checked_mul(INDEX_ENTRY_LEN as u64)
+                .and_then(|n| n.checked_add(tail.index_offset))
+                .and_then(|n| n.checked_add(min));
+            if fits == Some(len) {
+                // An impostor whose tail names another checkpoint costs 64 bytes.
+                same_checkpoint(
+                    damaged_report,
+                    Some(CheckpointId::from_bytes(tail.checkpoint_id)),
+                    len,
+                )?;
+                let index_len = tail_at - tail.index_offset;
+                // A tail whose checks pass can still be forged (section 11) to claim most of
+                // the donor as its index; when this copy's own index verifies, only an index
+                // in the same place is worth fetching.
+                if own_index.is_some_and(|r| (r.offset, r.len) != (tail.index_offset, index_len)) {
+                    foreign_tail = Some(CheckpointId::from_bytes(tail.checkpoint_id));
+                } else {
+                    fetched.fetch(donor, tail.index_offset, index_len)?;
+                }
+            }
+        }
+    }
+    Ok(foreign_tail)
 }
 
 /// The fallback of [`plan_heal_ranged`]: reads the rest of the donor (each byte not read

@@ -274,8 +274,8 @@ fn random_damage_same_verdicts_as_plan_heal_and_reads_only_damaged_frames() {
 }
 
 /// A donor whose tail is forged (its checks pass, it fits the length) to place an "index"
-/// over the end of the last frame: the ranged planner cannot trust the donor's layout, and
-/// still decides exactly what `plan_heal` decides, reading no donor byte twice.
+/// over the end of the last frame: the ranged planner does not fetch it (this copy's own
+/// index verifies and lies elsewhere), and decides exactly what `plan_heal` decides.
 #[test]
 fn a_forged_donor_tail_changes_nothing_the_damaged_copy_s_records_decide() {
     use xxhash_rust::xxh3::xxh3_64;
@@ -301,6 +301,13 @@ fn a_forged_donor_tail_changes_nothing_the_damaged_copy_s_records_decide() {
     let r = r.unwrap();
     let f = full(&damaged, &donor).unwrap();
     assert_eq!(verdicts(&r.plan), verdicts(&f));
+    // This copy's index verifies, so the forged one is not fetched: the tail, frames 0 and
+    // 9, nothing else.
+    assert!(!r.whole_donor);
+    assert_eq!(
+        reads,
+        [(tail_at as u64, 64), (fr[0].0, fr[0].1 - fr[0].0), (fr[9].0, fr[9].1 - fr[9].0)]
+    );
     let mut seen = vec![false; n];
     for &(o, l) in &reads {
         for b in &mut seen[o as usize..(o + l) as usize] {
