@@ -165,10 +165,14 @@ enum Command {
         json: bool,
     },
     /// Rewrite, in place, the damaged chunks of a checkpoint from a good copy of it.
+    ///
+    /// Either copy may be `s3://BUCKET/KEY`: a local copy is healed from an object by
+    /// fetching only the damaged frames; a damaged object is replaced whole by the local
+    /// copy, when that copy is the same checkpoint and verifies.
     Heal {
-        /// The damaged copy (rewritten in place).
+        /// The damaged copy (rewritten in place), or `s3://BUCKET/KEY`.
         damaged: PathBuf,
-        /// A copy of the same checkpoint.
+        /// A copy of the same checkpoint, or `s3://BUCKET/KEY`.
         #[arg(long = "from", value_name = "GOOD")]
         good: PathBuf,
         /// Report what would be healed without writing.
@@ -667,45 +671,191 @@ pub(crate) fn heal(
     dry_run: bool,
     as_json: bool,
 ) -> Result<u8, Failure> {
-    let outcome = tree::heal::heal_file(damaged, good, dry_run)
-        .map_err(|e| Failure { code: e.exit_code(), message: e.to_string() })?;
-    let (plan, still_bad) = (&outcome.plan, outcome.still_bad);
-    let ok = !dry_run && still_bad == 0;
-    if as_json {
-        let regions = |list: &[Region]| list.iter().map(region_json).collect::<Vec<_>>();
-        println!(
-            "{}",
-            json!({
+    match (object_cmd::remote_of_path(damaged)?, object_cmd::remote_of_path(good)?) {
+        (Some(_), Some(_)) => Err(Failure::usage(format!(
+            "cannot heal {} from {}: one of the two copies must be a local file",
+            damaged.display(),
+            good.display()
+        ))),
+        (None, Some(remote)) => heal_file_from_object(damaged, good, &remote, dry_run, as_json),
+        (Some(remote), None) => heal_object(damaged, good, &remote, dry_run, as_json),
+        (None, None) => {
+            let outcome = tree::heal::heal_file(damaged, good, dry_run)
+                .map_err(|e| Failure { code: e.exit_code(), message: e.to_string() })?;
+            let report = HealReport {
+                damaged,
+                good,
+                plan: &outcome.plan,
+                still_bad: outcome.still_bad,
+                dry_run,
+                fetched: None,
+            };
+            Ok(report.print(as_json))
+        }
+    }
+}
+
+/// `heal FILE --from s3://BUCKET/KEY`: only the object's tail, index and damaged frames are
+/// fetched; the count is reported.
+fn heal_file_from_object(
+    damaged: &Path,
+    good: &Path,
+    remote: &object_cmd::Remote,
+    dry_run: bool,
+    as_json: bool,
+) -> Result<u8, Failure> {
+    let outcome =
+        ckpt_object::heal_file_from_object(damaged, &remote.client, remote.location.key(), dry_run)
+            .map_err(|e| Failure { code: e.exit_code(), message: e.to_string() })?;
+    let report = HealReport {
+        damaged,
+        good,
+        plan: &outcome.ranged.plan,
+        still_bad: outcome.still_bad,
+        dry_run,
+        fetched: Some(Fetched {
+            bytes: outcome.bytes_fetched,
+            requests: outcome.requests,
+            object_len: outcome.object_len,
+            whole: outcome.ranged.whole_donor,
+        }),
+    };
+    Ok(report.print(as_json))
+}
+
+/// What a heal from an object cost.
+struct Fetched {
+    bytes: u64,
+    requests: u64,
+    object_len: u64,
+    whole: bool,
+}
+
+/// A heal of a local copy, to print.
+struct HealReport<'a> {
+    damaged: &'a Path,
+    good: &'a Path,
+    plan: &'a ckpt_frame_core::scan::HealPlan,
+    still_bad: usize,
+    dry_run: bool,
+    fetched: Option<Fetched>,
+}
+
+impl HealReport<'_> {
+    /// Prints the report; returns the exit status.
+    fn print(&self, as_json: bool) -> u8 {
+        let (plan, dry_run) = (self.plan, self.dry_run);
+        let ok = !dry_run && self.still_bad == 0;
+        if as_json {
+            let regions = |list: &[Region]| list.iter().map(region_json).collect::<Vec<_>>();
+            let mut report = json!({
                 "ok": ok, "dry_run": dry_run, "id": plan.id.to_string(),
                 "healed": regions(&plan.rewrite),
                 "unhealable": regions(&plan.unhealable),
                 "donor_mismatch": regions(&plan.donor_mismatch),
                 "unvouched": regions(&plan.unvouched),
                 "differ_but_verify": regions(&plan.differ_but_verify),
-                "bad_after": still_bad,
+                "bad_after": self.still_bad,
+            });
+            if let (Some(f), Some(map)) = (&self.fetched, report.as_object_mut()) {
+                map.insert("donor_bytes_fetched".into(), f.bytes.into());
+                map.insert("donor_requests".into(), f.requests.into());
+                map.insert("donor_len".into(), f.object_len.into());
+                map.insert("donor_read_whole".into(), f.whole.into());
+            }
+            println!("{report}");
+        } else {
+            let verb = if dry_run { "would rewrite" } else { "rewrote" };
+            eprintln!(
+                "ckpt: {}: {verb} {} damaged regions ({} bytes) from {}",
+                self.damaged.display(),
+                plan.rewrite.len(),
+                plan.rewrite.iter().map(|r| r.len).sum::<u64>(),
+                self.good.display()
+            );
+            if let Some(f) = &self.fetched {
+                let whole = if f.whole {
+                    " (neither copy's frame index verifies, so the whole object was read)"
+                } else {
+                    ""
+                };
+                eprintln!(
+                    "ckpt: fetched {} bytes of {} in {} requests from {}{whole}",
+                    f.bytes,
+                    f.object_len,
+                    f.requests,
+                    self.good.display()
+                );
+            }
+            for line in heal_refusals(plan) {
+                eprintln!("ckpt: {line}");
+            }
+            if !dry_run {
+                eprintln!(
+                    "ckpt: {}: {}",
+                    self.damaged.display(),
+                    if ok { "verifies" } else { "still damaged" }
+                );
+            }
+        }
+        if ok || (dry_run && !plan.refuses_any()) { 0 } else { EXIT_BAD_DATA }
+    }
+}
+
+/// `heal s3://BUCKET/KEY --from FILE`: the object is replaced whole by the local copy, only
+/// when that copy passes every check.
+fn heal_object(
+    damaged: &Path,
+    good: &Path,
+    remote: &object_cmd::Remote,
+    dry_run: bool,
+    as_json: bool,
+) -> Result<u8, Failure> {
+    let outcome = ckpt_object::heal_object_from_file(
+        &remote.client,
+        remote.location.key(),
+        good,
+        ckpt_object::UploadOptions::default(),
+        dry_run,
+    )
+    .map_err(|e| Failure { code: e.exit_code(), message: e.to_string() })?;
+    let scan = outcome.scan();
+    let bad: Vec<_> = scan.bad_regions().map(region_json).collect();
+    let (action, uploaded) = match &outcome {
+        ckpt_object::ObjectHealOutcome::Replaced { upload: Some(u), .. } => {
+            ("replaced", Some(u.bytes))
+        }
+        ckpt_object::ObjectHealOutcome::Replaced { upload: None, .. } => ("would replace", None),
+        _ => ("verifies", None),
+    };
+    if as_json {
+        println!(
+            "{}",
+            json!({
+                "ok": action != "would replace",
+                "dry_run": dry_run,
+                "id": scan.id.map(|id| id.to_string()),
+                "action": action,
+                "damaged_regions": bad,
+                "uploaded_bytes": uploaded,
             })
         );
+    } else if action == "verifies" {
+        eprintln!("ckpt: {}: verifies; nothing uploaded", damaged.display());
     } else {
-        let verb = if dry_run { "would rewrite" } else { "rewrote" };
         eprintln!(
-            "ckpt: {}: {verb} {} damaged regions ({} bytes) from {}",
+            "ckpt: {}: {} damaged regions; {action} the object whole with {} ({} bytes), the \
+             same checkpoint, which verifies and agrees with the object wherever the object \
+             verifies",
             damaged.display(),
-            plan.rewrite.len(),
-            plan.rewrite.iter().map(|r| r.len).sum::<u64>(),
-            good.display()
+            bad.len(),
+            good.display(),
+            scan.len
         );
-        for line in heal_refusals(plan) {
-            eprintln!("ckpt: {line}");
-        }
-        if !dry_run {
-            eprintln!(
-                "ckpt: {}: {}",
-                damaged.display(),
-                if ok { "verifies" } else { "still damaged" }
-            );
-        }
     }
-    Ok(if ok || (dry_run && !plan.refuses_any()) { 0 } else { EXIT_BAD_DATA })
+    // Refusals are errors (exit 1, nothing uploaded); a replaced object or a dry run whose
+    // checks pass is a success.
+    Ok(0)
 }
 
 /// One line per region `heal` refuses, saying why: damaged in both copies (the donor's own

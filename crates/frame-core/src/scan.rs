@@ -512,6 +512,34 @@ impl<S: Source + ?Sized> Scanner<'_, S> {
         Ok(Some(h))
     }
 
+    /// As [`Self::fill_gaps`], but only within the byte ranges `within` (sorted, disjoint):
+    /// a partial scan says nothing about the bytes it did not read.
+    fn fill_gaps_within(&mut self, within: &[(u64, u64)]) {
+        let mut gaps = Vec::new();
+        for &(start, end) in within {
+            let mut at = start;
+            for r in self.regions.iter().filter(|r| r.offset < end && start < r.end()) {
+                if r.offset > at {
+                    gaps.push((at, r.offset));
+                }
+                at = at.max(r.end());
+            }
+            if at < end {
+                gaps.push((at, end));
+            }
+        }
+        for (offset, end) in gaps {
+            self.regions.push(Region {
+                kind: RegionKind::Unknown,
+                frame: None,
+                offset,
+                len: end - offset,
+                problem: Some("bytes outside any readable structure"),
+            });
+        }
+        self.regions.sort_by_key(|r| r.offset);
+    }
+
     /// Marks bytes no region covers (between a damaged frame and the next one found).
     fn fill_gaps(&mut self) {
         let mut gaps = Vec::new();
@@ -624,10 +652,23 @@ pub fn plan_heal<D: Source + ?Sized, G: Source + ?Sized>(
 ) -> Result<HealPlan, Error> {
     let good_report = scan(good, Depth::Decoded)?;
     let damaged_report = scan(damaged, Depth::Stored)?;
-    let Some(id) = good_report.id else {
+    let id = same_checkpoint(&damaged_report, good_report.id, good_report.len)?;
+    let donor: Vec<DonorRegion> =
+        good_report.regions.iter().map(|r| DonorRegion { region: *r, read: true }).collect();
+    plan_regions(damaged, good, id, damaged_report, &donor)
+}
+
+/// The checkpoint both copies hold, or why they are not copies of one checkpoint: the
+/// refusal that comes before any region is looked at.
+fn same_checkpoint(
+    damaged: &ScanReport,
+    good_id: Option<CheckpointId>,
+    good_len: u64,
+) -> Result<CheckpointId, Error> {
+    let Some(id) = good_id else {
         return Err(Error::NotACopy { reason: "the good copy's identity cannot be read" });
     };
-    match damaged_report.id {
+    match damaged.id {
         None => {
             return Err(Error::NotACopy { reason: "the damaged copy's identity cannot be read" });
         }
@@ -636,9 +677,32 @@ pub fn plan_heal<D: Source + ?Sized, G: Source + ?Sized>(
         }
         Some(_) => {}
     }
-    if damaged_report.len != good_report.len {
+    if damaged.len != good_len {
         return Err(Error::NotACopy { reason: "the copies have different lengths" });
     }
+    Ok(id)
+}
+
+/// A region of the donor's scan, and whether the planner read the donor's bytes there.
+///
+/// A planner that fetches only part of the donor ([`plan_heal_ranged`]) stands the damaged
+/// copy's own regions in for the donor's where it did not read the donor: only where every
+/// one of them verifies, so that no such region could ever be rewritten.
+#[derive(Debug, Clone, Copy)]
+struct DonorRegion {
+    region: Region,
+    read: bool,
+}
+
+/// Classifies each donor region against the damaged copy (section 8.5's order) and decides
+/// the candidates with [`Vouching`]: the one body of rules every heal planner shares.
+fn plan_regions<D: Source + ?Sized, G: Source + ?Sized>(
+    damaged: &mut D,
+    good: &mut G,
+    id: CheckpointId,
+    damaged_report: ScanReport,
+    donor: &[DonorRegion],
+) -> Result<HealPlan, Error> {
     let mut plan = HealPlan {
         id,
         rewrite: Vec::new(),
@@ -648,13 +712,17 @@ pub fn plan_heal<D: Source + ?Sized, G: Source + ?Sized>(
         differ_but_verify: Vec::new(),
         damaged: damaged_report,
     };
-    let mut classes = Vec::with_capacity(good_report.regions.len());
+    let mut classes = Vec::with_capacity(donor.len());
     let mut candidates = Vec::new();
     let mut mine = Vec::new();
     let mut theirs = Vec::new();
-    for r in &good_report.regions {
-        read_region(damaged, r, &mut mine)?;
-        read_region(good, r, &mut theirs)?;
+    for &DonorRegion { region: r, read } in donor {
+        if !read {
+            classes.push(Class::Unread);
+            continue;
+        }
+        read_region(damaged, &r, &mut mine)?;
+        read_region(good, &r, &mut theirs)?;
         let overlapping =
             plan.damaged.regions.iter().filter(|d| d.offset < r.end() && r.offset < d.end());
         let (mut any_ok, mut all_ok) = (false, true);
@@ -665,25 +733,26 @@ pub fn plan_heal<D: Source + ?Sized, G: Source + ?Sized>(
         let class = if mine == theirs {
             Class::Same
         } else if all_ok {
-            plan.differ_but_verify.push(*r);
+            plan.differ_but_verify.push(r);
             Class::Verifies
         } else if !r.is_ok() {
-            plan.unhealable.push(*r);
+            plan.unhealable.push(r);
             Class::Both
         } else if any_ok {
-            plan.donor_mismatch.push(Region { problem: Some(PART_VERIFIES), ..*r });
+            plan.donor_mismatch.push(Region { problem: Some(PART_VERIFIES), ..r });
             Class::Refused
         } else {
-            candidates.push(*r);
+            candidates.push(r);
             Class::Candidate(candidates.len() - 1)
         };
         classes.push(class);
     }
+    let regions: Vec<Region> = donor.iter().map(|d| d.region).collect();
     let verdicts = Vouching {
         damaged,
         good,
         id: id.to_bytes(),
-        donor: &good_report.regions,
+        donor: &regions,
         classes: &classes,
         mine: &plan.damaged,
         verdicts: vec![None; candidates.len()],
@@ -705,6 +774,398 @@ pub fn plan_heal<D: Source + ?Sized, G: Source + ?Sized>(
     plan.donor_mismatch.sort_by_key(|r| r.offset);
     plan.differ_but_verify.sort_by_key(|r| r.offset);
     Ok(plan)
+}
+
+/// The index entries of the checkpoint in `src`, when its scan `report` says its index and
+/// tail verify.
+fn verified_entries<S: Source + ?Sized>(
+    src: &mut S,
+    report: &ScanReport,
+) -> Result<Option<Vec<IndexEntry>>, Error> {
+    let Some(r) = report.regions.iter().find(|r| r.kind == RegionKind::Index && r.is_ok()) else {
+        return Ok(None);
+    };
+    let mut bytes = Vec::new();
+    read_region(src, r, &mut bytes)?;
+    let entries = bytes.get(INDEX_HEADER_LEN..).unwrap_or_default().chunks_exact(INDEX_ENTRY_LEN);
+    Ok(entries
+        .map(|e| {
+            <&[u8; INDEX_ENTRY_LEN]>::try_from(e).ok().and_then(|e| IndexEntry::decode(e).ok())
+        })
+        .collect())
+}
+
+/// What [`plan_heal_ranged`] planned, and what it read of the donor to plan it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangedHealPlan {
+    /// The plan, by the rules of [`plan_heal`]. Regions whose donor bytes were not read are
+    /// in none of its lists: the damaged copy's regions there all verify, so they would never
+    /// be rewritten, and whether the donor's bytes differ there is not known.
+    pub plan: HealPlan,
+    /// The donor's byte ranges read, as `(offset, len)` in offset order, adjacent reads
+    /// joined; no donor byte was read twice.
+    pub fetched: Vec<(u64, u64)>,
+    /// The donor's bytes of each region of [`HealPlan::rewrite`], in the same order, so that
+    /// applying the plan needs no second read of the donor.
+    pub rewrite_bytes: Vec<Vec<u8>>,
+    /// The number of reads of the donor (one per range read, before adjacent ranges are
+    /// counted as one in [`RangedHealPlan::fetched`]).
+    pub donor_reads: u64,
+    /// Whether the planner had to read the whole donor, because neither copy's frame index
+    /// and tail verify and so the damaged frames could not be located without it.
+    pub whole_donor: bool,
+}
+
+impl RangedHealPlan {
+    /// The number of donor bytes read.
+    pub fn fetched_bytes(&self) -> u64 {
+        self.fetched.iter().map(|(_, len)| len).sum()
+    }
+}
+
+/// Plans the same heal as [`plan_heal`] while reading only the parts of the donor it needs,
+/// for a donor whose every byte is costly (an object in remote storage).
+///
+/// The damaged copy is scanned whole. The donor is read at: its tail, its frame index (when
+/// its tail verifies and, if the damaged copy's own index verifies, places the index where
+/// that one lies), and the frames (located by the donor's index, or the damaged copy's
+/// when only that one verifies) that hold or touch a region of the damaged copy that does
+/// not verify. Each range is read with one seek and one read, no byte twice, and kept in
+/// memory while planning: memory is the bytes read. Those frames are
+/// scanned at [`Depth::Decoded`] and every donor region read is classified and vouched for
+/// by exactly the code [`plan_heal`] runs; elsewhere the damaged copy's own regions, which
+/// all verify there, stand in for the donor's, so nothing outside the fetched ranges can be
+/// rewritten. A donor's bytes are therefore used only when the damaged copy's own surviving
+/// check values record them, as in [`plan_heal`] (`docs/format.md` section 8.5).
+///
+/// When neither copy's frame index and tail verify, the frames cannot be located without
+/// reading them, and the whole donor is read ([`RangedHealPlan::whole_donor`]).
+///
+/// # Errors
+/// [`Error::NotACopy`] as for [`plan_heal`]; a donor of another length is refused before
+/// any of its bytes are read, and one whose tail names another checkpoint before any frame
+/// is read. [`Error::InvalidUse`] with [`Misuse::NotSeekable`] when a copy cannot seek or
+/// does not know its length; [`Error::Io`] when reading fails.
+///
+/// # Examples
+/// ```
+/// use ckpt_frame_core::{CheckpointId, SliceSource, Style, VecSink, Writer};
+/// use ckpt_frame_core::scan::plan_heal_ranged;
+/// let mut w = Writer::new(VecSink::new(), CheckpointId::from_bytes([4; 16]));
+/// let data: Vec<Vec<u8>> = (0..8u8).map(|i| vec![i; 100_000]).collect();
+/// for d in &data {
+///     let mut f = w.open_frame(Style::Raw)?;
+///     f.add(d)?;
+///     f.close()?;
+/// }
+/// w.finish()?;
+/// let good = w.into_sink().into_inner();
+/// let mut damaged = good.clone();
+/// damaged[250_000] ^= 0xFF; // in the third frame
+/// let ranged = plan_heal_ranged(&mut SliceSource::new(&damaged), &mut SliceSource::new(&good))?;
+/// assert_eq!(ranged.plan.rewrite.len(), 1);
+/// // The third frame, the index and the tail: far less than the donor.
+/// assert!(ranged.fetched_bytes() < 110_000);
+/// # Ok::<(), ckpt_frame_core::Error>(())
+/// ```
+pub fn plan_heal_ranged<D: Source + ?Sized, G: Source + ?Sized>(
+    damaged: &mut D,
+    donor: &mut G,
+) -> Result<RangedHealPlan, Error> {
+    let damaged_report = scan(damaged, Depth::Stored)?;
+    let len =
+        donor.total_len().map_err(io_err(0))?.ok_or(Error::InvalidUse(Misuse::NotSeekable))?;
+    if len != damaged_report.len {
+        return Err(Error::NotACopy { reason: "the copies have different lengths" });
+    }
+    let mut fetched = Fetched { len, pieces: Vec::new(), pos: 0, reads: 0 };
+    let foreign_tail = fetch_tail_and_index(&damaged_report, donor, &mut fetched)?;
+    let mut s = Scanner {
+        src: &mut fetched,
+        len,
+        depth: Depth::Decoded,
+        regions: Vec::new(),
+        id: None,
+        stored: vec![0u8; lz4_bound(crate::wire::CHUNK_MAX) + crate::table::TABLE_MAX],
+        decompressor: default_decompressor(),
+    };
+    let (index, tail_regions) = match foreign_tail {
+        // The tail verifies and fits; its index is left unread, so this copy's own index
+        // (which verifies) stands in for it and gives the frames.
+        Some(id) => {
+            s.id = Some(id);
+            let tail = Region {
+                kind: RegionKind::Tail,
+                frame: None,
+                offset: len - TAIL_LEN as u64,
+                len: TAIL_LEN as u64,
+                problem: None,
+            };
+            (None, vec![tail])
+        }
+        None => s.check_index()?,
+    };
+    let layout = match index {
+        Some(ix) => Some(ix.entries),
+        None => verified_entries(damaged, &damaged_report)?,
+    };
+    let Some(entries) = layout else {
+        return plan_whole_donor(damaged, donor, fetched);
+    };
+    // The frames that hold, or touch, a region of the damaged copy that does not verify.
+    let needed: Vec<(u64, IndexEntry)> = (0u64..)
+        .zip(entries)
+        .filter(|(_, e)| {
+            let end = e.offset.saturating_add(e.frame_len);
+            damaged_report.regions.iter().any(|r| {
+                r.offset < end
+                    && e.offset < r.end()
+                    && (!r.is_ok() || r.offset < e.offset || r.end() > end)
+            })
+        })
+        .collect();
+    let mut ranges: Vec<(u64, u64)> = Vec::new();
+    for (_, e) in &needed {
+        let end = e.offset.saturating_add(e.frame_len);
+        match ranges.last_mut() {
+            Some(last) if last.1 == e.offset => last.1 = end,
+            _ => ranges.push((e.offset, end)),
+        }
+    }
+    for &(start, end) in &ranges {
+        s.src.fetch(donor, start, end - start)?;
+    }
+    for (i, e) in &needed {
+        let end = e.offset.saturating_add(e.frame_len);
+        s.walk_frame(e.offset, Some(end), *i, Style::from_byte(e.style))?;
+    }
+    s.regions.extend(tail_regions);
+    s.regions.sort_by_key(|r| r.offset);
+    let covered: Vec<(u64, u64)> =
+        s.src.pieces.iter().map(|(o, b)| (*o, *o + b.len() as u64)).collect();
+    s.fill_gaps_within(&covered);
+    let id = s.id;
+    let mut donor_regions: Vec<DonorRegion> =
+        s.regions.iter().map(|r| DonorRegion { region: *r, read: true }).collect();
+    // Elsewhere the damaged copy's regions stand in for the donor's, only where every one
+    // verifies and lies wholly outside the fetched ranges; anything else means the layout
+    // was not what the selection assumed, and the whole donor is read instead.
+    let inside = |r: &Region| covered.iter().any(|&(a, b)| a < r.end() && r.offset < b);
+    for r in damaged_report.regions.iter().filter(|r| !inside(r)) {
+        donor_regions.push(DonorRegion { region: *r, read: false });
+    }
+    donor_regions.sort_by_key(|d| d.region.offset);
+    let mut at = 0;
+    for d in &donor_regions {
+        if d.region.offset != at || (!d.read && !d.region.is_ok()) {
+            return plan_whole_donor(damaged, donor, fetched);
+        }
+        at = d.region.end();
+    }
+    if at != len {
+        return plan_whole_donor(damaged, donor, fetched);
+    }
+    let id = same_checkpoint(&damaged_report, id, len)?;
+    let plan = plan_regions(damaged, &mut fetched, id, damaged_report, &donor_regions)?;
+    finish_ranged(plan, fetched, false)
+}
+
+/// Reads the donor's tail and, when it verifies and fits (and lies where the damaged
+/// copy's own verified index does, if that one does), its frame index. Returns the id of a
+/// tail that verifies and fits but places the index elsewhere (its index is not read).
+///
+/// # Errors
+/// [`Error::NotACopy`] when the donor's tail names another checkpoint; [`Error::Io`].
+fn fetch_tail_and_index<G: Source + ?Sized>(
+    damaged_report: &ScanReport,
+    donor: &mut G,
+    fetched: &mut Fetched,
+) -> Result<Option<CheckpointId>, Error> {
+    let len = fetched.len;
+    let min = (INDEX_HEADER_LEN + TAIL_LEN) as u64;
+    // Where this copy's own verified index lies, when it does.
+    let own_index =
+        damaged_report.regions.iter().find(|r| r.kind == RegionKind::Index && r.is_ok());
+    // A donor tail that verifies but places the index elsewhere: not fetched.
+    let mut foreign_tail = None;
+    if len >= min {
+        let tail_at = len - TAIL_LEN as u64;
+        fetched.fetch(donor, tail_at, TAIL_LEN as u64)?;
+        let mut tb = [0u8; TAIL_LEN];
+        read_at(fetched, tail_at, &mut tb)?;
+        // The index is fetched only when the tail that places it verifies and fits.
+        if let Ok(tail) = Tail::decode(&tb) {
+            let fits = tail
+                .frame_count
+                .checked_mul(INDEX_ENTRY_LEN as u64)
+                .and_then(|n| n.checked_add(tail.index_offset))
+                .and_then(|n| n.checked_add(min));
+            if fits == Some(len) {
+                // An impostor whose tail names another checkpoint costs 64 bytes.
+                same_checkpoint(
+                    damaged_report,
+                    Some(CheckpointId::from_bytes(tail.checkpoint_id)),
+                    len,
+                )?;
+                let index_len = tail_at - tail.index_offset;
+                // A tail whose checks pass can still be forged (section 11) to claim most of
+                // the donor as its index; when this copy's own index verifies, only an index
+                // in the same place is worth fetching.
+                if own_index.is_some_and(|r| (r.offset, r.len) != (tail.index_offset, index_len)) {
+                    foreign_tail = Some(CheckpointId::from_bytes(tail.checkpoint_id));
+                } else {
+                    fetched.fetch(donor, tail.index_offset, index_len)?;
+                }
+            }
+        }
+    }
+    Ok(foreign_tail)
+}
+
+/// The fallback of [`plan_heal_ranged`]: reads the rest of the donor (each byte not read
+/// yet, once) into one piece and plans with [`plan_heal`].
+fn plan_whole_donor<D: Source + ?Sized, G: Source + ?Sized>(
+    damaged: &mut D,
+    donor: &mut G,
+    mut fetched: Fetched,
+) -> Result<RangedHealPlan, Error> {
+    let mut whole = vec![0u8; usize::try_from(fetched.len).unwrap_or(usize::MAX)];
+    // The pieces are disjoint and in offset order.
+    let mut missing = Vec::new();
+    let mut at = 0usize;
+    for (o, b) in &fetched.pieces {
+        let from = usize::try_from(*o).unwrap_or(usize::MAX);
+        if let Some(dst) = whole.get_mut(from..from.saturating_add(b.len())) {
+            dst.copy_from_slice(b);
+        }
+        if from > at {
+            missing.push((at, from));
+        }
+        at = at.max(from.saturating_add(b.len()));
+    }
+    if at < whole.len() {
+        missing.push((at, whole.len()));
+    }
+    for (start, end) in missing {
+        if let Some(dst) = whole.get_mut(start..end) {
+            donor.seek(start as u64).map_err(io_err(start as u64))?;
+            donor.read_exact(dst).map_err(io_err(start as u64))?;
+            fetched.reads += 1;
+        }
+    }
+    fetched.pieces = vec![(0, whole)];
+    let plan = plan_heal(damaged, &mut fetched)?;
+    finish_ranged(plan, fetched, true)
+}
+
+fn finish_ranged(
+    plan: HealPlan,
+    mut fetched: Fetched,
+    whole_donor: bool,
+) -> Result<RangedHealPlan, Error> {
+    let mut rewrite_bytes = Vec::with_capacity(plan.rewrite.len());
+    for r in &plan.rewrite {
+        let mut b = Vec::new();
+        read_region(&mut fetched, r, &mut b)?;
+        rewrite_bytes.push(b);
+    }
+    let donor_reads = fetched.reads;
+    let fetched = fetched.pieces.iter().map(|(o, b)| (*o, b.len() as u64)).collect();
+    Ok(RangedHealPlan { plan, fetched, rewrite_bytes, donor_reads, whole_donor })
+}
+
+/// The parts of the donor read so far, as a [`Source`] that serves only those: a read of
+/// bytes that were not fetched is an error, never a silent fetch, so the planner's reads of
+/// the donor are exactly the ranges it chose. The pieces never overlap.
+struct Fetched {
+    len: u64,
+    /// Disjoint, in offset order.
+    pieces: Vec<(u64, Vec<u8>)>,
+    pos: u64,
+    reads: u64,
+}
+
+const NOT_FETCHED: &str = "the heal planner read donor bytes it had not fetched";
+
+impl Fetched {
+    /// Reads the bytes `offset..offset + len` of `donor` that are not read yet, each gap
+    /// with one seek and one read, so that no donor byte is read twice.
+    fn fetch<G: Source + ?Sized>(
+        &mut self,
+        donor: &mut G,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), Error> {
+        let end = offset.saturating_add(len);
+        let mut gaps = Vec::new();
+        let mut at = offset;
+        for (o, b) in &self.pieces {
+            let piece_end = *o + b.len() as u64;
+            if piece_end <= at || *o >= end {
+                continue;
+            }
+            if *o > at {
+                gaps.push((at, *o));
+            }
+            at = at.max(piece_end);
+        }
+        if at < end {
+            gaps.push((at, end));
+        }
+        for (start, stop) in gaps {
+            let mut buf = vec![0u8; usize::try_from(stop - start).unwrap_or(usize::MAX)];
+            donor.seek(start).map_err(io_err(start))?;
+            donor.read_exact(&mut buf).map_err(io_err(start))?;
+            self.reads += 1;
+            self.pieces.push((start, buf));
+        }
+        self.pieces.sort_by_key(|(o, _)| *o);
+        // Adjacent pieces become one, so that a read across their seam is served.
+        let mut merged: Vec<(u64, Vec<u8>)> = Vec::with_capacity(self.pieces.len());
+        for (o, b) in core::mem::take(&mut self.pieces) {
+            match merged.last_mut() {
+                Some((lo, lb)) if *lo + lb.len() as u64 == o => lb.extend_from_slice(&b),
+                _ => merged.push((o, b)),
+            }
+        }
+        self.pieces = merged;
+        Ok(())
+    }
+}
+
+impl Source for Fetched {
+    fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), crate::error::IoError> {
+        let end = self.pos.saturating_add(buf.len() as u64);
+        if end > self.len {
+            return Err(crate::error::IoError::new(
+                IoErrorKind::UnexpectedEof,
+                "the donor ends before the bytes asked for",
+            ));
+        }
+        let piece = self
+            .pieces
+            .iter()
+            .find(|(o, b)| *o <= self.pos && end <= *o + b.len() as u64)
+            .and_then(|(o, b)| {
+                let from = usize::try_from(self.pos - o).ok()?;
+                b.get(from..from + buf.len())
+            });
+        let Some(piece) = piece else {
+            return Err(crate::error::IoError::new(IoErrorKind::Unsupported, NOT_FETCHED));
+        };
+        buf.copy_from_slice(piece);
+        self.pos = end;
+        Ok(())
+    }
+
+    fn total_len(&mut self) -> Result<Option<u64>, crate::error::IoError> {
+        Ok(Some(self.len))
+    }
+
+    fn seek(&mut self, offset: u64) -> Result<(), crate::error::IoError> {
+        self.pos = offset;
+        Ok(())
+    }
 }
 
 // Why a region is in `donor_mismatch`: the check of the damaged copy that disagrees.
@@ -768,6 +1229,9 @@ enum Class {
     Both,
     /// The bytes differ, and part of them verify in the damaged copy: refused.
     Refused,
+    /// The donor's bytes were not read; the damaged copy's regions here all verify (the
+    /// region is the damaged copy's own), so it is never rewritten.
+    Unread,
     /// The bytes differ, the damaged copy's do not verify and the donor's do; the index is
     /// the candidate's, whose verdict [`Vouching`] decides.
     Candidate(usize),
@@ -861,19 +1325,7 @@ impl<D: Source + ?Sized, G: Source + ?Sized> Vouching<'_, D, G> {
 
     /// The damaged copy's index entries, when its index and tail verify.
     fn damaged_index(&mut self) -> Result<Option<Vec<IndexEntry>>, Error> {
-        let Some(r) = self.mine.regions.iter().find(|r| r.kind == RegionKind::Index && r.is_ok())
-        else {
-            return Ok(None);
-        };
-        let mut bytes = Vec::new();
-        read_region(self.damaged, r, &mut bytes)?;
-        let entries =
-            bytes.get(INDEX_HEADER_LEN..).unwrap_or_default().chunks_exact(INDEX_ENTRY_LEN);
-        Ok(entries
-            .map(|e| {
-                <&[u8; INDEX_ENTRY_LEN]>::try_from(e).ok().and_then(|e| IndexEntry::decode(e).ok())
-            })
-            .collect())
+        verified_entries(self.damaged, self.mine)
     }
 
     /// Decides the frame's candidates (header, chunks, footer) and returns what the damaged
@@ -997,9 +1449,13 @@ impl<D: Source + ?Sized, G: Source + ?Sized> Vouching<'_, D, G> {
         raw: bool,
     ) -> Result<(Link, Option<ChunkHeader>), Error> {
         let mine = read_fixed::<CHUNK_HEADER_LEN, _>(self.damaged, r.offset)?;
-        let theirs = read_fixed::<CHUNK_HEADER_LEN, _>(self.good, r.offset)?;
         let decode =
             |b: Option<[u8; CHUNK_HEADER_LEN]>| b.and_then(|b| ChunkHeader::decode(&b).ok());
+        if class == Class::Unread {
+            // The damaged copy's chunk verifies; the donor's bytes were not fetched.
+            return Ok((Link::Trusted, decode(mine)));
+        }
+        let theirs = read_fixed::<CHUNK_HEADER_LEN, _>(self.good, r.offset)?;
         let own_verifies = self.mine.regions.iter().any(|d| {
             d.kind == RegionKind::Chunk && d.offset == r.offset && d.len == r.len && d.is_ok()
         });

@@ -63,6 +63,7 @@
 mod checkpoint;
 mod client;
 mod error;
+mod heal;
 mod journal;
 mod raw;
 mod sink;
@@ -71,6 +72,10 @@ mod source;
 pub use checkpoint::RemoteCheckpoint;
 pub use client::{ObjectClient, ObjectLocation, S3Settings};
 pub use error::{Cause, ObjectError};
+pub use heal::{
+    FileHealOutcome, HealError, ObjectHealOutcome, RangedObject, Refusal, heal_file_from_object,
+    heal_object_from_file,
+};
 pub use journal::{JournalEntry, UploadJournal, default_state_dir};
 pub use sink::{MAX_PARTS, MIN_PART_SIZE, ObjectSink, UploadOptions, UploadSummary};
 pub use source::{DEFAULT_READ_AHEAD, FetchFailure, ObjectSource};

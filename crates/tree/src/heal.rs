@@ -2,6 +2,11 @@
 //! plan (which regions, from where, and which the donor cannot be trusted for) comes from
 //! `ckpt_frame_core::scan::plan_heal`; this module reads the donor's bytes, rewrites only
 //! those regions, and scans the result again.
+//!
+//! When one copy is in object storage, the heal is `ckpt-object`'s (`heal_file_from_object`,
+//! `heal_object_from_file`), kept there so that this crate does not build an HTTP stack; its
+//! planner, `ckpt_frame_core::scan::plan_heal_ranged`, applies the same rules as
+//! `plan_heal` while fetching only the damaged frames.
 
 use crate::error::format_exit_code;
 use ckpt_frame_core::Error as FormatError;
