@@ -56,3 +56,45 @@ need_packages() {
         apt-get update -qq && apt-get install -y -qq "${want[@]}"
     fi
 }
+
+# doc_block DOC NAME HEADING BODY_FILE: puts BODY_FILE's text between the lines
+# `<!-- bench:NAME:start -->` and `<!-- bench:NAME:end -->` of DOC; when DOC has neither,
+# appends a `## HEADING` section holding them. Every byte outside the block is kept. A marker
+# twice, only one of the two, or the end before the start is refused, DOC left as it was.
+doc_block() {
+    python3 - "$@" <<'PY'
+import os, shutil, sys, tempfile
+path, name, heading, body_path = sys.argv[1:5]
+start, end = f"<!-- bench:{name}:start -->".encode(), f"<!-- bench:{name}:end -->".encode()
+doc = open(path, "rb").read() if os.path.exists(path) else b""
+body = open(body_path, "rb").read().strip()
+
+def find(marker):
+    hits, off = [], 0
+    for line in doc.splitlines(keepends=True):
+        if line.strip() == marker:
+            hits.append((off, off + len(line)))
+        off += len(line)
+    return hits
+
+s, e = find(start), find(end)
+if not s and not e:
+    new = (doc.rstrip(b"\n") + (b"\n\n" if doc.strip() else b"") + b"## " + heading.encode()
+           + b"\n\n" + start + b"\n\n" + body + b"\n\n" + end + b"\n")
+else:
+    if len(s) != 1 or len(e) != 1:
+        sys.exit(f"{path}: need exactly one {start.decode()} and one {end.decode()}; fix by hand")
+    (_, s_end), (e_start, _) = s[0], e[0]
+    if e_start < s_end:
+        sys.exit(f"{path}: {end.decode()} comes before {start.decode()}")
+    if not doc[:s_end].endswith(b"\n"):
+        sys.exit(f"{path}: {start.decode()} is the last line")
+    new = doc[:s_end] + b"\n" + body + b"\n\n" + doc[e_start:]
+fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".bench-doc.")
+with os.fdopen(fd, "wb") as f:
+    f.write(new)
+if os.path.exists(path):
+    shutil.copymode(path, tmp)
+os.replace(tmp, path)
+PY
+}
