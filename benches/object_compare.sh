@@ -182,28 +182,50 @@ log "server ready, bucket $BUCKET, credentials checked"
 
 # ---- measurements ----------------------------------------------------------------------------
 
-# timed NAME CMD...: one run of CMD under GNU time; keeps the best wall time in BEST[NAME]
-# and the largest peak RSS (KiB) in RSS[NAME]. A failing CMD stops the script.
-declare -A BEST RSS
+# timed NAME CMD...: one run of CMD under GNU time. Keeps the best wall time in BEST[NAME]
+# and, of that run, the client's CPU seconds (user + system) in CPU[NAME], the server's in
+# SCPU[NAME] (its /proc stat before and after), and for uploads how much the server's data
+# directory grew in DISK[NAME]; the largest peak RSS (KiB) of all runs goes to RSS[NAME].
+# A failing CMD stops the script.
+declare -A BEST RSS CPU SCPU DISK
+TICK=$(getconf CLK_TCK)
+server_ticks() { awk '{ print $14 + $15 }' "/proc/$WEED_PID/stat"; }
+data_bytes() { du -sb "$SERVER/data" | cut -f1; }
 timed() {
     local name=$1
     shift
-    local t0 t1 s m rc=0
+    local t0 t1 s m u k c0 c1 d0=0 d1=0 rc=0
+    [[ $name == write_* ]] && d0=$(data_bytes)
+    c0=$(server_ticks)
     t0=$(date +%s%N)
-    /usr/bin/time -o "$WORK/time.out" -f %M "$@" >/dev/null 2>"$WORK/run.err" || rc=$?
+    /usr/bin/time -o "$WORK/time.out" -f "%M %U %S" "$@" >/dev/null 2>"$WORK/run.err" || rc=$?
     t1=$(date +%s%N)
+    c1=$(server_ticks)
     [ "$rc" = 0 ] || fail "$rc" "$WORK/run.err" "$@"
+    [[ $name == write_* ]] && d1=$(data_bytes)
     s=$(seconds "$t0" "$t1")
-    m=$(tail -1 "$WORK/time.out")
-    if lower "$s" "${BEST[$name]:-}"; then BEST[$name]=$s; fi
+    read -r m u k < <(tail -1 "$WORK/time.out")
+    if lower "$s" "${BEST[$name]:-}"; then
+        BEST[$name]=$s
+        CPU[$name]=$(awk -v u="$u" -v k="$k" 'BEGIN { printf "%.1f", u + k }')
+        SCPU[$name]=$(awk -v a="$c0" -v b="$c1" -v t="$TICK" 'BEGIN { printf "%.1f", (b - a) / t }')
+        DISK[$name]=$((d1 - d0))
+    fi
     if [ "$m" -gt "${RSS[$name]:-0}" ]; then RSS[$name]=$m; fi
-    log "  $name: $s s, peak RSS $((m / 1024)) MiB"
+    log "  $name: $s s, peak RSS $((m / 1024)) MiB, CPU $u + $k s, server CPU $(((c1 - c0) / TICK)) s"
 }
 
 mib() { echo $((RSS[$1] / 1024)); }
 mbs() { awk -v n="$2" -v s="${BEST[$1]}" 'BEGIN { printf "%.0f", n / s / 1e6 }'; }
 goal() { # RATIO LIMIT: "met" when RATIO <= LIMIT
     if awk -v r="$1" -v l="$2" 'BEGIN { exit !(r <= l) }'; then echo met; else echo "**not met**"; fi
+}
+
+row() { # NAME LABEL STORED: a table row of the best run of NAME on $n input bytes
+    local disk=-
+    [[ $1 == write_* ]] && disk=${DISK[$1]}
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$2" "${BEST[$1]}" "$(mbs "$1" "$n")" \
+        "${CPU[$1]}" "${SCPU[$1]}" "$(mib "$1")" "$3" "$disk"
 }
 
 OUT=$WORK/out
@@ -243,10 +265,10 @@ for kind in $SETS; do
     weed_shell lock "volume.vacuum -garbageThreshold 0.01" unlock || { cat "$WORK/shell.out" >&2; die "weed shell volume.vacuum failed"; }
     wr=$(ratio "${BEST[write_ckpt]}" "${BEST[write_rclone]}")
     rr=$(ratio "${BEST[restore_ckpt]}" "${BEST[restore_rclone]}")
-    t="| \`ckpt write -o s3://$BUCKET/KEY FILE\` (LZ4, $CORES threads) | ${BEST[write_ckpt]} | $(mbs write_ckpt "$n") | $(mib write_ckpt) | $stored |"$'\n'
-    t+="| \`rclone copy FILE bench:$BUCKET/DIR\` | ${BEST[write_rclone]} | $(mbs write_rclone "$n") | $(mib write_rclone) | $n |"$'\n'
-    t+="| \`ckpt restore s3://$BUCKET/KEY -C DIR\` | ${BEST[restore_ckpt]} | $(mbs restore_ckpt "$n") | $(mib restore_ckpt) | $stored |"$'\n'
-    t+="| \`rclone copy bench:$BUCKET/DIR/FILE DIR\` | ${BEST[restore_rclone]} | $(mbs restore_rclone "$n") | $(mib restore_rclone) | $n |"$'\n'
+    t=$(row write_ckpt "\`ckpt write -o s3://$BUCKET/KEY FILE\` (LZ4, $CORES threads)" "$stored")$'\n'
+    t+=$(row write_rclone "\`rclone copy FILE bench:$BUCKET/DIR\`" "$n")$'\n'
+    t+=$(row restore_ckpt "\`ckpt restore s3://$BUCKET/KEY -C DIR\`" "$stored")$'\n'
+    t+=$(row restore_rclone "\`rclone copy bench:$BUCKET/DIR/FILE DIR\`" "$n")$'\n'
     ckpt_rss=$((RSS[write_ckpt] > RSS[restore_ckpt] ? RSS[write_ckpt] : RSS[restore_ckpt]))
     ckpt_rss=$((ckpt_rss / 1024))
     t+=$'\n'"ckpt time over rclone's: write **$wr** (goal <= 0.80: $(goal "$wr" 0.80)), restore"
@@ -254,7 +276,8 @@ for kind in $SETS; do
     t+=" restore $(mib restore_ckpt) MiB (goal <= 128 MiB: $(goal "$ckpt_rss" 128)). Stored:"
     t+=" ckpt $stored bytes for $n of input ($(ratio "$n" "$stored")x), rclone $n bytes."$'\n'
     TABLES+=$'\n'"### $kind data ($n bytes)"$'\n\n'
-    TABLES+="| command | best seconds | MB/s of input | peak RSS MiB | bytes stored |"$'\n'"|---|---|---|---|---|"$'\n'"$t"
+    TABLES+="| command | best seconds | MB/s of input | client CPU s | server CPU s | peak RSS MiB | object bytes | server disk bytes |"$'\n'
+    TABLES+="|---|---|---|---|---|---|---|---|"$'\n'"$t"
     SUMMARY+="$kind: write ${wr}x, restore ${rr}x, ckpt peak ${ckpt_rss} MiB; "
 done
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -277,8 +300,12 @@ Each figure is the best of $RUNS runs; in each run the four commands run in turn
 warm input, to the same bucket, each object deleted after the run so every upload is fresh.
 Before a time counts: \`ckpt verify s3://...\` of the uploaded checkpoint passes (untimed),
 the file \`ckpt restore\` gives back and the file rclone downloads are both \`cmp\`-equal to
-the input, and rclone's object has the input's size. Peak RSS is GNU \`time -f %M\` of the
-timed runs (the largest). Commands: \`ckpt write -o s3://$BUCKET/ckpt/KIND.ckpt FILE\`
+the input, and rclone's object has the input's size. Columns: client CPU is the command's
+user + system seconds (GNU \`time\`), server CPU the \`weed\` process's during the command
+(\`/proc/PID/stat\`), both of the best run; peak RSS is GNU \`time -f %M\`, the largest of
+the runs; object bytes is the object's size in S3, server disk bytes how much the server's
+data directory grew during the upload (SeaweedFS gzips chunks it finds compressible, so a
+raw text upload costs it CPU on write and read and takes less disk). Commands: \`ckpt write -o s3://$BUCKET/ckpt/KIND.ckpt FILE\`
 (defaults: LZ4, 4 MiB frames, all cores; checksums every chunk), \`rclone copy FILE
 bench:$BUCKET/rclone/KIND\` (defaults: 5 MiB parts, 4 at once, MD5 of the file),
 \`ckpt restore s3://$BUCKET/ckpt/KIND.ckpt -C DIR\`, \`rclone copy
