@@ -522,7 +522,7 @@ Hand-written analysis that must survive.
     #[test]
     fn real_doc_has_well_formed_blocks() {
         let doc = util::read(&util::workspace_root().join(DOC)).unwrap();
-        for name in ["compare", "sparse", "pool"] {
+        for name in ["compare", "sparse", "pool", "object"] {
             let out = replace_block(&doc, name, "BODY").unwrap();
             assert!(out.is_some(), "{DOC} has no block {name}");
         }
