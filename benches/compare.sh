@@ -11,12 +11,11 @@ WORK=${WORK:-/tmp/ckpt-compare}
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-for tool in lz4 zstd; do
-    if ! command -v "$tool" >/dev/null; then
-        echo "compare: installing $tool" >&2
-        apt-get update -qq && apt-get install -y -qq "$tool"
-    fi
-done
+BENCH=compare
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
+
+need_packages lz4:lz4 zstd:zstd
 # Two commands: `--bin` would otherwise limit the build to that one binary.
 cargo build --release -q -p ckpt-cli --bin ckpt
 cargo build --release -q -p ckpt-benches --bin gen-data
@@ -24,31 +23,8 @@ CKPT=$ROOT/target/release/ckpt
 CORES=$(nproc)
 mkdir -p "$WORK"
 
-# fail CMD...: says which command failed, with its stderr (in $WORK/run.err), and stops.
-# Called in $(...) too: the exit ends that subshell, and `set -e` then stops the script.
-fail() {
-    local rc=$1
-    shift
-    echo "compare: FAILED (exit $rc): $*" >&2
-    if [ -s "$WORK/run.err" ]; then sed 's/^/compare:   /' "$WORK/run.err" >&2; fi
-    exit 1
-}
-
-# must CMD...: runs CMD (stdout discarded), stopping loudly when it fails.
-must() {
-    local rc=0
-    "$@" >/dev/null 2>"$WORK/run.err" || rc=$?
-    [ "$rc" = 0 ] || fail "$rc" "$@"
-}
-
 # verify RESTORED COMMAND: RESTORED must equal the input file byte for byte.
-verify() {
-    if ! cmp "$input" "$1" >"$WORK/run.err" 2>&1; then
-        echo "compare: FAILED: $2 restored $1, which differs from $input:" >&2
-        sed 's/^/compare:   /' "$WORK/run.err" >&2
-        exit 1
-    fi
-}
+verify() { same_bytes "$input" "$1" "$2 (restored)"; }
 
 # runs VERIFY CMD...: the best wall time in seconds over RUNS runs (outputs removed before
 # each). Any run exiting non-zero stops the script, naming CMD. Unless VERIFY is `-`, the
@@ -63,11 +39,11 @@ runs() {
         t0=$(date +%s%N)
         "$@" >/dev/null 2>"$WORK/run.err" || rc=$?
         t1=$(date +%s%N)
-        [ "$rc" = 0 ] || fail "$rc" "$@"
+        [ "$rc" = 0 ] || fail "$rc" "$WORK/run.err" "$@"
         if [ "$i" = 1 ] && [ "$check" != - ]; then verify "$check" "$*"; fi
         local s
-        s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
-        if [ -z "$best" ] || awk -v x="$s" -v y="$best" 'BEGIN { exit !(x < y) }'; then best=$s; fi
+        s=$(seconds "$t0" "$t1")
+        if lower "$s" "$best"; then best=$s; fi
     done
     echo "$best"
 }
@@ -78,15 +54,11 @@ best_of() { runs - "$@"; }
 # restore_best_of RESTORED CMD...: runs for a restore that leaves the input's copy at RESTORED.
 restore_best_of() { runs "$@"; }
 
-ratio() { # a b: a / b with two decimals
-    awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'
-}
-
 peak() { # CMD...: peak resident set of one run in MiB (a failing CMD stops the script)
     rm -rf "$WORK/out" && mkdir -p "$WORK/out"
     local rc=0
     /usr/bin/time -o "$WORK/time.out" -f %M "$@" >/dev/null 2>"$WORK/run.err" || rc=$?
-    [ "$rc" = 0 ] || fail "$rc" "$@"
+    [ "$rc" = 0 ] || fail "$rc" "$WORK/run.err" "$@"
     tail -1 "$WORK/time.out" | awk '{ printf "%.0f", $1 / 1024 }'
 }
 

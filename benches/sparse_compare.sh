@@ -11,33 +11,16 @@ set -euo pipefail
 RUNS=${RUNS:-3}
 WORK=${WORK:-/tmp/ckpt-sparse-compare}
 cd "$(dirname "$0")/.."
-if ! command -v rsync >/dev/null; then
-    echo "sparse_compare: installing rsync" >&2
-    apt-get update -qq && apt-get install -y -qq rsync
-fi
+BENCH=sparse_compare
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
+need_packages rsync:rsync
 cargo build --release -q -p ckpt-cli --bin ckpt
 CKPT=$PWD/target/release/ckpt
 export CKPT
 mkdir -p "$WORK"
 
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; }
-
-# fail RC LOG CMD...: says which command failed, with its output (LOG), and stops. Called in
-# $(...) too: the exit ends that subshell, and `set -e` then stops the script.
-fail() {
-    local rc=$1 log=$2
-    shift 2
-    echo "sparse_compare: FAILED (exit $rc): $*" >&2
-    if [ -s "$log" ]; then sed 's/^/sparse_compare:   /' "$log" >&2; fi
-    exit 1
-}
-
-# must CMD...: runs CMD (stdout discarded), stopping loudly when it fails.
-must() {
-    local rc=0
-    "$@" >/dev/null 2>"$WORK/run.err" || rc=$?
-    [ "$rc" = 0 ] || fail "$rc" "$WORK/run.err" "$@"
-}
 
 # best_of SRC CMD...: the best wall time in seconds over RUNS runs (output removed before
 # each). Any run exiting non-zero stops the script, naming CMD; the copy the first run made
@@ -55,13 +38,9 @@ best_of() {
         [ "$rc" = 0 ] || fail "$rc" "$WORK/run.err" "$@"
         sync "$WORK/out.img" 2>"$WORK/run.err" || fail $? "$WORK/run.err" sync "$WORK/out.img" after "$@"
         t1=$(date +%s%N)
-        if [ "$i" = 1 ] && ! cmp "$src" "$WORK/out.img" >"$WORK/run.err" 2>&1; then
-            echo "sparse_compare: FAILED: $* made a copy that differs from $src:" >&2
-            sed 's/^/sparse_compare:   /' "$WORK/run.err" >&2
-            exit 1
-        fi
-        s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
-        if [ -z "$best" ] || awk -v x="$s" -v y="$best" 'BEGIN { exit !(x < y) }'; then best=$s; fi
+        if [ "$i" = 1 ]; then same_bytes "$src" "$WORK/out.img" "$*"; fi
+        s=$(seconds "$t0" "$t1")
+        if lower "$s" "$best"; then best=$s; fi
     done
     echo "$best"
 }
@@ -115,7 +94,7 @@ timed() { # CMD...: seconds of one run, its stdout kept in $WORK/last.out; stops
     "$@" >"$WORK/last.out" 2>&1 || rc=$?
     t1=$(date +%s%N)
     [ "$rc" = 0 ] || fail "$rc" "$WORK/last.out" "$@"
-    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'
+    seconds "$t0" "$t1"
 }
 src=$WORK/scattered.img
 work=$WORK/resync.img

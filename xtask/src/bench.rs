@@ -16,17 +16,19 @@ Runs the side-by-side comparison runners in benches/ (all of them unless named):
   sparse   benches/sparse_compare.sh  ckpt sparse copy/sync against cp, rsync
   pool     benches/pool_compare.sh    ckpt pool sync against pmempool sync
   tree     benches/tree_compare.sh    ckpt write/restore of file trees against tar | lz4, tar | zstd
+  object   benches/object_compare.sh  ckpt write/restore to s3:// against rclone copy (own SeaweedFS)
 and replaces the block between `<!-- bench:NAME:start -->` and `<!-- bench:NAME:end -->`
 in docs/performance.md with the runner's fresh Markdown (a block that is missing is
 appended as a new section). Text outside the markers is never touched.
 
   --quick     RUNS=1, and SIZE=128M for compare (in its own WORK directory, since
               compare.sh reuses the inputs it finds); tree: RUNS=1, FILES=20000, SIZE=128M
-              in its own WORK; the other runners have no size knob.
+              in its own WORK; object: RUNS=1, SIZE=256M (its inputs in its own WORK);
+              the other runners have no size knob.
               The blocks then say they come from a quick run.
   --no-write  run and print, leave docs/performance.md as it was
 
-The scripts' knobs (RUNS, SIZE, FILES, WORK) set in the environment are passed through and win
+The scripts' knobs (RUNS, SIZE, FILES, WORK, INPUTS) set in the environment are passed through and win
 over --quick.";
 
 /// One comparison runner: a script in `benches/` and its block in `docs/performance.md`.
@@ -46,7 +48,7 @@ struct Runner {
     env: &'static [(&'static str, &'static str)],
 }
 
-const RUNNERS: [Runner; 4] = [
+const RUNNERS: [Runner; 5] = [
     Runner {
         name: "compare",
         script: "benches/compare.sh",
@@ -88,6 +90,18 @@ const RUNNERS: [Runner; 4] = [
         writes_doc: false,
         // The script also updates a doc itself; xtask writes the real one.
         env: &[("DOC", "/tmp/ckpt-tree-compare-doc.md")],
+    },
+    Runner {
+        name: "object",
+        script: "benches/object_compare.sh",
+        heading: "Object storage against rclone",
+        knobs: &["SIZE", "RUNS", "WORK", "INPUTS"],
+        // compare.sh's 1 GiB inputs are reused only when they have SIZE bytes: the quick
+        // run generates its own 256 MiB ones in its WORK.
+        quick: &[("RUNS", "1"), ("SIZE", "256M"), ("WORK", "/tmp/ckpt-object-compare-quick")],
+        writes_doc: false,
+        // The script also updates a doc itself; xtask writes the real one.
+        env: &[("DOC", "/tmp/ckpt-object-compare-doc.md")],
     },
 ];
 
@@ -508,7 +522,7 @@ Hand-written analysis that must survive.
     #[test]
     fn real_doc_has_well_formed_blocks() {
         let doc = util::read(&util::workspace_root().join(DOC)).unwrap();
-        for name in ["compare", "sparse", "pool"] {
+        for name in ["compare", "sparse", "pool", "object"] {
             let out = replace_block(&doc, name, "BODY").unwrap();
             assert!(out.is_some(), "{DOC} has no block {name}");
         }
