@@ -291,6 +291,7 @@ fn pool_tour(
             IoMode::Buffered,
             &ckpt_tree::CollectOptions::new(4 << 20),
             &options,
+            crate::object_cmd::UploadFlags::default(),
             &sources,
         )?;
         Ok(format!("checkpoint of logs/ and small/ ({}) in a 3-replica native pool", human(bytes)))
@@ -385,7 +386,14 @@ pub(crate) fn run(dir: Option<&Path>, size: u64) -> Result<u8, Failure> {
             strict: true,
         };
         let collect = ckpt_tree::CollectOptions::new(16 << 20);
-        crate::write(&ckpt_s, IoMode::Buffered, &collect, &options, std::slice::from_ref(&data))?;
+        crate::write(
+            &ckpt_s,
+            IoMode::Buffered,
+            &collect,
+            &options,
+            crate::object_cmd::UploadFlags::default(),
+            std::slice::from_ref(&data),
+        )?;
         let stored = fs::metadata(&ckpt).map_or(0, |m| m.len());
         Ok(format!("{} stored, ratio {:.2}", human(stored), total as f64 / stored.max(1) as f64))
     })?);

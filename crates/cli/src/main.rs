@@ -96,6 +96,16 @@ enum Command {
         /// storing it as read with a warning and exit status 1.
         #[arg(long)]
         strict: bool,
+        /// `s3://` only: publish only if no object exists under the key (`If-None-Match:
+        /// *`); an existing checkpoint is never replaced, and of two racing writers one wins.
+        #[arg(long)]
+        no_clobber: bool,
+        /// `s3://` only: continue the interrupted upload to this key (recorded in
+        /// `$CKPT_STATE_DIR`, else `$XDG_STATE_HOME/ckpt/uploads`, else
+        /// `~/.local/state/ckpt/uploads`) with the same checkpoint identity; give the same
+        /// paths. Parts the server already holds with the same bytes are not sent again.
+        #[arg(long)]
+        resume: bool,
         /// Files and directories to checkpoint.
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
@@ -300,6 +310,8 @@ fn run(command: Command) -> Result<u8, Failure> {
             one_file_system,
             no_xattrs,
             strict,
+            no_clobber,
+            resume,
             paths,
         } => {
             let excludes = Excludes::new(&exclude).map_err(|e| Failure::usage(e.to_string()))?;
@@ -315,7 +327,14 @@ fn run(command: Command) -> Result<u8, Failure> {
                 threads: threads.unwrap_or_else(all_cores).max(1),
                 strict,
             };
-            write(&output, io, &collect, &options, &paths)
+            let upload = object_cmd::UploadFlags { no_clobber, resume, id_given: id.is_some() };
+            if (no_clobber || resume) && !ckpt_object::ObjectLocation::is_object_url(&output) {
+                return Err(Failure::usage(
+                    "--no-clobber and --resume apply to s3:// outputs only (a local write \
+                     publishes atomically by rename)",
+                ));
+            }
+            write(&output, io, &collect, &options, upload, &paths)
         }
         Command::Restore { input, dir, io, threads, no_same_owner, no_xattrs, paths } => {
             let mut options = RestoreOptions::default();
@@ -345,6 +364,7 @@ pub(crate) fn write(
     io: IoMode,
     collect: &CollectOptions,
     options: &WriteOptions,
+    upload: object_cmd::UploadFlags,
     paths: &[PathBuf],
 ) -> Result<u8, Failure> {
     let started = Instant::now();
@@ -369,15 +389,18 @@ pub(crate) fn write(
         writer.finish().map_err(|e| Failure::usage(format!("{output}: {e}")))?;
         summary
     } else if let Some(remote) = object_cmd::remote_of(output)? {
-        // Multipart upload, published only by complete(); any failure aborts it.
-        let sink = ckpt_object::ObjectSink::create(
-            &remote.client,
-            remote.location.key(),
-            ckpt_object::UploadOptions::default(),
-        )
-        .map_err(|e| object_cmd::object_failure(&e))?;
-        let (sink, summary) = tree::write_checkpoint(sink, &collected, options, &mut tick)?;
-        sink.complete().map_err(|e| object_cmd::object_failure(&e))?;
+        // Multipart upload, published only by complete(); a failure aborts it, or keeps it
+        // for --resume when a request failed.
+        let (sink, id) = remote.sink(upload, options.id)?;
+        let options = WriteOptions { id, ..*options };
+        let (sink, summary) = tree::write_checkpoint(sink, &collected, &options, &mut tick)?;
+        let uploaded = sink.complete().map_err(|e| remote.upload_failure(&e))?;
+        if uploaded.parts_reused > 0 {
+            eprintln!(
+                "ckpt: resumed: {} of {} parts were already on the server and not sent again",
+                uploaded.parts_reused, uploaded.parts
+            );
+        }
         summary
     } else if output == "-" {
         if io != IoMode::Buffered {

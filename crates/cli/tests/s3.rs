@@ -29,6 +29,7 @@ fn ckpt(weed: &Weed, secret: &str, args: &[&str]) -> Output {
         .env("AWS_SECRET_ACCESS_KEY", secret)
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ALLOW_HTTP", "true")
+        .env("CKPT_STATE_DIR", WORKDIR.with(|w| w.borrow().join("ckpt-state")))
         .output()
         .expect("run ckpt")
 }

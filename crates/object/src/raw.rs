@@ -1,4 +1,4 @@
-//! The two S3 requests `object_store` does not offer, signed with its own SigV4
+//! The two S3 requests `object_store` does not offer, signed with its own `SigV4`
 //! [`AwsAuthorizer`]: completing a multipart upload only if the key is still free
 //! (`If-None-Match: *`, which makes `--no-clobber` atomic for checkpoints of any size), and
 //! listing the parts an upload already holds (which lets `--resume` skip the parts the
@@ -7,6 +7,7 @@
 use object_store::aws::{AwsAuthorizer, AwsCredential};
 use object_store::client::{HttpRequest, HttpRequestBody};
 use serde::Deserialize;
+use std::fmt::Write as _;
 use std::time::Duration;
 
 /// What went wrong with one of these requests.
@@ -146,10 +147,11 @@ impl RawS3 {
     ) -> Result<Option<String>, RawError> {
         let mut body = String::from("<CompleteMultipartUpload>");
         for (number, e_tag) in (1u32..).zip(e_tags) {
-            body.push_str(&format!(
+            let _ = write!(
+                body,
                 "<Part><PartNumber>{number}</PartNumber><ETag>{}</ETag></Part>",
                 escape_xml(e_tag)
-            ));
+            );
         }
         body.push_str("</CompleteMultipartUpload>");
         let url = self.url(key, &format!("uploadId={}", encode(upload_id, true)));
@@ -181,10 +183,13 @@ impl RawS3 {
         let mut marker = 0u32;
         // Bounded: 10,000 parts at 1,000 per page.
         for _ in 0..=10 {
-            let url = self.url(
-                key,
-                &format!("part-number-marker={marker}&uploadId={}", encode(upload_id, true)),
-            );
+            // Only a real marker is sent: some servers read `part-number-marker=0` oddly.
+            let query = if marker == 0 {
+                format!("uploadId={}", encode(upload_id, true))
+            } else {
+                format!("part-number-marker={marker}&uploadId={}", encode(upload_id, true))
+            };
+            let url = self.url(key, &query);
             let (status, text) = self.send(http::Method::GET, &url, &[], "").await?;
             if !(200..300).contains(&status) {
                 return Err(RawError::Status { status, body: snippet(&text) });
@@ -226,7 +231,7 @@ struct XmlPart {
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters (and `/` between key
-/// segments unless `slash` is set), as SigV4's canonical URI expects.
+/// segments unless `slash` is set), as `SigV4`'s canonical URI expects.
 fn encode(text: &str, slash: bool) -> String {
     let mut out = String::with_capacity(text.len());
     for b in text.bytes() {
@@ -236,7 +241,7 @@ fn encode(text: &str, slash: bool) -> String {
         {
             out.push(char::from(b));
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            let _ = write!(out, "%{b:02X}");
         }
     }
     out

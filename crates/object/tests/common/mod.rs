@@ -29,6 +29,7 @@ pub struct Weed {
     dir: tempfile::TempDir,
     /// `http://127.0.0.1:PORT` of the S3 gateway.
     pub endpoint: String,
+    metrics: u16,
     master: String,
     filer: String,
 }
@@ -52,17 +53,18 @@ impl Weed {
         std::fs::create_dir(&data).expect("data directory");
         let config = dir.path().join("s3.json");
         std::fs::write(&config, identities_json()).expect("S3 identities file");
-        let ports = free_ports(8);
-        let [master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc] = ports[..]
+        let ports = free_ports(9);
+        let [master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc, metrics] =
+            ports[..]
         else {
-            unreachable!("free_ports(8) returns 8 ports")
+            unreachable!("free_ports(9) returns 9 ports")
         };
         let log = std::fs::File::create(dir.path().join("weed.log")).expect("log file");
         let args = server_args(
             &data,
             &config,
             dir.path(),
-            [master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc],
+            [master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc, metrics],
         );
         let child = Command::new("weed")
             .args(&args)
@@ -76,6 +78,7 @@ impl Weed {
             child,
             dir,
             endpoint: format!("http://127.0.0.1:{s3}"),
+            metrics,
             master: format!("127.0.0.1:{master}.{master_grpc}"),
             filer: format!("127.0.0.1:{filer}.{filer_grpc}"),
         };
@@ -200,8 +203,8 @@ fn identities_json() -> String {
     )
 }
 
-fn server_args(data: &Path, config: &Path, dir: &Path, ports: [u16; 8]) -> Vec<String> {
-    let [master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc] = ports;
+fn server_args(data: &Path, config: &Path, dir: &Path, ports: [u16; 9]) -> Vec<String> {
+    let [master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc, metrics] = ports;
     let sock = |name: &str| dir.join(name).display().to_string();
     vec![
         "server".into(),
@@ -228,6 +231,7 @@ fn server_args(data: &Path, config: &Path, dir: &Path, ports: [u16; 8]) -> Vec<S
         "-s3.autoCreateBucket=false".into(),
         format!("-s3.localSocket={}", sock("s3.sock")),
         format!("-s3.config={}", config.display()),
+        format!("-metricsPort={metrics}"),
     ]
 }
 
@@ -279,5 +283,29 @@ impl Weed {
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Weed {
+    /// The server's own count of S3 requests of HTTP `method` answered with `code`, summed
+    /// over buckets (its Prometheus counter `SeaweedFS_s3_request_total`).
+    ///
+    /// # Panics
+    /// When the metrics endpoint does not answer.
+    pub fn requests(&self, method: &str, code: u16) -> u64 {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.metrics)).expect("metrics endpoint");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .expect("metrics request");
+        let mut text = String::new();
+        stream.read_to_string(&mut text).expect("metrics answer");
+        let wanted_code = format!("code=\"{code}\"");
+        let wanted_type = format!("type=\"{method}\"");
+        text.lines()
+            .filter(|l| l.starts_with("SeaweedFS_s3_request_total{"))
+            .filter(|l| l.contains(&wanted_code) && l.contains(&wanted_type))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
     }
 }

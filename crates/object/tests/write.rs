@@ -1,0 +1,158 @@
+//! Publishing rules of `ObjectSink` against a real S3 server (`SeaweedFS`): no-clobber
+//! refuses to replace an object and lets exactly one of two racing writers win, for single
+//! `PUT`s and multipart uploads; a journaled upload abandoned mid-way is resumed without
+//! re-sending the parts the server holds, counted by the server itself.
+
+mod common;
+
+use ckpt_frame_core::CheckpointId;
+use ckpt_frame_core::Sink;
+use ckpt_object::{
+    MIN_PART_SIZE, ObjectClient, ObjectError, ObjectSink, ObjectSource, UploadJournal,
+    UploadOptions,
+};
+use common::Weed;
+use std::sync::{Arc, Barrier};
+
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()[3]
+        })
+        .collect()
+}
+
+fn read_all(client: &ObjectClient, key: &str) -> Vec<u8> {
+    let mut source = ObjectSource::open(client, key).expect("open object");
+    let mut bytes = vec![0u8; usize::try_from(source.len()).unwrap()];
+    ckpt_frame_core::Source::read_exact(&mut source, &mut bytes).expect("read object");
+    bytes
+}
+
+fn options(no_clobber: bool) -> UploadOptions {
+    UploadOptions::default().with_part_size(MIN_PART_SIZE).unwrap().with_no_clobber(no_clobber)
+}
+
+fn upload(
+    client: &ObjectClient,
+    key: &str,
+    bytes: &[u8],
+    no_clobber: bool,
+) -> Result<(), ObjectError> {
+    let mut sink = ObjectSink::create(client, key, options(no_clobber))?;
+    sink.write_all(bytes).map_err(|e| ObjectError::InvalidSettings { reason: e.to_string() })?;
+    sink.complete().map(|_| ())
+}
+
+/// Two writers race for each key, released together just before they publish.
+fn race(client: &ObjectClient, key: &str, len: usize) {
+    let barrier = Arc::new(Barrier::new(2));
+    let writers: Vec<_> = (0..2u64)
+        .map(|w| {
+            let (client, key, barrier) = (client.clone(), key.to_owned(), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                let bytes = noise(len, 100 + w);
+                let mut sink = ObjectSink::create(&client, &key, options(true)).unwrap();
+                sink.write_all(&bytes).unwrap();
+                barrier.wait();
+                (bytes, sink.complete())
+            })
+        })
+        .collect();
+    let results: Vec<_> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+    let winners: Vec<_> = results.iter().filter(|(_, r)| r.is_ok()).collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "{key}: exactly one writer must win: {:?}",
+        results
+            .iter()
+            .map(|(_, r)| r.as_ref().map(|_| ()).map_err(ToString::to_string))
+            .collect::<Vec<_>>()
+    );
+    let loser = results.iter().find(|(_, r)| r.is_err()).unwrap();
+    assert!(matches!(loser.1, Err(ObjectError::AlreadyExists { .. })), "{:?}", loser.1);
+    assert_eq!(read_all(client, key), winners[0].0, "{key}: the object is the winner's, whole");
+}
+
+#[test]
+fn no_clobber_never_replaces_and_one_racer_wins() {
+    let Some(weed) = Weed::start("no_clobber_never_replaces_and_one_racer_wins") else { return };
+    let client = weed.client(common::BUCKET);
+    for (key, len) in [("nc/small", 4096), ("nc/multi", 2 * MIN_PART_SIZE + 77)] {
+        let first = noise(len, 1);
+        upload(&client, key, &first, true).expect("the first no-clobber write publishes");
+        let err = upload(&client, key, &noise(len, 2), true).expect_err("the key is taken");
+        assert!(matches!(err, ObjectError::AlreadyExists { .. }), "{err}");
+        let text = err.to_string();
+        assert!(text.contains(&weed.endpoint) && text.contains(key), "{text}");
+        assert_eq!(read_all(&client, key), first, "{key}: the existing object is untouched");
+        // Without no-clobber the same key is replaced, as a local write replaces a file.
+        let third = noise(len, 3);
+        upload(&client, key, &third, false).unwrap();
+        assert_eq!(read_all(&client, key), third);
+    }
+    let uploads_before = weed.requests("DELETE", 204);
+    race(&client, "nc/race-small", 1000);
+    race(&client, "nc/race-multi", MIN_PART_SIZE + 5);
+    assert!(
+        weed.requests("DELETE", 204) > uploads_before,
+        "the losing multipart upload is aborted"
+    );
+}
+
+#[test]
+fn a_journaled_upload_abandoned_midway_resumes_without_resending_parts() {
+    let Some(weed) = Weed::start("a_journaled_upload_abandoned_midway_resumes") else { return };
+    let client = weed.client(common::BUCKET);
+    let state = tempfile::tempdir().unwrap();
+    let key = "resume/state.ckpt";
+    let id = CheckpointId::from_bytes([5; 16]);
+    let bytes = noise(5 * MIN_PART_SIZE + 1234, 9);
+    let journal = UploadJournal::new(state.path(), &client, key);
+
+    // Three full parts sent and acknowledged, then the writer vanishes without aborting
+    // (as a killed process does): only the uncompleted upload and the journal remain.
+    let mut sink = ObjectSink::create(&client, key, options(false))
+        .unwrap()
+        .with_journal(journal.clone(), id)
+        .unwrap();
+    let puts_at_start = weed.requests("PUT", 200);
+    sink.write_all(&bytes[..3 * MIN_PART_SIZE + 10]).unwrap();
+    // The server's count says when the three parts have landed (a fresh server can take
+    // seconds for its first writes).
+    let started = std::time::Instant::now();
+    while weed.requests("PUT", 200) < puts_at_start + 3 {
+        assert!(started.elapsed().as_secs() < 120, "the parts never landed");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::mem::forget(sink);
+    assert!(ObjectSource::open(&client, key).is_err(), "nothing is published before complete");
+    let recorded = journal.load().unwrap().expect("the upload is journaled");
+    assert_eq!(recorded.checkpoint_id, id);
+
+    let puts_before = weed.requests("PUT", 200);
+    let (mut sink, resumed_id) =
+        ObjectSink::resume(&client, key, UploadOptions::default(), journal.clone()).unwrap();
+    assert_eq!(resumed_id, id);
+    assert_eq!(sink.options().part_size(), MIN_PART_SIZE, "the journal's part size is kept");
+    // The second part differs now (the input changed): it must be sent again.
+    let mut changed = bytes.clone();
+    changed[MIN_PART_SIZE + 3] ^= 1;
+    sink.write_all(&changed).unwrap();
+    let summary = sink.complete().unwrap();
+    let puts = weed.requests("PUT", 200) - puts_before;
+    assert_eq!(summary.parts, 6);
+    assert_eq!(summary.parts_reused, 2, "parts 1 and 3 were held with the same bytes");
+    assert_eq!(puts, 4, "the server saw only the 4 parts it lacked or held with other bytes");
+    assert_eq!(read_all(&client, key), changed, "the object is exactly the bytes written");
+    assert_eq!(journal.load().unwrap(), None, "the journal is gone once complete");
+
+    // Nothing recorded: resume says so.
+    let err = ObjectSink::resume(&client, key, UploadOptions::default(), journal).unwrap_err();
+    assert!(matches!(err, ObjectError::NothingToResume { .. }), "{err}");
+}
