@@ -156,3 +156,86 @@ fn a_journaled_upload_abandoned_midway_resumes_without_resending_parts() {
     let err = ObjectSink::resume(&client, key, UploadOptions::default(), journal).unwrap_err();
     assert!(matches!(err, ObjectError::NothingToResume { .. }), "{err}");
 }
+
+/// A TCP proxy in front of the real server that answers the first `refusals` requests
+/// with `503 Slow Down` (S3's throttling answer) and then relays bytes both ways.
+struct ThrottlingProxy {
+    port: u16,
+    refused: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl ThrottlingProxy {
+    fn start(upstream: &str, refusals: u64) -> Self {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let upstream = upstream.trim_start_matches("http://").to_owned();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let count = Arc::clone(&refused);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut client) = stream else { return };
+                if count.load(Ordering::SeqCst) < refusals {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    // Read the request head, then refuse and close.
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") && client.read(&mut byte).unwrap_or(0) == 1 {
+                        head.push(byte[0]);
+                    }
+                    let body = "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+                    let _ = write!(
+                        client,
+                        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(&upstream) else { continue };
+                let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (mut c1, mut s1) = (client, server);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c1, &mut s1);
+                    let _ = s1.shutdown(std::net::Shutdown::Write);
+                });
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut s2, &mut c2);
+                    let _ = c2.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        Self { port, refused }
+    }
+}
+
+#[test]
+fn throttled_requests_are_retried_with_backoff() {
+    let Some(weed) = Weed::start("throttled_requests_are_retried_with_backoff") else { return };
+    let proxy = ThrottlingProxy::start(&weed.endpoint, 3);
+    let settings = weed
+        .settings()
+        .with_endpoint(&format!("http://127.0.0.1:{}", proxy.port))
+        .with_retries(5, std::time::Duration::from_secs(30));
+    let client = ObjectClient::s3(&settings, common::BUCKET).unwrap();
+    let bytes = noise(2 * MIN_PART_SIZE + 99, 4);
+    upload(&client, "throttled/a.ckpt", &bytes, false).expect("retries ride out the throttling");
+    assert_eq!(proxy.refused.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert_eq!(read_all(&weed.client(common::BUCKET), "throttled/a.ckpt"), bytes);
+
+    // More refusals than retries: a clear error naming the key, and nothing published.
+    let proxy = ThrottlingProxy::start(&weed.endpoint, u64::MAX);
+    let settings = weed
+        .settings()
+        .with_endpoint(&format!("http://127.0.0.1:{}", proxy.port))
+        .with_retries(2, std::time::Duration::from_secs(10));
+    let client = ObjectClient::s3(&settings, common::BUCKET).unwrap();
+    let err = upload(&client, "throttled/b.ckpt", &noise(1000, 5), false).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("throttled/b.ckpt") && text.contains("503"), "{text}");
+    assert!(
+        proxy.refused.load(std::sync::atomic::Ordering::SeqCst) >= 3,
+        "the request was tried again before giving up"
+    );
+    assert!(ObjectSource::open(&weed.client(common::BUCKET), "throttled/b.ckpt").is_err());
+}
