@@ -74,6 +74,18 @@ fn a_killed_write_leaves_no_object_and_resume_completes_it() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
+    // Parts whose bytes were on the wire at the kill may still land: wait until the
+    // server has finished every PUT, so the resume's count below is its own.
+    // A request still in a socket buffer is not in flight yet, hence the second look.
+    let killed = Instant::now();
+    loop {
+        let before = weed.requests("PUT", 200);
+        std::thread::sleep(Duration::from_millis(300));
+        if weed.in_flight("PUT") == 0 && weed.requests("PUT", 200) == before {
+            break;
+        }
+        assert!(killed.elapsed() < Duration::from_mins(1), "PUTs never finished");
+    }
     let held = weed.requests("PUT", 200) - puts_at_start;
 
     let info = run(&weed, dir, &["info", &url]);

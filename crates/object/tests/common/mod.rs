@@ -293,6 +293,20 @@ impl Weed {
     /// # Panics
     /// When the metrics endpoint does not answer.
     pub fn requests(&self, method: &str, code: u16) -> u64 {
+        let wanted_code = format!("code=\"{code}\"");
+        self.metric("SeaweedFS_s3_request_total{", method, &wanted_code)
+    }
+
+    /// S3 requests of HTTP `method` the server is handling right now (its gauge
+    /// `SeaweedFS_s3_in_flight_requests`).
+    ///
+    /// # Panics
+    /// When the metrics endpoint does not answer.
+    pub fn in_flight(&self, method: &str) -> u64 {
+        self.metric("SeaweedFS_s3_in_flight_requests{", method, "")
+    }
+
+    fn metric(&self, prefix: &str, method: &str, label: &str) -> u64 {
         let mut stream = TcpStream::connect(("127.0.0.1", self.metrics)).expect("metrics endpoint");
         stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
         stream
@@ -300,11 +314,10 @@ impl Weed {
             .expect("metrics request");
         let mut text = String::new();
         stream.read_to_string(&mut text).expect("metrics answer");
-        let wanted_code = format!("code=\"{code}\"");
         let wanted_type = format!("type=\"{method}\"");
         text.lines()
-            .filter(|l| l.starts_with("SeaweedFS_s3_request_total{"))
-            .filter(|l| l.contains(&wanted_code) && l.contains(&wanted_type))
+            .filter(|l| l.starts_with(prefix))
+            .filter(|l| l.contains(label) && l.contains(&wanted_type))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .sum()
     }
