@@ -96,6 +96,19 @@ pub enum ObjectError {
         /// The key.
         key: String,
     },
+    /// A replacement conditional on the object's entity tag found another object under the
+    /// key (someone replaced it meanwhile); nothing was published and the upload was
+    /// aborted.
+    Changed {
+        /// The endpoint asked.
+        endpoint: String,
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+        /// The entity tag the object had when it was read.
+        expected_e_tag: String,
+    },
     /// No interrupted upload is recorded for the key, so there is nothing to resume.
     NothingToResume {
         /// The bucket.
@@ -155,6 +168,11 @@ impl fmt::Display for ObjectError {
                 f,
                 "s3://{bucket}/{key} already exists at endpoint {endpoint}; not replaced \
                  (no-clobber), the upload was aborted"
+            ),
+            Self::Changed { endpoint, bucket, key, expected_e_tag } => write!(
+                f,
+                "s3://{bucket}/{key} at endpoint {endpoint} changed since it was read (its \
+                 entity tag is no longer {expected_e_tag}); not replaced, the upload was aborted"
             ),
             Self::NothingToResume { bucket, key, journal } => write!(
                 f,

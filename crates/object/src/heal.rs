@@ -559,7 +559,10 @@ pub fn heal_object_from_file(
     if dry_run {
         return Ok(ObjectHealOutcome::Replaced { scan: report, upload: None });
     }
-    let upload = upload_file(client, key, good, options)?;
+    // Replaced only if the object is still the one scanned: a writer that replaced it
+    // meanwhile keeps its object (ObjectError::Changed).
+    let scanned = tee.object.e_tag().map(str::to_owned);
+    let upload = upload_file(client, key, good, options, scanned.as_deref())?;
     Ok(ObjectHealOutcome::Replaced { scan: report, upload: Some(upload) })
 }
 
@@ -569,6 +572,7 @@ fn upload_file(
     key: &str,
     path: &Path,
     options: UploadOptions,
+    if_match: Option<&str>,
 ) -> Result<UploadSummary, HealError> {
     let file = File::open(path).map_err(|source| {
         HealError::Local(BackendError::Open { path: path.to_path_buf(), source })
@@ -577,6 +581,13 @@ fn upload_file(
         HealError::Local(BackendError::Io { path: path.to_path_buf(), op: "read", source })
     };
     let mut sink = ObjectSink::create(client, key, options)?;
+    match if_match {
+        Some(e_tag) if client.raw().is_some() => sink = sink.replacing(e_tag)?,
+        _ => tracing::warn!(
+            key,
+            "the object is replaced unconditionally: no entity tag or no S3 endpoint"
+        ),
+    }
     let mut buf = vec![0u8; options.part_size().max(1 << 20)];
     let mut at = 0u64;
     loop {

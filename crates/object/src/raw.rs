@@ -13,8 +13,9 @@ use std::time::Duration;
 /// What went wrong with one of these requests.
 #[derive(Debug)]
 pub(crate) enum RawError {
-    /// `If-None-Match: *` failed: an object exists under the key.
-    AlreadyExists,
+    /// The precondition failed: an object exists under the key (`If-None-Match: *`), or
+    /// the object is no longer the one named (`If-Match`).
+    PreconditionFailed,
     /// The server answered with an error status.
     Status { status: u16, body: String },
     /// The request could not be built, signed or sent, or the answer not read.
@@ -24,7 +25,7 @@ pub(crate) enum RawError {
 impl std::fmt::Display for RawError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::AlreadyExists => write!(f, "an object already exists under the key"),
+            Self::PreconditionFailed => write!(f, "the publishing precondition failed"),
             Self::Status { status, body } => write!(f, "HTTP {status}: {body}"),
             Self::Transport(cause) => write!(f, "{cause}"),
         }
@@ -32,6 +33,24 @@ impl std::fmt::Display for RawError {
 }
 
 impl std::error::Error for RawError {}
+
+/// When a multipart upload may publish.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Precondition<'a> {
+    /// No object exists under the key (`If-None-Match: *`).
+    Absent,
+    /// The object under the key still has this entity tag (`If-Match`).
+    Matches(&'a str),
+}
+
+impl<'a> Precondition<'a> {
+    fn header(self) -> (&'static str, &'a str) {
+        match self {
+            Self::Absent => ("if-none-match", "*"),
+            Self::Matches(e_tag) => ("if-match", e_tag),
+        }
+    }
+}
 
 /// One part the server holds for an upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,14 +155,15 @@ impl RawS3 {
         }
     }
 
-    /// `CompleteMultipartUpload` with `If-None-Match: *`: the object appears only if no
-    /// object exists under `key`; otherwise [`RawError::AlreadyExists`] and the upload stays
+    /// `CompleteMultipartUpload` under a precondition: the object appears only if
+    /// `condition` holds; otherwise [`RawError::PreconditionFailed`] and the upload stays
     /// uncompleted (the caller aborts it). Returns the new object's entity tag.
-    pub(crate) async fn complete_if_absent(
+    pub(crate) async fn complete_if(
         &self,
         key: &str,
         upload_id: &str,
         e_tags: &[String],
+        condition: Precondition<'_>,
     ) -> Result<Option<String>, RawError> {
         let mut body = String::from("<CompleteMultipartUpload>");
         for (number, e_tag) in (1u32..).zip(e_tags) {
@@ -159,13 +179,13 @@ impl RawS3 {
             .send(
                 http::Method::POST,
                 &url,
-                &[("if-none-match", "*"), ("content-type", "application/xml")],
+                &[condition.header(), ("content-type", "application/xml")],
                 &body,
             )
             .await?;
         // S3 may answer 200 and report the failure in the body.
         if status == 412 || text.contains("<Code>PreconditionFailed</Code>") {
-            return Err(RawError::AlreadyExists);
+            return Err(RawError::PreconditionFailed);
         }
         if !(200..300).contains(&status) || text.contains("<Error>") {
             return Err(RawError::Status { status, body: snippet(&text) });

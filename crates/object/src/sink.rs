@@ -4,12 +4,12 @@
 use crate::client::ObjectClient;
 use crate::error::ObjectError;
 use crate::journal::{JournalEntry, UploadJournal};
-use crate::raw::{ListedPart, RawError};
+use crate::raw::{ListedPart, Precondition, RawError};
 use ckpt_frame_core::{CheckpointId, IoError, Sink};
 use md5::{Digest, Md5};
 use object_store::multipart::PartId;
 use object_store::path::Path;
-use object_store::{PutMode, PutOptions, PutPayload};
+use object_store::{PutMode, PutOptions, PutPayload, UpdateVersion};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use tokio::task::JoinHandle;
@@ -138,6 +138,8 @@ pub struct ObjectSink {
     options: UploadOptions,
     upload: Option<String>,
     journal: Option<(UploadJournal, CheckpointId)>,
+    /// Publish only over the object with this entity tag (`If-Match`).
+    if_match: Option<String>,
     /// Parts the server holds for a resumed upload, by part number.
     held: HashMap<u32, ListedPart>,
     part: Vec<u8>,
@@ -195,6 +197,7 @@ impl ObjectSink {
             options,
             upload: None,
             journal: None,
+            if_match: None,
             held: HashMap::new(),
             part: Vec::with_capacity(options.part_size),
             in_flight: VecDeque::new(),
@@ -205,6 +208,28 @@ impl ObjectSink {
             failed: false,
             done: false,
         })
+    }
+
+    /// Publishes only over the object whose entity tag is `e_tag` (`If-Match` on the single
+    /// `PUT` or on `CompleteMultipartUpload`), so that replacing an object read earlier
+    /// (heal) never overwrites another writer's newer object: that case gives
+    /// [`ObjectError::Changed`] and publishes nothing.
+    ///
+    /// # Errors
+    /// [`ObjectError::InvalidSettings`] when the store is not an S3 endpoint with
+    /// credentials, or together with no-clobber (the two conditions exclude each other).
+    pub fn replacing(mut self, e_tag: &str) -> Result<Self, ObjectError> {
+        if self.client.raw().is_none() || self.options.no_clobber {
+            return Err(ObjectError::InvalidSettings {
+                reason: format!(
+                    "a conditional replacement needs an S3 endpoint with credentials and \
+                     excludes no-clobber ({})",
+                    self.client.endpoint()
+                ),
+            });
+        }
+        self.if_match = Some(e_tag.to_owned());
+        Ok(self)
     }
 
     /// Records the upload of checkpoint `checkpoint_id` in `journal` when it starts, so a
@@ -338,15 +363,19 @@ impl ObjectSink {
         let Some(parts) = parts else {
             return Err(self.upload_failed());
         };
-        let e_tag = if self.options.no_clobber {
+        let condition = match (&self.if_match, self.options.no_clobber) {
+            (Some(e_tag), _) => Some(Precondition::Matches(e_tag)),
+            (None, true) => Some(Precondition::Absent),
+            (None, false) => None,
+        };
+        let e_tag = if let Some(condition) = condition {
             let Some(raw) = self.client.raw().map(Arc::clone) else {
                 return Err(self.upload_failed());
             };
             let key = self.key.clone();
             let e_tags: Vec<String> = parts.into_iter().map(|p| p.content_id).collect();
-            let result = self
-                .client
-                .block_on(async move { raw.complete_if_absent(&key, &upload_id, &e_tags).await })?;
+            let result =
+                self.client.block_on(raw.complete_if(&key, &upload_id, &e_tags, condition))?;
             result.map_err(|e| self.raw_failure("complete multipart upload", e))?
         } else {
             let store = Arc::clone(self.client.multipart());
@@ -374,13 +403,19 @@ impl ObjectSink {
         let payload = PutPayload::from(std::mem::take(&mut self.part));
         let store = Arc::clone(self.client.store());
         let path = self.path.clone();
-        let mode = if self.options.no_clobber { PutMode::Create } else { PutMode::Overwrite };
+        let mode = match (&self.if_match, self.options.no_clobber) {
+            (Some(e_tag), _) => {
+                PutMode::Update(UpdateVersion { e_tag: Some(e_tag.clone()), version: None })
+            }
+            (None, true) => PutMode::Create,
+            (None, false) => PutMode::Overwrite,
+        };
         let opts = PutOptions { mode, ..PutOptions::default() };
         let result =
             self.client.block_on(async move { store.put_opts(&path, payload, opts).await })?;
         let put = result.map_err(|e| match e {
             object_store::Error::AlreadyExists { .. }
-            | object_store::Error::Precondition { .. } => self.already_exists(),
+            | object_store::Error::Precondition { .. } => self.precondition_failed(),
             e => self.client.classify(&self.key, "PUT", Some(0), e),
         })?;
         self.done = true;
@@ -459,7 +494,15 @@ impl ObjectSink {
         ObjectError::UploadFailed { bucket: self.client.bucket().to_owned(), key: self.key.clone() }
     }
 
-    fn already_exists(&self) -> ObjectError {
+    fn precondition_failed(&self) -> ObjectError {
+        if let Some(expected_e_tag) = &self.if_match {
+            return ObjectError::Changed {
+                endpoint: self.client.endpoint().to_owned(),
+                bucket: self.client.bucket().to_owned(),
+                key: self.key.clone(),
+                expected_e_tag: expected_e_tag.clone(),
+            };
+        }
         ObjectError::AlreadyExists {
             endpoint: self.client.endpoint().to_owned(),
             bucket: self.client.bucket().to_owned(),
@@ -469,7 +512,7 @@ impl ObjectSink {
 
     fn raw_failure(&self, operation: &'static str, e: RawError) -> ObjectError {
         match e {
-            RawError::AlreadyExists => self.already_exists(),
+            RawError::PreconditionFailed => self.precondition_failed(),
             RawError::Status { status: 403, .. } => ObjectError::AccessDenied {
                 endpoint: self.client.endpoint().to_owned(),
                 bucket: self.client.bucket().to_owned(),

@@ -273,6 +273,12 @@ impl fmt::Debug for ObjectSource {
 }
 
 impl ObjectSource {
+    /// The object's entity tag as its `HEAD` gave it: every ranged `GET` is conditional on
+    /// it, so all bytes read belong to this version of the object.
+    pub fn e_tag(&self) -> Option<&str> {
+        self.shared.etag.as_deref()
+    }
+
     /// Opens `key` in the client's bucket: one `HEAD` request for its length. To read a
     /// checkpoint from several threads, open a [`RemoteCheckpoint`](crate::RemoteCheckpoint)
     /// once instead and take sources from it.

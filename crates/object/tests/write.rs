@@ -239,3 +239,35 @@ fn throttled_requests_are_retried_with_backoff() {
     );
     assert!(ObjectSource::open(&weed.client(common::BUCKET), "throttled/b.ckpt").is_err());
 }
+
+#[test]
+fn a_replacement_conditional_on_the_read_version_never_overwrites_a_newer_object() {
+    let Some(weed) = Weed::start("a_replacement_conditional_on_the_read_version") else { return };
+    let client = weed.client(common::BUCKET);
+    for (key, len) in [("cond/small", 3000), ("cond/multi", MIN_PART_SIZE + 11)] {
+        upload(&client, key, &noise(len, 1), false).unwrap();
+        let read_version = ObjectSource::open(&client, key).unwrap().e_tag().unwrap().to_owned();
+        // Another writer replaces the object after it was read.
+        let newer = noise(len, 2);
+        upload(&client, key, &newer, false).unwrap();
+        let mut sink = ObjectSink::create(&client, key, options(false))
+            .unwrap()
+            .replacing(&read_version)
+            .unwrap();
+        sink.write_all(&noise(len, 3)).unwrap();
+        let err = sink.complete().unwrap_err();
+        assert!(matches!(err, ObjectError::Changed { .. }), "{key}: {err}");
+        assert!(err.to_string().contains(key), "{err}");
+        assert_eq!(read_all(&client, key), newer, "{key}: the newer object stays");
+        // Conditional on the version that is there now, the replacement publishes.
+        let current = ObjectSource::open(&client, key).unwrap().e_tag().unwrap().to_owned();
+        let third = noise(len, 4);
+        let mut sink =
+            ObjectSink::create(&client, key, options(false)).unwrap().replacing(&current).unwrap();
+        sink.write_all(&third).unwrap();
+        sink.complete().unwrap();
+        assert_eq!(read_all(&client, key), third);
+    }
+    let sink = ObjectSink::create(&client, "cond/x", options(true)).unwrap();
+    assert!(matches!(sink.replacing("\"abc\""), Err(ObjectError::InvalidSettings { .. })));
+}
