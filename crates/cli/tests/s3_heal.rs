@@ -9,6 +9,8 @@
 #[path = "../../object/tests/common/mod.rs"]
 mod common;
 
+use common::noise;
+
 use ckpt_frame_core::scan::{Depth, scan};
 use ckpt_frame_core::{CheckpointId, Sink, SliceSource, Source, Style, VecSink, Writer};
 use ckpt_object::{ObjectClient, ObjectSink, ObjectSource, UploadOptions};
@@ -37,18 +39,6 @@ fn exits(weed: &Weed, args: &[&str], code: i32) -> (String, String) {
     eprintln!("ckpt {args:?} -> {:?}: {}", out.status.code(), stderr.trim());
     assert_eq!(out.status.code(), Some(code), "ckpt {args:?}: {stderr}");
     (stdout, stderr)
-}
-
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state.to_le_bytes()[4]
-        })
-        .collect()
 }
 
 /// Twelve frames of about 512 KiB each, RAW and LZ4: about 6 MiB.

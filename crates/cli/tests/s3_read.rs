@@ -7,6 +7,8 @@
 #[path = "../../object/tests/common/mod.rs"]
 mod common;
 
+use common::noise;
+
 use ckpt_frame_core::{Reader, SliceSource};
 use ckpt_object::{ObjectClient, ObjectSink, RemoteCheckpoint, UploadOptions};
 use ckpt_tree::manifest::Manifest;
@@ -25,18 +27,6 @@ const MIB: usize = 1024 * 1024;
 const TAIL: u64 = 64;
 /// `ckpt-object`'s default read-ahead: one ranged `GET` per window of a frame.
 const WINDOW: u64 = 4 * 1024 * 1024;
-
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state.to_le_bytes()[5]
-        })
-        .collect()
-}
 
 /// `src/` under `root`: ten 1.5 MiB incompressible files (with 1 MiB frames, each spans two
 /// frames), a 6 MiB one, small notes (in the first data frame) and a few small files in

@@ -36,16 +36,7 @@ fn stderr(out: &Output) -> String {
 }
 
 fn noise_file(path: &Path, len: usize, seed: u64) {
-    let mut state = seed | 1;
-    let bytes: Vec<u8> = (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state.to_le_bytes()[2]
-        })
-        .collect();
-    fs::write(path, bytes).unwrap();
+    fs::write(path, common::noise(len, seed)).unwrap();
 }
 
 #[test]

@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::noise;
+
 use ckpt_frame_core::scan::{Depth, Region, scan};
 use ckpt_frame_core::{CheckpointId, Error, Sink, SliceSource, Source, Style, VecSink, Writer};
 use ckpt_object::{
@@ -17,18 +19,6 @@ use common::{BUCKET, Weed};
 use std::fs;
 
 const KIB: usize = 1024;
-
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state.to_le_bytes()[3]
-        })
-        .collect()
-}
 
 /// Ten frames of about 600 KiB each (RAW and LZ4, incompressible): about 6 MiB.
 fn checkpoint(id: u8) -> Vec<u8> {

@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::noise;
+
 use ckpt_frame_core::scan::{Depth, scan};
 use ckpt_frame_core::{CheckpointId, Reader, Sink, Style, VecSink, Writer};
 use ckpt_object::{
@@ -18,19 +20,6 @@ use std::time::Duration;
 
 const MIB: usize = 1024 * 1024;
 const TAIL: u64 = 64;
-
-/// Incompressible bytes (xorshift), so frames stay as large as their data.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state.to_le_bytes()[3]
-        })
-        .collect()
-}
 
 /// Frames of various sizes: a small first one (as a tree's manifest), frames under,
 /// around and over the 4 MiB read-ahead.

@@ -4,25 +4,14 @@
 
 mod common;
 
+use common::noise;
+
 use ckpt_frame_core::{CheckpointId, Error, Reader, Sink, Style, VecSink, Writer};
 use ckpt_object::{MIN_PART_SIZE, ObjectError, ObjectSink, ObjectSource, UploadOptions};
 use common::{BUCKET, Weed};
 use std::time::{Duration, Instant};
 
 const MIB: usize = 1024 * 1024;
-
-/// Incompressible bytes (xorshift), so LZ4 frames stay large.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state.to_le_bytes()[3]
-        })
-        .collect()
-}
 
 /// Compressible text.
 fn text(len: usize) -> Vec<u8> {

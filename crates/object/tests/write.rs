@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::noise;
+
 use ckpt_frame_core::CheckpointId;
 use ckpt_frame_core::Sink;
 use ckpt_object::{
@@ -13,18 +15,6 @@ use ckpt_object::{
 };
 use common::Weed;
 use std::sync::{Arc, Barrier};
-
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state.to_le_bytes()[3]
-        })
-        .collect()
-}
 
 fn read_all(client: &ObjectClient, key: &str) -> Vec<u8> {
     let mut source = ObjectSource::open(client, key).expect("open object");

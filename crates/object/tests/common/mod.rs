@@ -322,3 +322,17 @@ impl Weed {
             .sum()
     }
 }
+
+/// `len` incompressible bytes (xorshift from `seed`), so LZ4 frames stay as large as their
+/// data and tests can predict object sizes and part counts.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()[3]
+        })
+        .collect()
+}
