@@ -23,7 +23,7 @@
 use crate::client::ObjectClient;
 use crate::error::ObjectError;
 use crate::sink::{ObjectSink, UploadOptions, UploadSummary};
-use crate::source::ObjectSource;
+use crate::source::{ObjectSource, Shared};
 use ckpt_frame_core::scan::{Depth, RangedHealPlan, Region, ScanReport, plan_heal_ranged, scan};
 use ckpt_frame_core::{CheckpointId, Error as FormatError, ErrorKind, IoError, IoErrorKind};
 use ckpt_frame_core::{Sink, Source};
@@ -73,17 +73,12 @@ impl RangedObject {
     /// [`ObjectError::AccessDenied`] or [`ObjectError::Request`], naming the endpoint,
     /// bucket and key.
     pub fn open(client: &ObjectClient, key: &str) -> Result<Self, ObjectError> {
-        let path = client.path(key)?;
-        let store = Arc::clone(client.store());
-        let head_path = path.clone();
-        let meta = client
-            .block_on(async move { store.head(&head_path).await })?
-            .map_err(|e| client.classify(key, "HEAD", None, e))?;
+        let head = Shared::head(client, key)?;
         Ok(Self {
             client: client.clone(),
             key: key.to_owned(),
-            path,
-            len: meta.size,
+            path: head.path.clone(),
+            len: head.len,
             position: 0,
             bytes_fetched: 0,
             requests: 1,
