@@ -27,6 +27,9 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 DOC=${DOC:-$ROOT/docs/performance.md}
 CORES=$(nproc)
+BENCH=tree_compare
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
 
 log() { echo "tree_compare: $*" >&2; }
 die() {
@@ -34,48 +37,9 @@ die() {
     exit 1
 }
 
-# replace_block DOC BODY_FILE: puts BODY between the tree markers of DOC (appending a
-# "## Tree checkpoints against tar" section with the markers when DOC has neither). Works on
-# bytes: everything up to the end of the start-marker line and from the end-marker line on is
-# kept exactly. A marker twice, only one of them, or the end before the start is an error.
-replace_block() {
-    python3 - "$1" "$2" <<'PY'
-import os, shutil, sys, tempfile
-path, body_path = sys.argv[1], sys.argv[2]
-start, end = b"<!-- bench:tree:start -->", b"<!-- bench:tree:end -->"
-doc = open(path, "rb").read() if os.path.exists(path) else b""
-body = open(body_path, "rb").read().strip()
-
-def find(marker):
-    hits, off = [], 0
-    for line in doc.splitlines(keepends=True):
-        if line.strip() == marker:
-            hits.append((off, off + len(line)))
-        off += len(line)
-    return hits
-
-s, e = find(start), find(end)
-if not s and not e:
-    sep = b"" if doc == b"" or doc.endswith(b"\n") else b"\n"
-    new = (doc + sep + (b"\n" if doc else b"") + b"## Tree checkpoints against tar\n\n"
-           + start + b"\n\n" + body + b"\n\n" + end + b"\n")
-else:
-    if len(s) != 1 or len(e) != 1:
-        sys.exit(f"{path}: need exactly one {start.decode()} and one {end.decode()}; fix by hand")
-    (_, s_end), (e_start, _) = s[0], e[0]
-    if e_start < s_end:
-        sys.exit(f"{path}: {end.decode()} comes before {start.decode()}")
-    if not doc[:s_end].endswith(b"\n"):
-        sys.exit(f"{path}: {start.decode()} is the last line")
-    new = doc[:s_end] + b"\n" + body + b"\n\n" + doc[e_start:]
-fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tree-bench.")
-with os.fdopen(fd, "wb") as f:
-    f.write(new)
-if os.path.exists(path):
-    shutil.copymode(path, tmp)
-os.replace(tmp, path)
-PY
-}
+# replace_block DOC BODY_FILE: puts BODY between the tree markers of DOC, appending a
+# "## Tree checkpoints against tar" section with them when DOC has neither (lib.sh).
+replace_block() { doc_block "$1" tree "Tree checkpoints against tar" "$2"; }
 
 # --test-doc: the replacement on a copy of DOC (append, then replace twice, also with the
 # block moved between other blocks) must keep every byte outside the tree markers.
@@ -106,7 +70,9 @@ sys.stdout.buffer.write(d[:s] + d[e:])' "$1"
     replace_block "$t/doc.md" "$t/b1"
     cmp "$t/one.md" "$t/doc.md" || die "test-doc: replacing back is not the first result"
     # A tree block in the middle, between the compare and sparse blocks, no final newline.
-    python3 -c 'import sys; d = open(sys.argv[1], "rb").read()
+    # The doc's own tree block is taken out first: two blocks would be refused.
+    python3 -c 'import re, sys; d = open(sys.argv[1], "rb").read()
+d = re.sub(rb"<!-- bench:tree:start -->.*?<!-- bench:tree:end -->\n?", b"", d, flags=re.S)
 m = b"<!-- bench:compare:end -->\n"; i = d.index(m) + len(m)
 sys.stdout.buffer.write(d[:i] + b"\n<!-- bench:tree:start -->\nold\n<!-- bench:tree:end -->\ntail" + d[i:].rstrip(b"\n"))' \
         "$t/orig.md" >"$t/mid.md"
