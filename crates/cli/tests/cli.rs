@@ -289,7 +289,7 @@ fn heal_rewrites_only_damaged_chunks_and_refuses_strangers() {
 
 /// A checkpoint whose manifest holds `entries` and whose data is `data` (for hostile input).
 fn crafted(path: &Path, entries: Vec<Entry>, data: &[u8]) {
-    let manifest = Manifest { frame_size: 1 << 20, entries }.encode();
+    let manifest = Manifest { frame_size: 1 << 20, entries, parent: None }.encode();
     let mut w = Writer::new(VecSink::new(), CheckpointId::from_bytes([1; 16]));
     let mut f = w.open_frame(Style::Raw).unwrap();
     f.add(&manifest).unwrap();

@@ -65,6 +65,7 @@ mod table;
 mod wire;
 mod writer;
 
+pub use checksum::{checksum, checksum_seeded};
 pub use chunker::{checkpoint_size_bound, frame_size_bound};
 pub use codec::{ChunkCompressor, ChunkDecompressor, Style, lz4_bound};
 pub use error::{CodecError, Error, ErrorKind, IoError, IoErrorKind, Misuse, PlanMismatch};

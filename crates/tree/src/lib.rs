@@ -16,6 +16,7 @@ compile_error!(
 );
 
 mod attrs;
+pub mod blocks;
 mod collect;
 mod dest;
 pub mod diff;

@@ -28,18 +28,27 @@
 use std::fmt;
 
 const MAGIC: [u8; 4] = *b"CKMF";
-const VERSION: u16 = 3;
+const VERSION: u16 = 4;
+/// The version before incremental checkpoints: the same entries, no parent, no block table.
+const VERSION_OWNERS: u16 = 3;
 /// The version before owners, hard links, special files and xattrs.
 const VERSION_SPARSE: u16 = 2;
 /// The first version: no sparse files either.
 const VERSION_DENSE: u16 = 1;
 const FLAG_SPARSE: u8 = 1;
 const FLAG_OWNER: u8 = 2;
+/// The file's bytes outside its stored ranges come from the parent checkpoint.
+const FLAG_INHERITS: u8 = 4;
+/// Header flag: the manifest names a parent checkpoint.
+const HEADER_FLAG_PARENT: u16 = 1;
 const HEADER_LEN: usize = 24;
 /// An entry's fixed part in versions 1 and 2.
 const ENTRY_FIXED_LEN_V2: usize = 40;
-/// An entry's fixed part in version 3.
+/// An entry's fixed part in versions 3 and 4.
 const ENTRY_FIXED_LEN: usize = 64;
+/// The grid of blocks on which an incremental checkpoint compares and stores a file's
+/// bytes (see [`crate::blocks`]).
+pub const BLOCK_SIZE: u64 = 4096;
 /// Longest extended attribute name (Linux's `XATTR_NAME_MAX`).
 pub const MAX_XATTR_NAME: usize = 255;
 /// Largest extended attribute value (Linux's `XATTR_SIZE_MAX`).
@@ -96,7 +105,7 @@ impl Kind {
             6 => Self::BlockDevice,
             _ => return None,
         };
-        (version == VERSION || code <= 2).then_some(kind)
+        (version >= VERSION_OWNERS || code <= 2).then_some(kind)
     }
 
     /// A short name, as `ckpt list` prints it.
@@ -171,11 +180,39 @@ pub struct Entry {
     pub device: Option<(u32, u32)>,
     /// Extended attributes, by ascending name.
     pub xattrs: Vec<Xattr>,
+    /// In an incremental checkpoint, the ranges of the file's content this checkpoint
+    /// stores (ascending, on the [`BLOCK_SIZE`] grid or at a content range's ends); the
+    /// rest of its [`content_ranges`](Entry::content_ranges) is the parent's file at the
+    /// same path. `None`: everything is stored here.
+    pub stored: Option<Vec<(u64, u64)>>,
 }
 
 impl Entry {
+    /// The ranges of the file that hold data, as (offset, length): a sparse file's
+    /// extents, `0..size` for another file, none for other kinds. The rest of `0..size`
+    /// is holes.
+    pub fn content_ranges(&self) -> Vec<(u64, u64)> {
+        match (&self.extents, self.kind) {
+            (Some(x), _) => x.clone(),
+            (None, Kind::File) if self.size > 0 => vec![(0, self.size)],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Bytes of [`content_ranges`](Entry::content_ranges).
+    pub fn content_len(&self) -> u64 {
+        match &self.extents {
+            Some(x) => x.iter().fold(0u64, |total, r| total.saturating_add(r.1)),
+            None if self.kind == Kind::File => self.size,
+            None => 0,
+        }
+    }
+
     /// The ranges of the file stored in the checkpoint, as (offset, length).
     pub fn data_ranges(&self) -> Vec<(u64, u64)> {
+        if let Some(stored) = &self.stored {
+            return stored.clone();
+        }
         match (&self.extents, self.kind) {
             (Some(x), _) => x.clone(),
             (None, Kind::File) if self.size > 0 => vec![(0, self.size)],
@@ -185,6 +222,9 @@ impl Entry {
 
     /// Range `i` of [`Entry::data_ranges`], without building the list.
     pub fn data_range(&self, i: usize) -> Option<(u64, u64)> {
+        if let Some(stored) = &self.stored {
+            return stored.get(i).copied();
+        }
         match (&self.extents, self.kind) {
             (Some(x), _) => x.get(i).copied(),
             (None, Kind::File) if self.size > 0 && i == 0 => Some((0, self.size)),
@@ -195,6 +235,9 @@ impl Entry {
     /// Where the file's last stored range ends (`None` when nothing of it is stored): a
     /// piece ending there completes the file.
     pub fn data_end(&self) -> Option<u64> {
+        if let Some(stored) = &self.stored {
+            return stored.last().map(|&(o, l)| o.saturating_add(l));
+        }
         match (&self.extents, self.kind) {
             (Some(x), _) => x.last().map(|&(o, l)| o.saturating_add(l)),
             (None, Kind::File) if self.size > 0 => Some(self.size),
@@ -204,12 +247,24 @@ impl Entry {
 
     /// Bytes of the file stored in the checkpoint.
     pub fn data_len(&self) -> u64 {
-        match &self.extents {
-            Some(x) => x.iter().fold(0u64, |total, r| total.saturating_add(r.1)),
-            None if self.kind == Kind::File => self.size,
-            None => 0,
+        match &self.stored {
+            Some(stored) => stored.iter().fold(0u64, |total, r| total.saturating_add(r.1)),
+            None => self.content_len(),
         }
     }
+}
+
+/// The checkpoint an incremental checkpoint builds on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParentLink {
+    /// The parent's checkpoint id.
+    pub id: [u8; 16],
+    /// The parent's state digest ([`crate::blocks::state_digest`]): what it holds, however
+    /// it stores it.
+    pub digest: u64,
+    /// Where the writer found the parent: a file name beside this checkpoint, or an
+    /// absolute path. A hint for finding it; the id and digest decide.
+    pub name: Vec<u8>,
 }
 
 /// A decoded manifest.
@@ -219,6 +274,8 @@ pub struct Manifest {
     pub frame_size: u64,
     /// The entries, directories before what they contain.
     pub entries: Vec<Entry>,
+    /// The parent of an incremental checkpoint; `None` for a self-contained one.
+    pub parent: Option<ParentLink>,
 }
 
 /// Why a manifest does not decode.
@@ -279,7 +336,7 @@ impl fmt::Display for ManifestError {
             Self::Truncated { offset } => write!(f, "manifest ends early at byte {offset}"),
             Self::BadMagic => f.write_str("frame 0 does not hold a ckpt manifest"),
             Self::Version(v) => {
-                write!(f, "manifest version {v} is not supported (this build reads 1 to 3)")
+                write!(f, "manifest version {v} is not supported (this build reads 1 to 4)")
             }
             Self::BadField { entry, field } => write!(f, "manifest entry {entry}: invalid {field}"),
             Self::UnsafePath { entry, path, reason } => {
@@ -354,15 +411,33 @@ pub fn path_problem(path: &[u8]) -> Option<&'static str> {
 }
 
 impl Manifest {
-    /// Encodes the manifest (always the current version, 3).
+    /// Encodes the manifest (always the current version, 4).
     pub fn encode(&self) -> Vec<u8> {
+        self.encode_as(true)
+    }
+
+    /// The bytes of the manifest without its parent and stored ranges: what it describes,
+    /// whichever checkpoint stores it. Folding or rebasing a checkpoint keeps these bytes.
+    pub fn encode_state(&self) -> Vec<u8> {
+        self.encode_as(false)
+    }
+
+    fn encode_as(&self, with_chain: bool) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER_LEN + self.entries.len() * (ENTRY_FIXED_LEN + 32));
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
-        out.extend_from_slice(&0u16.to_le_bytes());
+        let parent = self.parent.as_ref().filter(|_| with_chain);
+        let header_flags = if parent.is_some() { HEADER_FLAG_PARENT } else { 0 };
+        out.extend_from_slice(&header_flags.to_le_bytes());
         out.extend_from_slice(&self.frame_size.to_le_bytes());
         out.extend_from_slice(&(self.entries.len() as u64).to_le_bytes());
         let len32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
+        if let Some(p) = parent {
+            out.extend_from_slice(&p.id);
+            out.extend_from_slice(&p.digest.to_le_bytes());
+            out.extend_from_slice(&len32(p.name.len()));
+            out.extend_from_slice(&p.name);
+        }
         for e in &self.entries {
             let mut flags = 0;
             if e.extents.is_some() {
@@ -370,6 +445,10 @@ impl Manifest {
             }
             if e.owner.is_some() {
                 flags |= FLAG_OWNER;
+            }
+            let stored = e.stored.as_deref().filter(|_| with_chain);
+            if stored.is_some() {
+                flags |= FLAG_INHERITS;
             }
             out.extend_from_slice(&[e.kind.code(), flags, 0, 0]);
             out.extend_from_slice(&e.mode.to_le_bytes());
@@ -386,7 +465,7 @@ impl Manifest {
                 out.extend_from_slice(&field.to_le_bytes());
             }
             out.extend_from_slice(&len32(e.xattrs.len()));
-            out.extend_from_slice(&0u32.to_le_bytes());
+            out.extend_from_slice(&len32(stored.map_or(0, <[_]>::len)));
             out.extend_from_slice(&e.path);
             out.extend_from_slice(&e.target);
             for (offset, len) in extents {
@@ -398,6 +477,10 @@ impl Manifest {
                 out.extend_from_slice(&len32(x.value.len()));
                 out.extend_from_slice(&x.name);
                 out.extend_from_slice(&x.value);
+            }
+            for (offset, len) in stored.unwrap_or_default() {
+                out.extend_from_slice(&offset.to_le_bytes());
+                out.extend_from_slice(&len.to_le_bytes());
             }
         }
         out
@@ -415,6 +498,7 @@ impl Manifest {
     /// let m = Manifest {
     ///     frame_size: 4096,
     ///     entries: vec![Entry { kind: Kind::File, path: b"a".to_vec(), size: 3, ..Entry::default() }],
+    ///     parent: None,
     /// };
     /// assert_eq!(Manifest::decode(&m.encode())?, m);
     /// assert!(Manifest::decode(b"CKMF").is_err());
@@ -426,10 +510,12 @@ impl Manifest {
             return Err(ManifestError::BadMagic);
         }
         let version = u16::from_le_bytes(r.take()?);
-        if ![VERSION, VERSION_SPARSE, VERSION_DENSE].contains(&version) {
+        if ![VERSION, VERSION_OWNERS, VERSION_SPARSE, VERSION_DENSE].contains(&version) {
             return Err(ManifestError::Version(version));
         }
-        if r.take::<2>()? != [0, 0] {
+        let header_flags = u16::from_le_bytes(r.take()?);
+        let known = if version == VERSION { HEADER_FLAG_PARENT } else { 0 };
+        if header_flags & !known != 0 {
             return Err(ManifestError::BadField { entry: 0, field: "header reserved bytes" });
         }
         let frame_size = u64::from_le_bytes(r.take()?);
@@ -440,7 +526,22 @@ impl Manifest {
             return Err(ManifestError::FrameSizeTooLarge { found: frame_size });
         }
         let count = u64::from_le_bytes(r.take()?);
-        let fixed = if version == VERSION { ENTRY_FIXED_LEN } else { ENTRY_FIXED_LEN_V2 };
+        let parent = if header_flags & HEADER_FLAG_PARENT == 0 {
+            None
+        } else {
+            let id = r.take::<16>()?;
+            let digest = u64::from_le_bytes(r.take()?);
+            let name_len = u32::from_le_bytes(r.take()?) as usize;
+            if name_len == 0 || name_len > MAX_PATH {
+                return Err(ManifestError::BadField { entry: 0, field: "parent name length" });
+            }
+            let name = r.slice(name_len)?.to_vec();
+            if name.contains(&0) {
+                return Err(ManifestError::BadField { entry: 0, field: "parent name (NUL)" });
+            }
+            Some(ParentLink { id, digest, name })
+        };
+        let fixed = if version >= VERSION_OWNERS { ENTRY_FIXED_LEN } else { ENTRY_FIXED_LEN_V2 };
         // Each entry takes at least its fixed part, which bounds the allocation.
         let room = (bytes.len().saturating_sub(HEADER_LEN) / fixed) as u64;
         if count > room {
@@ -450,6 +551,12 @@ impl Manifest {
         let mut total = 0u64;
         for i in 0..count {
             let entry = r.entry(i, version)?;
+            if entry.stored.is_some() && parent.is_none() {
+                return Err(ManifestError::BadField {
+                    entry: i,
+                    field: "flags (inherits without a parent)",
+                });
+            }
             total = total
                 .checked_add(entry.data_len())
                 .ok_or(ManifestError::BadField { entry: i, field: "size (the total overflows)" })?;
@@ -459,7 +566,7 @@ impl Manifest {
             return Err(ManifestError::TrailingBytes { offset: r.at });
         }
         check_paths(&entries)?;
-        Ok(Self { frame_size, entries })
+        Ok(Self { frame_size, entries, parent })
     }
 
     /// Total bytes of file data stored (sparse files count their data extents only).
@@ -555,12 +662,17 @@ impl Cursor<'_> {
         let [kind, flags, r1, r2] = self.take()?;
         let kind = Kind::from_code(kind, version).ok_or(bad("kind"))?;
         let known_flags = match version {
-            VERSION => FLAG_SPARSE | FLAG_OWNER,
+            VERSION => FLAG_SPARSE | FLAG_OWNER | FLAG_INHERITS,
+            VERSION_OWNERS => FLAG_SPARSE | FLAG_OWNER,
             VERSION_SPARSE => FLAG_SPARSE,
             _ => 0,
         };
         let sparse = flags & FLAG_SPARSE != 0;
-        if [r1, r2] != [0; 2] || flags & !known_flags != 0 || (sparse && kind != Kind::File) {
+        let inherits = flags & FLAG_INHERITS != 0;
+        if [r1, r2] != [0; 2]
+            || flags & !known_flags != 0
+            || ((sparse || inherits) && kind != Kind::File)
+        {
             return Err(bad("flags or reserved bytes"));
         }
         let mode = u32::from_le_bytes(self.take()?);
@@ -570,14 +682,15 @@ impl Cursor<'_> {
         let size = u64::from_le_bytes(self.take()?);
         let target_len = u32::from_le_bytes(self.take()?) as usize;
         let extent_count = u32::from_le_bytes(self.take()?) as usize;
-        let [uid, gid, major, minor, xattr_count, reserved] = if version == VERSION {
+        let [uid, gid, major, minor, xattr_count, stored_count] = if version >= VERSION_OWNERS {
             [0; 6].map(|_| self.take().map(u32::from_le_bytes))
         } else {
             [0; 6].map(|_| Ok(0))
         };
         let (uid, gid, major, minor) = (uid?, gid?, major?, minor?);
         let xattr_count = xattr_count? as usize;
-        if reserved? != 0 {
+        let stored_count = stored_count? as usize;
+        if stored_count != 0 && !inherits {
             return Err(bad("flags or reserved bytes"));
         }
         let owned = flags & FLAG_OWNER != 0;
@@ -610,6 +723,16 @@ impl Cursor<'_> {
         let target = self.slice(target_len)?.to_vec();
         let extents = if sparse { Some(self.extents(extent_count, size, i)?) } else { None };
         let xattrs = self.xattrs(xattr_count, i)?;
+        let stored = if inherits {
+            let content = match &extents {
+                Some(x) => x.clone(),
+                None if size > 0 => vec![(0, size)],
+                None => Vec::new(),
+            };
+            Some(self.stored(stored_count, &content, i)?)
+        } else {
+            None
+        };
         if let Some(reason) = path_problem(&path) {
             let path = String::from_utf8_lossy(&path).into_owned();
             return Err(ManifestError::UnsafePath { entry: i, path, reason });
@@ -637,7 +760,38 @@ impl Cursor<'_> {
             owner: owned.then_some(Owner { uid, gid }),
             device: device.then_some((major, minor)),
             xattrs,
+            stored,
         })
+    }
+
+    /// An inheriting file's stored ranges: ascending, non-empty, not touching, each inside
+    /// one of its content ranges, each end on the block grid or at that range's end.
+    fn stored(
+        &mut self,
+        count: usize,
+        content: &[(u64, u64)],
+        entry: u64,
+    ) -> Result<Vec<(u64, u64)>, ManifestError> {
+        if count > self.bytes.len().saturating_sub(self.at) / 16 {
+            return Err(ManifestError::Truncated { offset: self.bytes.len() });
+        }
+        let bad = ManifestError::BadField { entry, field: "stored ranges" };
+        let mut out: Vec<(u64, u64)> = Vec::with_capacity(count);
+        for _ in 0..count {
+            let offset = u64::from_le_bytes(self.take()?);
+            let len = u64::from_le_bytes(self.take()?);
+            let end = offset.checked_add(len).ok_or_else(|| bad.clone())?;
+            let after_previous = out.last().is_none_or(|&(o, l)| o + l < offset);
+            let within = content.iter().find(|&&(o, l)| o <= offset && end <= o + l);
+            let on_grid = within.is_some_and(|&(o, l)| {
+                (offset % BLOCK_SIZE == 0 || offset == o) && (end % BLOCK_SIZE == 0 || end == o + l)
+            });
+            if len == 0 || !after_previous || !on_grid {
+                return Err(bad);
+            }
+            out.push((offset, len));
+        }
+        Ok(out)
     }
 
     /// An entry's extended attributes: names 1 to 255 bytes without NUL, strictly
@@ -763,6 +917,7 @@ mod tests {
                 entry(Kind::Symlink, "d/link", 0, "../elsewhere"),
                 entry(Kind::File, "b", 3, ""),
             ],
+            parent: None,
         }
     }
 
@@ -1051,7 +1206,7 @@ mod tests {
                 }
                 entries.push(e);
             }
-            let m = Manifest { frame_size: 1 + next(3000), entries };
+            let m = Manifest { frame_size: 1 + next(3000), entries, parent: None };
             let lazy = m.data_frames();
             assert_eq!(lazy, reference_frames(&m), "round {round}: {m:?}");
             assert_eq!(lazy.len() as u64, m.data_frame_count(), "round {round}");
@@ -1064,6 +1219,7 @@ mod tests {
         let mut m = Manifest {
             frame_size: 1,
             entries: vec![entry(Kind::File, "a", 1 << 63, ""), entry(Kind::File, "b", 1 << 63, "")],
+            parent: None,
         };
         let err = Manifest::decode(&m.encode()).unwrap_err();
         assert!(matches!(err, ManifestError::BadField { entry: 1, .. }), "{err:?}");
@@ -1076,7 +1232,7 @@ mod tests {
         assert_eq!(back.data_frames_iter().take(3).count(), 3);
         // A directory with the sparse flag.
         let mut bytes =
-            Manifest { frame_size: 4096, entries: vec![entry(Kind::Dir, "d", 0, "")] }.encode();
+            Manifest { frame_size: 4096, entries: vec![entry(Kind::Dir, "d", 0, "")], parent: None }.encode();
         bytes[HEADER_LEN + 1] = FLAG_SPARSE;
         let err = Manifest::decode(&bytes).unwrap_err();
         assert!(matches!(err, ManifestError::BadField { entry: 0, .. }), "{err:?}");
