@@ -269,8 +269,10 @@ impl BlockHasher {
     }
 
     /// The table: blocks fed in pieces are joined (holes are zeros) and hashed.
-    pub fn finish(self) -> BlockTable {
-        let parts = self.parts.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    pub fn finish(&self) -> BlockTable {
+        let parts = std::mem::take(
+            &mut *self.parts.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
         for ((entry, j), pieces) in parts {
             let size = self.sizes.get(entry).copied().unwrap_or(0);
             let (start, end) = block_range(size, j);
@@ -290,9 +292,12 @@ impl BlockHasher {
                 slot.store(checksum(&block), Ordering::Relaxed);
             }
         }
-        let hashes =
-            self.slots.into_iter().map(|s| s.into_iter().map(AtomicU64::into_inner).collect()).collect();
-        BlockTable { hashes, runs: self.runs }
+        let hashes = self
+            .slots
+            .iter()
+            .map(|s| s.iter().map(|h| h.load(Ordering::Relaxed)).collect())
+            .collect();
+        BlockTable { hashes, runs: self.runs.clone() }
     }
 }
 
@@ -404,8 +409,12 @@ mod tests {
             ],
             parent: None,
         };
-        let data: Vec<Vec<u8>> =
-            m.entries.iter().enumerate().map(|(i, e)| noise(e.size as usize, i as u64 + 3)).collect();
+        let data: Vec<Vec<u8>> = m
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| noise(e.size as usize, i as u64 + 3))
+            .collect();
         let expected = reference(&m, &data);
         for cut in [1usize, 7, 999, 4096, 5000, 1 << 20] {
             let h = BlockHasher::new(&m);
@@ -417,7 +426,12 @@ mod tests {
                     let mut at = o;
                     while at < o + l {
                         let n = (cut as u64).min(o + l - at);
-                        h.feed(&mut pendings[k % 2], i, at, &data[i][at as usize..(at + n) as usize]);
+                        h.feed(
+                            &mut pendings[k % 2],
+                            i,
+                            at,
+                            &data[i][at as usize..(at + n) as usize],
+                        );
                         at += n;
                         k += usize::from(n % 3 == 0);
                     }
@@ -449,13 +463,15 @@ mod tests {
             assert!(BlockTable::decode(&b, &m).is_err(), "header byte {i}");
         }
         // A manifest claiming 2^60 blocks against a small table: refused, nothing allocated.
-        let huge = Manifest { frame_size: 10, entries: vec![file("a", 1 << 62, None)], parent: None };
+        let huge =
+            Manifest { frame_size: 10, entries: vec![file("a", 1 << 62, None)], parent: None };
         assert!(BlockTable::decode(&bytes, &huge).is_err());
     }
 
     #[test]
     fn only_changed_blocks_are_stored() {
-        let mut m = Manifest { frame_size: 10, entries: vec![file("a", 20_000, None)], parent: None };
+        let mut m =
+            Manifest { frame_size: 10, entries: vec![file("a", 20_000, None)], parent: None };
         let old = noise(20_000, 9);
         let mut new = old.clone();
         new[5000] ^= 1; // block 1
@@ -475,7 +491,8 @@ mod tests {
         let mut grown = old.clone();
         grown.resize(30_000, 5);
         let gt = table_of(&m, &grown);
-        let parent = Manifest { frame_size: 10, entries: vec![file("a", 20_000, None)], parent: None };
+        let parent =
+            Manifest { frame_size: 10, entries: vec![file("a", 20_000, None)], parent: None };
         let stored = stored_ranges(&m, &gt, &parent, &pt);
         assert_eq!(stored, vec![Some(vec![(16_384, 30_000 - 16_384)])]);
     }

@@ -74,7 +74,11 @@ fn mtime(meta: &fs::Metadata) -> (i64, u32) {
 pub fn collect(inputs: &[PathBuf], options: &CollectOptions) -> Result<Collected, TreeError> {
     let mut walk = Walk {
         c: Collected {
-            manifest: Manifest { frame_size: options.frame_size, entries: Vec::new(), parent: None },
+            manifest: Manifest {
+                frame_size: options.frame_size,
+                entries: Vec::new(),
+                parent: None,
+            },
             sources: Vec::new(),
             warnings: Vec::new(),
         },

@@ -52,6 +52,18 @@ pub enum TreeError {
         /// What is wrong.
         what: &'static str,
     },
+    /// An incremental checkpoint was given where its chain is needed (restore it from a
+    /// file, with [`crate::chain`]).
+    NeedsParent,
+    /// An incremental checkpoint's chain cannot be used: which link, and why.
+    Chain {
+        /// The checkpoint whose parent is at fault.
+        child: PathBuf,
+        /// Where its parent was looked for.
+        parent: PathBuf,
+        /// What is wrong.
+        problem: crate::chain::ChainProblem,
+    },
 }
 
 impl TreeError {
@@ -61,6 +73,8 @@ impl TreeError {
         match self {
             Self::Format(e) => format_exit_code(e),
             Self::Manifest(_) | Self::Layout { .. } => 1,
+            Self::Chain { problem, .. } => problem.exit_code(),
+            Self::NeedsParent => 2,
             Self::Refused { .. }
             | Self::Io { .. }
             | Self::Changed { .. }
@@ -95,6 +109,12 @@ impl fmt::Display for TreeError {
             Self::Threads { reason } => write!(f, "cannot start worker threads: {reason}"),
             Self::Layout { what } => {
                 write!(f, "checkpoint layout differs from its manifest: {what}")
+            }
+            Self::NeedsParent => f.write_str(
+                "an incremental checkpoint: restoring it needs its parent, read from a file",
+            ),
+            Self::Chain { child, parent, problem } => {
+                write!(f, "{} (parent of {}): {problem}", parent.display(), child.display())
             }
         }
     }

@@ -17,6 +17,7 @@ compile_error!(
 
 mod attrs;
 pub mod blocks;
+pub mod chain;
 mod collect;
 mod dest;
 pub mod diff;
@@ -31,7 +32,9 @@ mod xattrs;
 pub use collect::{CollectOptions, Collected, collect, frame_plan};
 pub use error::{TreeError, Warning, format_exit_code};
 pub use restore::{
-    RestoreOptions, RestoreSummary, check_layout, read_first_manifest, restore_checkpoint,
-    restore_checkpoint_parallel,
+    RestoreOptions, RestoreSummary, check_layout, read_first_manifest, restore_chain,
+    restore_checkpoint, restore_checkpoint_parallel,
 };
-pub use write::{WriteOptions, WriteSummary, write_checkpoint};
+pub use write::{
+    Parent, WriteOptions, WriteSummary, read_parent, write_checkpoint, write_incremental,
+};

@@ -1231,8 +1231,12 @@ mod tests {
         assert_eq!(back.data_frame_count(), 1 << 40);
         assert_eq!(back.data_frames_iter().take(3).count(), 3);
         // A directory with the sparse flag.
-        let mut bytes =
-            Manifest { frame_size: 4096, entries: vec![entry(Kind::Dir, "d", 0, "")], parent: None }.encode();
+        let mut bytes = Manifest {
+            frame_size: 4096,
+            entries: vec![entry(Kind::Dir, "d", 0, "")],
+            parent: None,
+        }
+        .encode();
         bytes[HEADER_LEN + 1] = FLAG_SPARSE;
         let err = Manifest::decode(&bytes).unwrap_err();
         assert!(matches!(err, ManifestError::BadField { entry: 0, .. }), "{err:?}");

@@ -1,6 +1,7 @@
 //! Restoring a tree checkpoint, whole or in part.
 
 use crate::attrs::{self, AttrPolicy, Target};
+use crate::chain::Chain;
 use crate::dest::{
     DIR_IN_THE_WAY, Dest, DirHandle, NewFile, TempFile, create_replacing, make_symlink,
     open_dir_file, open_node,
@@ -448,6 +449,54 @@ fn read_manifest<S: Source>(f: &mut FrameReader<'_, S>) -> Result<(Manifest, Vec
     Ok((Manifest::decode(&bytes).map_err(TreeError::Manifest)?, bytes))
 }
 
+/// The manifest version in a manifest's bytes (`None` if too short to hold one).
+fn manifest_version(bytes: &[u8]) -> Option<u16> {
+    let v = bytes.get(4..6)?;
+    Some(u16::from_le_bytes([*v.first()?, *v.get(1)?]))
+}
+
+/// Frames a manifest's checkpoint holds besides its data frames: the manifest, and from
+/// version 4 on the block table (the last frame).
+fn extra_frames(manifest_bytes: &[u8]) -> u64 {
+    if manifest_version(manifest_bytes).is_some_and(|v| v >= 4) { 2 } else { 1 }
+}
+
+/// Reads a block table frame: exactly one buffer.
+fn read_table<S: Source>(f: &mut FrameReader<'_, S>) -> Result<Vec<u8>, TreeError> {
+    let bytes = f.read_to_vec()?.ok_or(TreeError::Layout { what: "empty block table frame" })?;
+    if f.next_len()?.is_some() {
+        return Err(TreeError::Layout { what: "block table frame holds more than the table" });
+    }
+    Ok(bytes)
+}
+
+/// Reads, through the index, a tree checkpoint's manifest and (from manifest version 4
+/// on) its block table's bytes, after checking the frames against the manifest's plan.
+pub(crate) fn manifest_and_table<S: Source>(
+    reader: &mut Reader<S>,
+) -> Result<(Manifest, Option<Vec<u8>>), TreeError> {
+    if reader.frame_count().unwrap_or(0) == 0 {
+        return Err(TreeError::Layout { what: "no manifest frame" });
+    }
+    let (manifest, bytes) = {
+        let mut f = reader.open_frame(0)?;
+        let read = read_manifest(&mut f)?;
+        f.close()?;
+        read
+    };
+    check_frames(reader, &manifest, &bytes)?;
+    let table = if extra_frames(&bytes) == 2 {
+        let last = reader.frame_count().unwrap_or(0).saturating_sub(1);
+        let mut f = reader.open_frame(last)?;
+        let table = read_table(&mut f)?;
+        f.close()?;
+        Some(table)
+    } else {
+        None
+    };
+    Ok((manifest, table))
+}
+
 /// Reads the manifest from frame 0 of a checkpoint read from its start (a pipe, a pool's
 /// published checkpoint), without its index: `None` when frame 0 holds no manifest.
 ///
@@ -491,14 +540,19 @@ pub fn check_layout<S: Source>(reader: &mut Reader<S>) -> Result<Option<Manifest
         bytes
     };
     let manifest = Manifest::decode(&bytes).map_err(TreeError::Manifest)?;
-    check_frames(reader, &manifest)?;
+    check_frames(reader, &manifest, &bytes)?;
     Ok(Some(manifest))
 }
 
 /// The index's frames against the manifest's plan (count first: a hostile manifest may
 /// claim billions of frames).
-fn check_frames<S: Source>(reader: &Reader<S>, manifest: &Manifest) -> Result<(), TreeError> {
-    if reader.frame_count() != manifest.data_frame_count().checked_add(1) {
+fn check_frames<S: Source>(
+    reader: &Reader<S>,
+    manifest: &Manifest,
+    manifest_bytes: &[u8],
+) -> Result<(), TreeError> {
+    let extra = extra_frames(manifest_bytes);
+    if reader.frame_count() != manifest.data_frame_count().checked_add(extra) {
         return Err(TreeError::Layout { what: "frame count differs from the manifest's" });
     }
     for (i, pieces) in manifest.data_frames_iter().enumerate() {
@@ -556,12 +610,15 @@ pub fn restore_checkpoint<S: Source>(
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<RestoreSummary, TreeError> {
     let mut reader = Reader::new(source);
-    let manifest = {
+    let (manifest, manifest_bytes) = {
         let mut f = reader.next_frame()?.ok_or(TreeError::Layout { what: "no manifest frame" })?;
-        let (manifest, _) = read_manifest(&mut f)?;
+        let read = read_manifest(&mut f)?;
         f.close()?;
-        manifest
+        read
     };
+    if manifest.parent.is_some() {
+        return Err(TreeError::NeedsParent);
+    }
     let mut r = Restorer::new(&manifest, options, dest)?;
     let total = r.data_total();
     progress(0, total);
@@ -621,6 +678,14 @@ pub fn restore_checkpoint<S: Source>(
     if planned.next().is_some() || pieces.next().is_some() {
         return Err(TreeError::Layout { what: "more data frames than the files need" });
     }
+    if extra_frames(&manifest_bytes) == 2 {
+        let mut f = reader
+            .next_frame()?
+            .ok_or(TreeError::Layout { what: "checkpoint ends before its block table" })?;
+        let table = read_table(&mut f)?;
+        f.close()?;
+        crate::blocks::BlockTable::decode(&table, &manifest).map_err(TreeError::Manifest)?;
+    }
     reader.finish()?;
     let mut summary = r.finish()?;
     summary.data_bytes = done;
@@ -671,7 +736,10 @@ where
     };
     // Checked before the plan is built or anything is created: a hostile manifest may
     // claim billions of frames, or buffers the frames do not hold.
-    check_frames(&reader, &manifest)?;
+    check_frames(&reader, &manifest, &manifest_bytes)?;
+    if manifest.parent.is_some() {
+        return Err(TreeError::NeedsParent);
+    }
     let data_frames = manifest.data_frames();
     drop(reader);
     let mut r = Restorer::new(&manifest, options, dest)?;
@@ -879,5 +947,171 @@ impl Shared<'_, '_> {
         let warnings =
             self.warnings.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
         (self.done.into_inner(), self.made.into_inner(), self.dropped.into_inner(), warnings)
+    }
+}
+
+/// Restores the newest checkpoint of `chain` into `dest`: every file block comes from the
+/// newest link that stores it ([`Chain::owners`], resolved and checked before anything is
+/// created), each link's frames are read once on `threads` workers (only the frames that
+/// supply something) with every chunk checked as usual, and files appear under their names
+/// only once every link is restored. A link whose frames fail a check is named as the
+/// damaged parent of its child.
+///
+/// # Errors
+/// As [`restore_checkpoint_parallel`], and [`TreeError::Chain`] for a link that lacks a
+/// block its child inherits or fails its checks.
+pub fn restore_chain(
+    chain: &Chain,
+    dest: &Path,
+    options: &RestoreOptions,
+    threads: usize,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<RestoreSummary, TreeError> {
+    let supplies = chain.owners()?;
+    let target = chain.links.first().ok_or(TreeError::Layout { what: "empty chain" })?;
+    let manifest = &target.manifest;
+    let mut r = Restorer::new(manifest, options, dest)?;
+    let total: u64 = manifest
+        .entries
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| r.restores_data(*i))
+        .map(|(_, e)| e.content_len())
+        .sum();
+    progress(0, total);
+    // Every file with data may take blocks from several links: a named temporary file
+    // that each link's workers reopen.
+    let spans: Vec<Option<(usize, usize)>> = manifest
+        .entries
+        .iter()
+        .map(|e| (e.kind == Kind::File && e.content_len() > 0).then_some((0, 1)))
+        .collect();
+    let spanning = r.start_all(&spans)?;
+    let done = AtomicU64::new(0);
+    for (k, (link, supply)) in chain.links.iter().zip(&supplies).enumerate() {
+        let wanted = |entry: usize| {
+            supply
+                .get(entry)
+                .and_then(Option::as_ref)
+                .filter(|s| r.restores_data(s.entry) && !s.ranges.is_empty())
+        };
+        let data_frames = link.manifest.data_frames();
+        let frames: Vec<u64> = (1u64..)
+            .zip(&data_frames)
+            .filter_map(|(i, pieces)| pieces.iter().any(|p| wanted(p.entry).is_some()).then_some(i))
+            .collect();
+        if frames.is_empty() {
+            continue;
+        }
+        let visit =
+            |frame: &mut FrameReader<'_, ckpt_io_backends::InputSource>| -> Result<(), TreeError> {
+                let pieces = frame
+                    .index()
+                    .checked_sub(1)
+                    .and_then(|i| usize::try_from(i).ok())
+                    .and_then(|i| data_frames.get(i))
+                    .ok_or(TreeError::Layout { what: "a frame outside the link's data" })?;
+                thread_local! {
+                    static CHAIN_BUF: std::cell::RefCell<AlignedBuf> = std::cell::RefCell::new(AlignedBuf::new(0, 0));
+                }
+                CHAIN_BUF.with_borrow_mut(|buf| {
+                    for p in pieces {
+                        let Some(s) = wanted(p.entry) else {
+                            skip_piece(frame, p)?;
+                            continue;
+                        };
+                        let parts = crate::chain::parts_within(&s.ranges, p.offset, p.len);
+                        let Some(temp) = spanning.get(s.entry).and_then(Option::as_ref) else {
+                            skip_piece(frame, p)?;
+                            continue;
+                        };
+                        let file = temp.reopen()?;
+                        restore_piece_parts(frame, p, &file, &temp.path(), buf, &parts)?;
+                        let n: u64 = parts.iter().map(|x| x.1).sum();
+                        progress(done.fetch_add(n, Ordering::Relaxed) + n, total);
+                    }
+                    Ok(())
+                })
+            };
+        let open = || {
+            link.source().map_err(|e| FormatError::Io {
+                offset: 0,
+                error: std::io::Error::other(e.to_string()).into(),
+            })
+        };
+        let restored = restore_frames_with(open, &frames, Parallelism::threads(threads), visit)
+            .map_err(|e| match e {
+                ParallelError::Callback { error, .. } => error,
+                ParallelError::Frame { error, .. } | ParallelError::Open(error) => error.into(),
+                ParallelError::Pool(reason) => TreeError::Threads { reason },
+                _ => TreeError::Threads { reason: e.to_string() },
+            });
+        if let Err(e) = restored {
+            return Err(match (k, e) {
+                (0, e) => e,
+                (_, e @ (TreeError::Io { .. } | TreeError::Threads { .. })) => e,
+                (_, e) => TreeError::Chain {
+                    child: chain.links.get(k - 1).map(|l| l.path.clone()).unwrap_or_default(),
+                    parent: link.path.clone(),
+                    problem: crate::chain::ChainProblem::Damaged { error: e.to_string() },
+                },
+            });
+        }
+    }
+    let mut spanning = spanning;
+    for (i, temp) in spanning.iter_mut().enumerate() {
+        if let Some(temp) = temp.take() {
+            let file = temp.reopen()?;
+            r.publish(i, NewFile::named(temp, file))?;
+        }
+    }
+    let mut summary = r.finish()?;
+    summary.data_bytes = done.into_inner();
+    Ok(summary)
+}
+
+/// Restores the parts of the frame's next buffer (which must be `piece`) listed in
+/// `parts` (file offsets and lengths inside the piece) into `file`; the rest is read and
+/// verified only.
+fn restore_piece_parts<S: Source>(
+    frame: &mut FrameReader<'_, S>,
+    piece: &Piece,
+    file: &File,
+    path: &Path,
+    buf: &mut AlignedBuf,
+    parts: &[(u64, u64)],
+) -> Result<(), TreeError> {
+    if frame.next_len()? != Some(piece.len) {
+        return Err(TreeError::Layout {
+            what: "a data buffer's length differs from the manifest's",
+        });
+    }
+    if piece.len <= DIRECT_PIECE_MAX {
+        let bytes = buf.prefix_mut(usize::try_from(piece.len).unwrap_or(0));
+        frame.read_into(bytes)?;
+        for &(o, l) in parts {
+            let at = usize::try_from(o - piece.offset).unwrap_or(usize::MAX);
+            let part = bytes
+                .get(at..at.saturating_add(usize::try_from(l).unwrap_or(usize::MAX)))
+                .ok_or(TreeError::Layout { what: "a supplied range outside its piece" })?;
+            write_in_pieces(file, part, o).map_err(io_err(path, "cannot write"))?;
+        }
+        return Ok(());
+    }
+    let read = frame.read_each(|at, bytes: &[u8]| -> Result<(), TreeError> {
+        let start = piece.offset + at;
+        for (o, l) in crate::chain::parts_within(parts, start, bytes.len() as u64) {
+            let from = usize::try_from(o - start).unwrap_or(usize::MAX);
+            let part = bytes
+                .get(from..from.saturating_add(usize::try_from(l).unwrap_or(usize::MAX)))
+                .unwrap_or_default();
+            file.write_all_at(part, o).map_err(io_err(path, "cannot write"))?;
+        }
+        Ok(())
+    })?;
+    if read == Some(piece.len) {
+        Ok(())
+    } else {
+        Err(TreeError::Layout { what: "a data buffer's length differs from the manifest's" })
     }
 }

@@ -1,7 +1,8 @@
 //! Writing a tree checkpoint.
 
+use crate::blocks::{BlockHasher, BlockTable, Pending, state_digest, stored_ranges};
 use crate::error::io_err;
-use crate::manifest::Piece;
+use crate::manifest::{BLOCK_SIZE, Manifest, ParentLink, Piece};
 use crate::{Collected, TreeError, Warning};
 use ckpt_frame_core::{CheckpointId, IoError, IoErrorKind, Sink, Style, Writer};
 use ckpt_parallel::{LoadedFrame, ParallelError, Parallelism, write_loaded};
@@ -25,6 +26,18 @@ pub struct WriteOptions {
     pub strict: bool,
 }
 
+/// The checkpoint an incremental write builds on: its manifest, its block table and the
+/// link the child records ([`read_parent`]).
+#[derive(Debug, Clone)]
+pub struct Parent {
+    /// The parent's manifest.
+    pub manifest: Manifest,
+    /// The parent's block table.
+    pub table: BlockTable,
+    /// What the child records: the parent's id, state digest and name.
+    pub link: ParentLink,
+}
+
 /// What a write produced.
 #[derive(Debug, Clone)]
 pub struct WriteSummary {
@@ -38,6 +51,8 @@ pub struct WriteSummary {
     pub frames: u64,
     /// Files that changed while they were read (each stored as read).
     pub warnings: Vec<Warning>,
+    /// For an incremental checkpoint, the file bytes its parent already holds (not stored).
+    pub inherited_bytes: u64,
 }
 
 /// Writes the checkpoint of `c` into `sink`; `progress` gets the file bytes done so far.
@@ -80,20 +95,166 @@ pub fn write_checkpoint<S: Sink>(
     options: &WriteOptions,
     progress: &mut dyn FnMut(u64),
 ) -> Result<(S, WriteSummary), TreeError> {
-    let mut w = Writer::new(sink, options.id);
-    let manifest = c.manifest.encode();
-    let mut f = w.open_frame(options.style)?;
-    f.add(&manifest)?;
-    f.close()?;
-    let frames = c.manifest.data_frames();
-    let inputs = Inputs { c, strict: options.strict, warnings: Mutex::new(Vec::new()) };
-    let done = match options.style {
-        Style::Raw => write_streamed(&mut w, &inputs, &frames, progress)?,
-        style => write_pipelined(&mut w, &inputs, &frames, style, options.threads, progress)?,
+    let hasher = BlockHasher::new(&c.manifest);
+    let inputs = Inputs {
+        c,
+        strict: options.strict,
+        warnings: Mutex::new(Vec::new()),
+        hasher: Some(&hasher),
     };
-    let summary = w.finish()?;
+    write_frames(sink, &c.manifest, &inputs, options, progress, |_| Ok(hasher.finish()))
+}
+
+/// Writes an incremental checkpoint of `c` on top of `parent`: every file's 4 KiB blocks
+/// are hashed first (on `threads` threads), then only the blocks whose hash or length
+/// differs from the parent's file at the same path are stored; the manifest records the
+/// parent ([`Parent::link`]) and which ranges each file stores. Files the parent lacks are
+/// stored whole. The checkpoint's block table covers every block, stored or not, so it can
+/// be the parent of the next one.
+///
+/// # Errors
+/// As [`write_checkpoint`].
+pub fn write_incremental<S: Sink>(
+    sink: S,
+    c: &Collected,
+    options: &WriteOptions,
+    parent: &Parent,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(S, WriteSummary), TreeError> {
+    let hasher = BlockHasher::new(&c.manifest);
+    let reading = Inputs {
+        c,
+        strict: options.strict,
+        warnings: Mutex::new(Vec::new()),
+        hasher: Some(&hasher),
+    };
+    hash_all(&reading, options.threads)?;
+    let table = hasher.finish();
+    let mut manifest = c.manifest.clone();
+    let stored = stored_ranges(&manifest, &table, &parent.manifest, &parent.table);
+    for (e, s) in manifest.entries.iter_mut().zip(stored) {
+        e.stored = s;
+    }
+    manifest.parent = Some(parent.link.clone());
+    let inherited = c.manifest.data_bytes() - manifest.data_bytes();
     let mut warnings =
-        inputs.warnings.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        reading.warnings.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let inputs =
+        Inputs { c, strict: options.strict, warnings: Mutex::new(Vec::new()), hasher: None };
+    let (sink, mut summary) =
+        write_frames(sink, &manifest, &inputs, options, progress, |_| Ok(table))?;
+    warnings.append(&mut summary.warnings);
+    let mut seen = std::collections::HashSet::new();
+    warnings.retain(|w| seen.insert(w.clone()));
+    summary.warnings = warnings;
+    summary.inherited_bytes = inherited;
+    Ok((sink, summary))
+}
+
+/// Reads what an incremental write needs of its parent checkpoint: the manifest (frame 0),
+/// the block table (the last frame), and the state digest they give. `name` is recorded in
+/// the child as a hint for finding the parent again.
+///
+/// # Errors
+/// [`TreeError::Format`] for a damaged parent, [`TreeError::Manifest`] for an invalid
+/// manifest or table, [`TreeError::Layout`] for a checkpoint that is not a tree checkpoint
+/// or has no block table (written before manifest version 4).
+pub fn read_parent<Src: ckpt_frame_core::Source>(
+    source: Src,
+    name: Vec<u8>,
+) -> Result<Parent, TreeError> {
+    let mut reader = ckpt_frame_core::Reader::open(source)?;
+    let (manifest, table_bytes) = crate::restore::manifest_and_table(&mut reader)?;
+    let table_bytes = table_bytes.ok_or(TreeError::Layout {
+        what: "the parent has no block table (written before incremental checkpoints); write a full checkpoint first",
+    })?;
+    let table = BlockTable::decode(&table_bytes, &manifest).map_err(TreeError::Manifest)?;
+    let id = reader.id().ok_or(TreeError::Layout { what: "the parent has no id" })?.to_bytes();
+    let digest = state_digest(&manifest, &table_bytes);
+    Ok(Parent { manifest, table, link: ParentLink { id, digest, name } })
+}
+
+/// Hashes every block of every file on `threads` threads, in shares of 8 MiB.
+fn hash_all(inputs: &Inputs<'_>, threads: usize) -> Result<(), TreeError> {
+    const SHARE: u64 = 8 << 20;
+    let mut shares = Vec::new();
+    for (i, e) in inputs.c.manifest.entries.iter().enumerate() {
+        for (offset, len) in e.content_ranges() {
+            let mut at = offset;
+            while at < offset + len {
+                let end = ((at / SHARE + 1) * SHARE).min(offset + len);
+                shares.push(Piece { entry: i, offset: at, len: end - at });
+                at = end;
+            }
+        }
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failure = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1) {
+            scope.spawn(|| {
+                let mut files = OpenFiles::default();
+                let mut pending = Pending::default();
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(p) = shares.get(k) else { break };
+                    let mut at = p.offset;
+                    while at < p.offset + p.len {
+                        let n = usize::try_from((p.offset + p.len - at).min(1 << 20)).unwrap_or(0);
+                        let dst = buf.get_mut(..n).unwrap_or_default();
+                        if let Err(e) = inputs.read(&mut files, &mut pending, p, at, dst) {
+                            failure
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .get_or_insert(e);
+                            next.store(usize::MAX / 2, std::sync::atomic::Ordering::Relaxed);
+                            return;
+                        }
+                        at += n as u64;
+                    }
+                }
+                if let Some(h) = inputs.hasher {
+                    h.flush(&mut pending);
+                }
+            });
+        }
+    });
+    debug_assert!(SHARE % BLOCK_SIZE == 0, "shares end on the block grid");
+    match failure.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Writes the manifest frame, the data frames `manifest` lays out, and the block table
+/// that `table` gives once the data is written.
+fn write_frames<S: Sink>(
+    sink: S,
+    manifest: &Manifest,
+    inputs: &Inputs<'_>,
+    options: &WriteOptions,
+    progress: &mut dyn FnMut(u64),
+    table: impl FnOnce(()) -> Result<BlockTable, TreeError>,
+) -> Result<(S, WriteSummary), TreeError> {
+    let mut w = Writer::new(sink, options.id);
+    let encoded = manifest.encode();
+    let mut f = w.open_frame(options.style)?;
+    f.add(&encoded)?;
+    f.close()?;
+    let frames = manifest.data_frames();
+    let done = match options.style {
+        Style::Raw => write_streamed(&mut w, inputs, &frames, progress)?,
+        style => write_pipelined(&mut w, inputs, &frames, style, options.threads, progress)?,
+    };
+    let table = table(())?.encode();
+    let mut f = w.open_frame(options.style)?;
+    f.add(&table)?;
+    f.close()?;
+    let summary = w.finish()?;
+    let mut warnings = std::mem::take(
+        &mut *inputs.warnings.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
     // Workers reading pieces of one file in different frames may each have seen the change.
     let mut seen = std::collections::HashSet::new();
     warnings.retain(|w| seen.insert(w.clone()));
@@ -105,6 +266,7 @@ pub fn write_checkpoint<S: Sink>(
             data_bytes: done,
             frames: summary.frames,
             warnings,
+            inherited_bytes: 0,
         },
     ))
 }
@@ -114,6 +276,8 @@ struct Inputs<'c> {
     c: &'c Collected,
     strict: bool,
     warnings: Mutex<Vec<Warning>>,
+    /// Hashes the blocks of what is read, when the table is built while writing.
+    hasher: Option<&'c BlockHasher>,
 }
 
 impl Inputs<'_> {
@@ -132,6 +296,21 @@ impl Inputs<'_> {
     /// Fills `dst` with the bytes of `p`'s file at `offset`: bytes past a shrunken end, or
     /// of a file removed since it was listed, are zeros.
     fn read(
+        &self,
+        files: &mut OpenFiles,
+        pending: &mut Pending,
+        p: &Piece,
+        offset: u64,
+        dst: &mut [u8],
+    ) -> Result<(), TreeError> {
+        self.read_only(files, p, offset, dst)?;
+        if let Some(h) = self.hasher {
+            h.feed(pending, p.entry, offset, dst);
+        }
+        Ok(())
+    }
+
+    fn read_only(
         &self,
         files: &mut OpenFiles,
         p: &Piece,
@@ -195,6 +374,7 @@ fn write_streamed<S: Sink>(
     progress: &mut dyn FnMut(u64),
 ) -> Result<u64, TreeError> {
     let mut files = OpenFiles::default();
+    let mut pending = Pending::default();
     let mut done = 0u64;
     for pieces in frames {
         let mut f = w.open_frame(Style::Raw)?;
@@ -203,7 +383,8 @@ fn write_streamed<S: Sink>(
             let len = usize::try_from(p.len).unwrap_or(usize::MAX);
             let mut at = p.offset;
             let added = f.add_streamed(len, |dst| {
-                inputs.read(&mut files, p, at, dst).map(|()| at += dst.len() as u64).map_err(|e| {
+                let read = inputs.read(&mut files, &mut pending, p, at, dst);
+                read.map(|()| at += dst.len() as u64).map_err(|e| {
                     failure = Some(e);
                     IoError::new(IoErrorKind::Other, "reading the input failed")
                 })
@@ -217,6 +398,9 @@ fn write_streamed<S: Sink>(
         }
         f.close()?;
         progress(done);
+    }
+    if let Some(h) = inputs.hasher {
+        h.flush(&mut pending);
     }
     Ok(done)
 }
@@ -237,13 +421,17 @@ fn write_pipelined<S: Sink>(
         let lens = pieces.iter().map(|p| usize::try_from(p.len).unwrap_or(usize::MAX));
         let mem = frame.reset(style, lens);
         let mut files = OpenFiles::default();
+        let mut pending = Pending::default();
         let mut at = 0;
         for p in pieces {
             let len = usize::try_from(p.len).unwrap_or(usize::MAX);
             let dst = mem.get_mut(at..at + len).unwrap_or_default();
-            inputs.read(&mut files, p, p.offset, dst)?;
+            inputs.read(&mut files, &mut pending, p, p.offset, dst)?;
             inputs.piece_done(&mut files, p)?;
             at += len;
+        }
+        if let Some(h) = inputs.hasher {
+            h.flush(&mut pending);
         }
         Ok(())
     };

@@ -1,0 +1,390 @@
+//! Chains of incremental checkpoints: finding and checking each link, deciding which link
+//! holds each block of the newest one, and reading those blocks back.
+//!
+//! A link's parent is found by the name its manifest records (beside the link, or an
+//! absolute path) and must carry the recorded checkpoint id and state digest
+//! ([`crate::blocks::state_digest`]); anything else is refused before a byte is written.
+
+use crate::TreeError;
+use crate::blocks::{BlockTable, block_range, state_digest};
+use crate::manifest::{Kind, Manifest};
+use crate::restore::manifest_and_table;
+use ckpt_frame_core::{CheckpointId, Reader};
+use ckpt_io_backends::{InputSource, IoMode, open_input};
+use std::collections::HashMap;
+use std::fmt;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// Most links a chain may have (the newest included): restore opens them all at once.
+pub const MAX_CHAIN: usize = 64;
+
+/// Why a link of a chain cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ChainProblem {
+    /// The parent cannot be opened.
+    Missing {
+        /// The parent's recorded id.
+        id: CheckpointId,
+        /// What opening it said.
+        error: String,
+    },
+    /// A checkpoint is there but not the one recorded (another id, or other contents).
+    Replaced {
+        /// Id and state digest the child recorded.
+        expected: (CheckpointId, u64),
+        /// Id and state digest found.
+        found: (CheckpointId, u64),
+    },
+    /// The parent fails its own checks.
+    Damaged {
+        /// What failed.
+        error: String,
+    },
+    /// The parent does not hold, with the recorded hash, a block the child inherits.
+    BlockMissing {
+        /// The file's path.
+        path: String,
+        /// The block number (of 4 KiB).
+        block: u64,
+    },
+    /// More than [`MAX_CHAIN`] links, or a link that is its own ancestor.
+    TooLong,
+}
+
+impl ChainProblem {
+    /// The CLI's exit status: 2 for a parent that is not there, 1 for one that is wrong.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Missing { .. } => 2,
+            _ => 1,
+        }
+    }
+}
+
+impl fmt::Display for ChainProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Missing { id, error } => write!(f, "parent {id} is missing: {error}"),
+            Self::Replaced { expected, found } => write!(
+                f,
+                "parent was replaced: the child was written on checkpoint {} (state digest \
+                 {:016x}), this is {} (state digest {:016x})",
+                expected.0, expected.1, found.0, found.1
+            ),
+            Self::Damaged { error } => write!(f, "parent is damaged: {error}"),
+            Self::BlockMissing { path, block } => {
+                write!(f, "parent does not hold block {block} of {path:?} as the child recorded it")
+            }
+            Self::TooLong => write!(f, "chain is longer than {MAX_CHAIN} links or loops"),
+        }
+    }
+}
+
+/// One checkpoint of a chain, opened and checked.
+#[derive(Debug, Clone)]
+pub struct Link {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its checkpoint id.
+    pub id: CheckpointId,
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// Its block table.
+    pub table: BlockTable,
+    /// Its block table's bytes.
+    pub table_bytes: Vec<u8>,
+    /// Its state digest.
+    pub digest: u64,
+    /// Its length in bytes.
+    pub len: u64,
+}
+
+impl Link {
+    /// Opens and checks the checkpoint at `path`: index, manifest, frames against the
+    /// manifest, block table.
+    ///
+    /// # Errors
+    /// [`TreeError::Io`] if it cannot be opened; [`TreeError::Format`],
+    /// [`TreeError::Manifest`] or [`TreeError::Layout`] if it fails a check, or has no
+    /// block table (written before manifest version 4).
+    pub fn open(path: &Path) -> Result<Self, TreeError> {
+        let source = open_link(path)?;
+        let len = std::fs::metadata(path).map_or(0, |m| m.len());
+        let mut reader = Reader::open(source)?;
+        let (manifest, table_bytes) = manifest_and_table(&mut reader)?;
+        let table_bytes = table_bytes.ok_or(TreeError::Layout {
+            what: "no block table (written before incremental checkpoints)",
+        })?;
+        let table = BlockTable::decode(&table_bytes, &manifest).map_err(TreeError::Manifest)?;
+        let id = reader.id().ok_or(TreeError::Layout { what: "checkpoint has no id" })?;
+        let digest = state_digest(&manifest, &table_bytes);
+        Ok(Self { path: path.to_owned(), id, manifest, table, table_bytes, digest, len })
+    }
+
+    /// A source over this link's file, for readers of its frames.
+    ///
+    /// # Errors
+    /// [`TreeError::Io`] if the file cannot be opened.
+    pub fn source(&self) -> Result<InputSource, TreeError> {
+        open_link(&self.path)
+    }
+
+    /// Where this link's parent is to be found, if it has one.
+    pub fn parent_path(&self) -> Option<PathBuf> {
+        let link = self.manifest.parent.as_ref()?;
+        let name = Path::new(std::ffi::OsStr::from_bytes(&link.name));
+        Some(if name.is_absolute() {
+            name.to_owned()
+        } else {
+            self.path.parent().unwrap_or(Path::new(".")).join(name)
+        })
+    }
+}
+
+fn open_link(path: &Path) -> Result<InputSource, TreeError> {
+    open_input(path, IoMode::Buffered).map_err(|e| TreeError::Io {
+        path: path.to_owned(),
+        op: "cannot open",
+        source: e.into(),
+    })
+}
+
+/// The name a child records for its parent at `parent`, when the child is written at
+/// `child`: the file name when both are in one directory, else an absolute path.
+pub fn parent_name(child: &Path, parent: &Path) -> Vec<u8> {
+    let dir = |p: &Path| {
+        let d = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::canonicalize(d).ok()
+    };
+    if let (Some(a), Some(b), Some(name)) = (dir(child), dir(parent), parent.file_name()) {
+        if a == b {
+            return name.as_bytes().to_vec();
+        }
+    }
+    std::path::absolute(parent)
+        .unwrap_or_else(|_| parent.to_owned())
+        .as_os_str()
+        .as_bytes()
+        .to_vec()
+}
+
+/// A checkpoint and its ancestors, newest first, each checked against its child's record.
+#[derive(Debug, Clone)]
+pub struct Chain {
+    /// The links: `links[0]` is the checkpoint opened, `links[k + 1]` the parent of
+    /// `links[k]`; the last one is self-contained.
+    pub links: Vec<Link>,
+}
+
+impl Chain {
+    /// Opens the checkpoint at `path` and every ancestor, checking each parent's id and
+    /// state digest against what its child recorded.
+    ///
+    /// # Errors
+    /// [`TreeError::Chain`] naming the child and the parent at fault; the errors of
+    /// [`Link::open`] for the checkpoint at `path` itself.
+    pub fn open(path: &Path) -> Result<Self, TreeError> {
+        let mut links = vec![Link::open(path)?];
+        loop {
+            let child = links.last().ok_or(TreeError::Layout { what: "empty chain" })?;
+            let (Some(record), Some(parent_path)) =
+                (child.manifest.parent.clone(), child.parent_path())
+            else {
+                return Ok(Self { links });
+            };
+            let fail = |problem| TreeError::Chain {
+                child: child.path.clone(),
+                parent: parent_path.clone(),
+                problem,
+            };
+            let expected_id = CheckpointId::from_bytes(record.id);
+            if links.len() >= MAX_CHAIN || links.iter().any(|l| l.id == expected_id) {
+                return Err(fail(ChainProblem::TooLong));
+            }
+            let parent = match Link::open(&parent_path) {
+                Ok(p) => p,
+                Err(TreeError::Io { source, .. }) => {
+                    let error = source.to_string();
+                    return Err(fail(ChainProblem::Missing { id: expected_id, error }));
+                }
+                Err(e) => return Err(fail(ChainProblem::Damaged { error: e.to_string() })),
+            };
+            if (parent.id, parent.digest) != (expected_id, record.digest) {
+                return Err(fail(ChainProblem::Replaced {
+                    expected: (expected_id, record.digest),
+                    found: (parent.id, parent.digest),
+                }));
+            }
+            links.push(parent);
+        }
+    }
+
+    /// For each link, for each of its entries, the entry of the newest checkpoint it
+    /// supplies and the byte ranges of that file it supplies (ascending): every block of
+    /// every file of `links[0]` comes from the newest link that stores it.
+    ///
+    /// # Errors
+    /// [`TreeError::Chain`] with [`ChainProblem::BlockMissing`] when a link lacks a block
+    /// its child inherits (no file at the path, another length or hash), or
+    /// [`TreeError::Layout`] for stored ranges that split a block.
+    pub fn owners(&self) -> Result<Vec<Vec<Option<Supply>>>, TreeError> {
+        let mut out: Vec<Vec<Option<Supply>>> =
+            self.links.iter().map(|l| vec![None; l.manifest.entries.len()]).collect();
+        let by_path: Vec<HashMap<&[u8], usize>> = self
+            .links
+            .iter()
+            .map(|l| {
+                let files = l.manifest.entries.iter().enumerate();
+                files
+                    .filter(|(_, e)| e.kind == Kind::File)
+                    .map(|(i, e)| (e.path.as_slice(), i))
+                    .collect()
+            })
+            .collect();
+        let Some(target) = self.links.first() else { return Ok(out) };
+        for (i, e) in target.manifest.entries.iter().enumerate() {
+            if e.kind != Kind::File {
+                continue;
+            }
+            let content = e.content_ranges();
+            // Per link, the entry of that link holding this path (looked up once).
+            let mut at: Vec<Option<usize>> = vec![None; self.links.len()];
+            if let Some(a) = at.first_mut() {
+                *a = Some(i);
+            }
+            for j in target.table.blocks(i) {
+                let hash = target.table.hash(i, j);
+                let (bs, be) = block_range(e.size, j);
+                let mut k = 0;
+                let owner = loop {
+                    let (Some(link), Some(li)) = (self.links.get(k), at.get(k).copied().flatten())
+                    else {
+                        return Err(TreeError::Layout { what: "chain resolution lost its link" });
+                    };
+                    let le = link
+                        .manifest
+                        .entries
+                        .get(li)
+                        .ok_or(TreeError::Layout { what: "chain resolution lost its entry" })?;
+                    if k > 0 {
+                        let same = block_range(le.size, j) == (bs, be)
+                            && hash.is_some()
+                            && link.table.hash(li, j) == hash;
+                        if !same {
+                            return Err(self.block_missing(k, &e.path, j));
+                        }
+                    }
+                    if stores_block(le, j)? {
+                        break (k, li);
+                    }
+                    k += 1;
+                    if k >= self.links.len() {
+                        return Err(self.block_missing(k, &e.path, j));
+                    }
+                    let next = match at.get(k).copied().flatten() {
+                        Some(n) => n,
+                        None => {
+                            let n = by_path
+                                .get(k)
+                                .and_then(|m| m.get(e.path.as_slice()).copied())
+                                .ok_or_else(|| self.block_missing(k, &e.path, j))?;
+                            if let Some(slot) = at.get_mut(k) {
+                                *slot = Some(n);
+                            }
+                            n
+                        }
+                    };
+                    let _ = next;
+                };
+                let (k, li) = owner;
+                let slot = out
+                    .get_mut(k)
+                    .and_then(|v| v.get_mut(li))
+                    .ok_or(TreeError::Layout { what: "chain resolution lost its entry" })?;
+                let supply = slot.get_or_insert_with(|| Supply { entry: i, ranges: Vec::new() });
+                for &(o, l) in &content {
+                    let (s, t) = (o.max(bs), (o + l).min(be));
+                    if s < t {
+                        match supply.ranges.last_mut() {
+                            Some((so, sl)) if *so + *sl == s => *sl += t - s,
+                            _ => supply.ranges.push((s, t - s)),
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn block_missing(&self, k: usize, path: &[u8], block: u64) -> TreeError {
+        let child = self.links.get(k.saturating_sub(1)).map(|l| l.path.clone()).unwrap_or_default();
+        let parent = self.links.get(k).map_or_else(
+            || self.links.get(k.saturating_sub(1)).and_then(Link::parent_path).unwrap_or_default(),
+            |l| l.path.clone(),
+        );
+        TreeError::Chain {
+            child,
+            parent,
+            problem: ChainProblem::BlockMissing {
+                path: String::from_utf8_lossy(path).into_owned(),
+                block,
+            },
+        }
+    }
+}
+
+/// What one link supplies to one file of the newest checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Supply {
+    /// The entry of the newest checkpoint.
+    pub entry: usize,
+    /// The byte ranges of the file, ascending, not touching.
+    pub ranges: Vec<(u64, u64)>,
+}
+
+/// Whether `e` stores (all of) block `j`'s content.
+fn stores_block(e: &crate::manifest::Entry, j: u64) -> Result<bool, TreeError> {
+    let Some(stored) = &e.stored else { return Ok(true) };
+    let (bs, be) = block_range(e.size, j);
+    let mut content = 0u64;
+    let mut covered = 0u64;
+    for (o, l) in e.content_ranges() {
+        let (s, t) = (o.max(bs), (o + l).min(be));
+        if s < t {
+            content += t - s;
+        }
+    }
+    let first = stored.partition_point(|&(o, l)| o + l <= bs);
+    for &(o, l) in stored.get(first..).unwrap_or_default() {
+        if o >= be {
+            break;
+        }
+        let (s, t) = (o.max(bs), (o + l).min(be));
+        if s < t {
+            covered += t - s;
+        }
+    }
+    if covered != 0 && covered != content {
+        return Err(TreeError::Layout { what: "stored ranges split a block" });
+    }
+    Ok(covered != 0)
+}
+
+/// The parts of `ranges` (ascending, not touching) inside `start..start + len`.
+pub(crate) fn parts_within(ranges: &[(u64, u64)], start: u64, len: u64) -> Vec<(u64, u64)> {
+    let end = start + len;
+    let first = ranges.partition_point(|&(o, l)| o + l <= start);
+    let mut out = Vec::new();
+    for &(o, l) in ranges.get(first..).unwrap_or_default() {
+        if o >= end {
+            break;
+        }
+        let (s, t) = (o.max(start), (o + l).min(end));
+        if s < t {
+            out.push((s, t - s));
+        }
+    }
+    out
+}

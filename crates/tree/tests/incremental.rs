@@ -1,0 +1,235 @@
+//! Incremental checkpoints through the library: chains of real files on disk, restored
+//! and compared with the trees they were written from, and every way a chain can be wrong.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use ckpt_frame_core::{CheckpointId, Style, VecSink};
+use ckpt_tree::chain::{Chain, ChainProblem, parent_name};
+use ckpt_tree::{
+    CollectOptions, RestoreOptions, TreeError, WriteOptions, collect, read_parent, restore_chain,
+    restore_checkpoint, write_checkpoint, write_incremental,
+};
+use std::path::{Path, PathBuf};
+
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn options(style: Style, id: u8) -> WriteOptions {
+    WriteOptions { style, id: CheckpointId::from_bytes([id; 16]), threads: 2, strict: false }
+}
+
+/// Writes a checkpoint of `src` at `out`, on `parent` if given; returns its length.
+fn write(src: &Path, out: &Path, parent: Option<&Path>, style: Style, id: u8) -> (u64, u64) {
+    let c = collect(&[src.to_owned()], &CollectOptions::new(1 << 20)).unwrap();
+    let (sink, summary) = match parent {
+        None => write_checkpoint(VecSink::new(), &c, &options(style, id), &mut |_| {}).unwrap(),
+        Some(p) => {
+            let source =
+                ckpt_io_backends::open_input(p, ckpt_io_backends::IoMode::Buffered).unwrap();
+            let parent = read_parent(source, parent_name(out, p)).unwrap();
+            write_incremental(VecSink::new(), &c, &options(style, id), &parent, &mut |_| {})
+                .unwrap()
+        }
+    };
+    std::fs::write(out, sink.into_inner()).unwrap();
+    (summary.stored_bytes, summary.inherited_bytes)
+}
+
+/// Every file under `a` equals the one under `b` (bytes and set of names).
+fn same_tree(a: &Path, b: &Path) {
+    let list = |root: &Path| {
+        let mut out = Vec::new();
+        let mut stack = vec![root.to_owned()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p.clone());
+                }
+                out.push(p.strip_prefix(root).unwrap().to_owned());
+            }
+        }
+        out.sort();
+        out
+    };
+    let (la, lb) = (list(a), list(b));
+    assert_eq!(la, lb);
+    for p in la {
+        let (x, y) = (a.join(&p), b.join(&p));
+        if x.is_file() {
+            assert!(std::fs::read(&x).unwrap() == std::fs::read(&y).unwrap(), "{}", p.display());
+        }
+    }
+}
+
+struct Scene {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    src: PathBuf,
+}
+
+fn scene() -> Scene {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_owned();
+    let src = root.join("state");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("big.bin"), noise(3 << 20, 1)).unwrap();
+    std::fs::write(src.join("sub/small"), b"hello").unwrap();
+    std::fs::write(src.join("sub/gone"), noise(10_000, 2)).unwrap();
+    let sparse = std::fs::File::create(src.join("sparse.img")).unwrap();
+    sparse.set_len(8 << 20).unwrap();
+    use std::os::unix::fs::FileExt;
+    sparse.write_all_at(&noise(100_000, 3), 1 << 20).unwrap();
+    Scene { _dir: dir, root, src }
+}
+
+/// Overwrites `count` scattered 4 KiB pieces (not block-aligned) of `path`.
+fn scatter(path: &Path, count: u64, seed: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    let len = f.metadata().unwrap().len();
+    for i in 0..count {
+        let at = (i * 7919 * 4096 + seed * 1000 + 123) % (len - 4096);
+        f.write_all_at(&noise(4096, seed * 100 + i), at).unwrap();
+    }
+}
+
+#[test]
+fn a_chain_restores_the_newest_tree_and_stores_only_what_changed() {
+    for style in [Style::Raw, Style::Lz4] {
+        let s = scene();
+        let (a, b, c) = (s.root.join("a.ckpt"), s.root.join("b.ckpt"), s.root.join("c.ckpt"));
+        let (full, _) = write(&s.src, &a, None, style, 1);
+        scatter(&s.src.join("big.bin"), 8, 1);
+        std::fs::write(s.src.join("sub/new"), noise(50_000, 4)).unwrap();
+        std::fs::remove_file(s.src.join("sub/gone")).unwrap();
+        let (inc, inherited) = write(&s.src, &b, Some(&a), style, 2);
+        assert!(inc < full / 10, "{style:?}: incremental {inc} of full {full}");
+        assert!(inherited > 3 << 20, "{inherited}");
+        let copy_b = s.root.join("copy_b");
+        copy_tree(&s.src, &copy_b);
+        // Grow one file, shrink another, touch the sparse one.
+        let mut big = std::fs::read(s.src.join("big.bin")).unwrap();
+        big.extend_from_slice(&noise(10_001, 5));
+        std::fs::write(s.src.join("big.bin"), &big).unwrap();
+        std::fs::write(s.src.join("sub/new"), noise(20_000, 4)).unwrap();
+        scatter(&s.src.join("sparse.img"), 2, 9);
+        write(&s.src, &c, Some(&b), style, 3);
+
+        let chain = Chain::open(&c).unwrap();
+        assert_eq!(chain.links.len(), 3);
+        let out = s.root.join("out_c");
+        let summary =
+            restore_chain(&chain, &out, &RestoreOptions::default(), 2, &|_, _| {}).unwrap();
+        assert!(summary.files >= 4);
+        same_tree(&s.src, &out.join("state"));
+        // The middle link restores its own state.
+        let out_b = s.root.join("out_b");
+        restore_chain(&Chain::open(&b).unwrap(), &out_b, &RestoreOptions::default(), 1, &|_, _| {})
+            .unwrap();
+        same_tree(&copy_b, &out_b.join("state"));
+        // A stream of an incremental checkpoint is refused: it needs its parent.
+        let bytes = std::fs::read(&c).unwrap();
+        let e = restore_checkpoint(
+            ckpt_frame_core::SliceSource::new(&bytes),
+            &s.root.join("streamed"),
+            &RestoreOptions::default(),
+            &|_, _| {},
+        )
+        .unwrap_err();
+        assert!(matches!(e, TreeError::NeedsParent), "{e}");
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    let status = std::process::Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap();
+    assert!(status.success());
+}
+
+/// Nothing at all under `dest` (restore created nothing, or only the empty directory).
+fn nothing_restored(dest: &Path) {
+    let n = std::fs::read_dir(dest).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(n, 0, "restore wrote into {}", dest.display());
+}
+
+#[test]
+fn a_missing_replaced_or_damaged_parent_is_refused_before_anything_is_written() {
+    let s = scene();
+    let (a, b) = (s.root.join("a.ckpt"), s.root.join("b.ckpt"));
+    write(&s.src, &a, None, Style::Raw, 1);
+    scatter(&s.src.join("big.bin"), 4, 2);
+    write(&s.src, &b, Some(&a), Style::Raw, 2);
+    let original = std::fs::read(&a).unwrap();
+
+    // Missing.
+    std::fs::rename(&a, s.root.join("moved")).unwrap();
+    let e = Chain::open(&b).unwrap_err();
+    assert!(
+        matches!(&e, TreeError::Chain { problem: ChainProblem::Missing { .. }, parent, .. } if parent == &a),
+        "{e}"
+    );
+    assert!(e.to_string().contains("a.ckpt") && e.to_string().contains("missing"), "{e}");
+    assert_eq!(e.exit_code(), 2);
+    std::fs::rename(s.root.join("moved"), &a).unwrap();
+
+    // Replaced: another checkpoint of the same tree (other id), then one with the same id
+    // but other contents.
+    let keep = s.root.join("keep");
+    std::fs::rename(&a, &keep).unwrap();
+    write(&s.src, &a, None, Style::Raw, 9);
+    let e = Chain::open(&b).unwrap_err();
+    assert!(matches!(&e, TreeError::Chain { problem: ChainProblem::Replaced { .. }, .. }), "{e}");
+    std::fs::write(s.src.join("sub/small"), b"other").unwrap();
+    write(&s.src, &a, None, Style::Raw, 1);
+    let e = Chain::open(&b).unwrap_err();
+    assert!(matches!(&e, TreeError::Chain { problem: ChainProblem::Replaced { .. }, .. }), "{e}");
+    assert!(e.to_string().contains("replaced"), "{e}");
+    std::fs::rename(&keep, &a).unwrap();
+
+    // Damaged: a byte of the parent's inherited data flipped. The chain opens (index,
+    // manifest and table are whole) but restore fails naming the parent, and publishes
+    // nothing.
+    let mut damaged = original.clone();
+    damaged[200_000] ^= 0x40;
+    std::fs::write(&a, &damaged).unwrap();
+    let chain = Chain::open(&b).unwrap();
+    let dest = s.root.join("out");
+    let e = restore_chain(&chain, &dest, &RestoreOptions::default(), 2, &|_, _| {}).unwrap_err();
+    assert!(matches!(&e, TreeError::Chain { problem: ChainProblem::Damaged { .. }, .. }), "{e}");
+    assert!(e.to_string().contains("a.ckpt"), "{e}");
+    let listed: Vec<_> = walk_files(&dest);
+    assert!(listed.iter().all(|p| !p.ends_with("big.bin")), "{listed:?}");
+
+    // Damaged in its index: refused when the chain is opened.
+    let mut cut = original.clone();
+    cut.truncate(original.len() - 10);
+    std::fs::write(&a, &cut).unwrap();
+    let e = Chain::open(&b).unwrap_err();
+    assert!(matches!(&e, TreeError::Chain { problem: ChainProblem::Damaged { .. }, .. }), "{e}");
+    nothing_restored(&s.root.join("never"));
+}
+
+fn walk_files(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p.clone());
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
