@@ -388,3 +388,128 @@ pub(crate) fn parts_within(ranges: &[(u64, u64)], start: u64, len: u64) -> Vec<(
     }
     out
 }
+
+/// Reads the bytes of the newest checkpoint's files from the links that supply them,
+/// decoding whole frames (each chunk checked) and keeping the last few per link.
+pub(crate) struct ChainReader<'c> {
+    chain: &'c Chain,
+    /// For each entry of the newest checkpoint: (file offset, length, link, link entry),
+    /// ascending.
+    supplies: Vec<Vec<(u64, u64, usize, usize)>>,
+    /// For each link and link entry: (file offset, length, data frame, offset in frame).
+    pieces: Vec<Vec<Vec<(u64, u64, u64, u64)>>>,
+    cache: std::sync::Mutex<Vec<(usize, u64, std::sync::Arc<Vec<u8>>)>>,
+}
+
+/// Frames kept decoded at once (per reader, all links together).
+const CACHED_FRAMES: usize = 8;
+
+impl<'c> ChainReader<'c> {
+    pub(crate) fn new(chain: &'c Chain, owners: &[Vec<Option<Supply>>]) -> Self {
+        let n = chain.links.first().map_or(0, |l| l.manifest.entries.len());
+        let mut supplies: Vec<Vec<(u64, u64, usize, usize)>> = vec![Vec::new(); n];
+        for (k, per_link) in owners.iter().enumerate() {
+            for (li, s) in per_link.iter().enumerate() {
+                let Some(s) = s else { continue };
+                if let Some(v) = supplies.get_mut(s.entry) {
+                    v.extend(s.ranges.iter().map(|&(o, l)| (o, l, k, li)));
+                }
+            }
+        }
+        for v in &mut supplies {
+            v.sort_unstable();
+        }
+        let pieces = chain
+            .links
+            .iter()
+            .map(|link| {
+                let mut per: Vec<Vec<(u64, u64, u64, u64)>> =
+                    vec![Vec::new(); link.manifest.entries.len()];
+                for (f, frame) in (1u64..).zip(link.manifest.data_frames_iter()) {
+                    let mut pos = 0;
+                    for p in frame {
+                        if let Some(v) = per.get_mut(p.entry) {
+                            v.push((p.offset, p.len, f, pos));
+                        }
+                        pos += p.len;
+                    }
+                }
+                per
+            })
+            .collect();
+        Self { chain, supplies, pieces, cache: std::sync::Mutex::new(Vec::new()) }
+    }
+
+    fn frame(&self, k: usize, f: u64) -> Result<std::sync::Arc<Vec<u8>>, TreeError> {
+        let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(at) = cache.iter().position(|(ck, cf, _)| (*ck, *cf) == (k, f)) {
+            let hit = cache.remove(at);
+            let bytes = hit.2.clone();
+            cache.push(hit);
+            return Ok(bytes);
+        }
+        drop(cache);
+        let link = self.chain.links.get(k).ok_or(TreeError::Layout { what: "no such link" })?;
+        let decode = || -> Result<Vec<u8>, TreeError> {
+            let mut reader = Reader::open(link.source()?)?;
+            let mut frame = reader.open_frame(f)?;
+            let mut out = Vec::new();
+            while let Some(len) = frame.next_len()? {
+                let at = out.len();
+                out.resize(at + usize::try_from(len).unwrap_or(usize::MAX), 0);
+                frame.read_into(out.get_mut(at..).unwrap_or_default())?;
+            }
+            frame.close()?;
+            Ok(out)
+        };
+        let bytes = std::sync::Arc::new(decode().map_err(|e| match (k, e) {
+            (0, e) => e,
+            (_, e @ TreeError::Io { .. }) => e,
+            (_, e) => TreeError::Chain {
+                child: self.chain.links.get(k - 1).map(|l| l.path.clone()).unwrap_or_default(),
+                parent: link.path.clone(),
+                problem: ChainProblem::Damaged { error: e.to_string() },
+            },
+        })?);
+        let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() >= CACHED_FRAMES {
+            cache.remove(0);
+        }
+        cache.push((k, f, bytes.clone()));
+        Ok(bytes)
+    }
+
+    /// Fills `dst` with the bytes of entry `entry` of the newest checkpoint at `offset`
+    /// (holes are zeros).
+    pub(crate) fn read(&self, entry: usize, offset: u64, dst: &mut [u8]) -> Result<(), TreeError> {
+        dst.fill(0);
+        let end = offset + dst.len() as u64;
+        let supplies = self.supplies.get(entry).map(Vec::as_slice).unwrap_or_default();
+        let first = supplies.partition_point(|&(o, l, _, _)| o + l <= offset);
+        let lost = || TreeError::Layout { what: "a supplied range its link does not store" };
+        for &(o, l, k, li) in supplies.get(first..).unwrap_or_default() {
+            if o >= end {
+                break;
+            }
+            let (mut s, t) = (o.max(offset), (o + l).min(end));
+            let pieces =
+                self.pieces.get(k).and_then(|v| v.get(li)).map(Vec::as_slice).unwrap_or_default();
+            while s < t {
+                let at = pieces.partition_point(|&(po, pl, _, _)| po + pl <= s);
+                let &(po, pl, f, pos) = pieces.get(at).ok_or_else(lost)?;
+                if po > s {
+                    return Err(lost());
+                }
+                let n = (po + pl).min(t) - s;
+                let bytes = self.frame(k, f)?;
+                let from = usize::try_from(pos + (s - po)).unwrap_or(usize::MAX);
+                let to = usize::try_from(s - offset).unwrap_or(usize::MAX);
+                let len = usize::try_from(n).unwrap_or(usize::MAX);
+                let src = bytes.get(from..from.saturating_add(len)).ok_or_else(lost)?;
+                dst.get_mut(to..to.saturating_add(len)).ok_or_else(lost)?.copy_from_slice(src);
+                s += n;
+            }
+        }
+        Ok(())
+    }
+}

@@ -36,5 +36,6 @@ pub use restore::{
     restore_checkpoint, restore_checkpoint_parallel,
 };
 pub use write::{
-    Parent, WriteOptions, WriteSummary, read_parent, write_checkpoint, write_incremental,
+    Parent, WriteOptions, WriteSummary, read_parent, write_checkpoint, write_from_chain,
+    write_incremental,
 };

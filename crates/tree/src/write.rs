@@ -98,6 +98,7 @@ pub fn write_checkpoint<S: Sink>(
     let hasher = BlockHasher::new(&c.manifest);
     let inputs = Inputs {
         c,
+        chain: None,
         strict: options.strict,
         warnings: Mutex::new(Vec::new()),
         hasher: Some(&hasher),
@@ -124,6 +125,7 @@ pub fn write_incremental<S: Sink>(
     let hasher = BlockHasher::new(&c.manifest);
     let reading = Inputs {
         c,
+        chain: None,
         strict: options.strict,
         warnings: Mutex::new(Vec::new()),
         hasher: Some(&hasher),
@@ -139,8 +141,13 @@ pub fn write_incremental<S: Sink>(
     let inherited = c.manifest.data_bytes() - manifest.data_bytes();
     let mut warnings =
         reading.warnings.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let inputs =
-        Inputs { c, strict: options.strict, warnings: Mutex::new(Vec::new()), hasher: None };
+    let inputs = Inputs {
+        c,
+        chain: None,
+        strict: options.strict,
+        warnings: Mutex::new(Vec::new()),
+        hasher: None,
+    };
     let (sink, mut summary) =
         write_frames(sink, &manifest, &inputs, options, progress, |_| Ok(table))?;
     warnings.append(&mut summary.warnings);
@@ -172,6 +179,89 @@ pub fn read_parent<Src: ckpt_frame_core::Source>(
     let id = reader.id().ok_or(TreeError::Layout { what: "the parent has no id" })?.to_bytes();
     let digest = state_digest(&manifest, &table_bytes);
     Ok(Parent { manifest, table, link: ParentLink { id, digest, name } })
+}
+
+/// Writes the newest checkpoint of `chain` again into `sink`, with its id, entries and block
+/// table (so with its state digest: its own children stay valid): self-contained when
+/// `onto` is `None` (fold), else on top of `chain.links[k]` for `onto = Some((k, name))`,
+/// storing what the links newer than `k` stored (rebase; prune of the links between).
+/// Every byte is read from the link that stores it, each chunk checked.
+///
+/// # Errors
+/// [`TreeError::Chain`] for a link that fails its checks, [`TreeError::Format`] from the
+/// sink, [`TreeError::Layout`] for `k` outside the chain.
+pub fn write_from_chain<S: Sink>(
+    sink: S,
+    chain: &crate::chain::Chain,
+    onto: Option<(usize, Vec<u8>)>,
+    style: Style,
+    threads: usize,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(S, WriteSummary), TreeError> {
+    let owners = chain.owners()?;
+    let target = chain.links.first().ok_or(TreeError::Layout { what: "empty chain" })?;
+    let mut manifest = target.manifest.clone();
+    manifest.parent = None;
+    let keep = onto.as_ref().map_or(chain.links.len(), |(k, _)| *k);
+    if let Some((k, name)) = &onto {
+        let base = chain
+            .links
+            .get(*k)
+            .filter(|_| *k > 0)
+            .ok_or(TreeError::Layout { what: "rebase onto a link outside the chain" })?;
+        manifest.parent =
+            Some(ParentLink { id: base.id.to_bytes(), digest: base.digest, name: name.clone() });
+    }
+    let mut stored: Vec<Option<Vec<(u64, u64)>>> = vec![None; manifest.entries.len()];
+    let mut inherits = vec![false; manifest.entries.len()];
+    for (k, per_link) in owners.iter().enumerate() {
+        for s in per_link.iter().flatten() {
+            if k >= keep {
+                if let Some(x) = inherits.get_mut(s.entry) {
+                    *x = true;
+                }
+            } else if let Some(v) = stored.get_mut(s.entry) {
+                v.get_or_insert_with(Vec::new).extend_from_slice(&s.ranges);
+            }
+        }
+    }
+    let mut inherited = 0;
+    for (i, e) in manifest.entries.iter_mut().enumerate() {
+        let total = e.content_len();
+        e.stored = if inherits.get(i).copied().unwrap_or(false) {
+            let mut ranges = stored.get_mut(i).and_then(Option::take).unwrap_or_default();
+            ranges.sort_unstable();
+            let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+            for (o, l) in ranges {
+                match merged.last_mut() {
+                    Some((mo, ml)) if *mo + *ml == o => *ml += l,
+                    _ => merged.push((o, l)),
+                }
+            }
+            Some(merged)
+        } else {
+            None
+        };
+        inherited += total - e.data_len();
+    }
+    let reader = crate::chain::ChainReader::new(chain, &owners);
+    let c = Collected {
+        manifest: target.manifest.clone(),
+        sources: vec![None; target.manifest.entries.len()],
+        warnings: Vec::new(),
+    };
+    let inputs = Inputs {
+        c: &c,
+        chain: Some(&reader),
+        strict: false,
+        warnings: Mutex::new(Vec::new()),
+        hasher: None,
+    };
+    let options = WriteOptions { style, id: target.id, threads, strict: false };
+    let (sink, mut summary) =
+        write_frames(sink, &manifest, &inputs, &options, progress, |_| Ok(target.table.clone()))?;
+    summary.inherited_bytes = inherited;
+    Ok((sink, summary))
 }
 
 /// Hashes every block of every file on `threads` threads, in shares of 8 MiB.
@@ -274,6 +364,8 @@ fn write_frames<S: Sink>(
 /// The files being read, and what changed under them.
 struct Inputs<'c> {
     c: &'c Collected,
+    /// Read the files' bytes from a chain of checkpoints instead of `c`'s sources.
+    chain: Option<&'c crate::chain::ChainReader<'c>>,
     strict: bool,
     warnings: Mutex<Vec<Warning>>,
     /// Hashes the blocks of what is read, when the table is built while writing.
@@ -317,6 +409,9 @@ impl Inputs<'_> {
         offset: u64,
         dst: &mut [u8],
     ) -> Result<(), TreeError> {
+        if let Some(chain) = self.chain {
+            return chain.read(p.entry, offset, dst);
+        }
         let (path, file) = files.get(self, p.entry)?;
         let Some(file) = file else {
             dst.fill(0);
@@ -347,6 +442,9 @@ impl Inputs<'_> {
     /// After a piece: if it ends the file's data, the file must not have grown or been
     /// modified since it was listed.
     fn piece_done(&self, files: &mut OpenFiles, p: &Piece) -> Result<(), TreeError> {
+        if self.chain.is_some() {
+            return Ok(());
+        }
         let Some(e) = self.c.manifest.entries.get(p.entry) else { return Ok(()) };
         if e.data_end() != Some(p.offset + p.len) {
             return Ok(());

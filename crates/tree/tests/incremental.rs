@@ -6,7 +6,7 @@ use ckpt_frame_core::{CheckpointId, Style, VecSink};
 use ckpt_tree::chain::{Chain, ChainProblem, parent_name};
 use ckpt_tree::{
     CollectOptions, RestoreOptions, TreeError, WriteOptions, collect, read_parent, restore_chain,
-    restore_checkpoint, write_checkpoint, write_incremental,
+    restore_checkpoint, write_checkpoint, write_from_chain, write_incremental,
 };
 use std::path::{Path, PathBuf};
 
@@ -136,8 +136,44 @@ fn a_chain_restores_the_newest_tree_and_stores_only_what_changed() {
         restore_chain(&Chain::open(&b).unwrap(), &out_b, &RestoreOptions::default(), 1, &|_, _| {})
             .unwrap();
         same_tree(&copy_b, &out_b.join("state"));
+        // A child of c, then fold and prune under it: c keeps its id and state digest, so
+        // the child's chain stays valid through both.
+        scatter(&s.src.join("big.bin"), 3, 11);
+        let d = s.root.join("d.ckpt");
+        write(&s.src, &d, Some(&c), style, 4);
+        let expected_digest = chain.links[0].digest;
+        let rewrite = |onto: Option<(usize, Vec<u8>)>| {
+            let chain = Chain::open(&c).unwrap();
+            let (sink, _) =
+                write_from_chain(VecSink::new(), &chain, onto, style, 2, &mut |_| {}).unwrap();
+            std::fs::write(&c, sink.into_inner()).unwrap();
+            Chain::open(&c).unwrap()
+        };
+        // Prune b: c now builds on a directly, and stores what it took from b.
+        let pruned = rewrite(Some((2, b"a.ckpt".to_vec())));
+        assert_eq!(pruned.links.len(), 2);
+        assert_eq!(
+            (pruned.links[0].id, pruned.links[0].digest),
+            (chain.links[0].id, expected_digest)
+        );
+        std::fs::remove_file(&b).unwrap();
+        let out = s.root.join("out_d_pruned");
+        restore_chain(&Chain::open(&d).unwrap(), &out, &RestoreOptions::default(), 2, &|_, _| {})
+            .unwrap();
+        same_tree(&s.src, &out.join("state"));
+        // Fold c: self-contained, restorable by itself; a can go.
+        let folded = rewrite(None);
+        assert_eq!(folded.links.len(), 1);
+        assert_eq!(folded.links[0].digest, expected_digest);
+        std::fs::remove_file(&a).unwrap();
+        let out = s.root.join("out_c_folded");
+        restore_chain(&folded, &out, &RestoreOptions::default(), 2, &|_, _| {}).unwrap();
+        let out_d = s.root.join("out_d_folded");
+        restore_chain(&Chain::open(&d).unwrap(), &out_d, &RestoreOptions::default(), 2, &|_, _| {})
+            .unwrap();
+        same_tree(&s.src, &out_d.join("state"));
         // A stream of an incremental checkpoint is refused: it needs its parent.
-        let bytes = std::fs::read(&c).unwrap();
+        let bytes = std::fs::read(&d).unwrap();
         let e = restore_checkpoint(
             ckpt_frame_core::SliceSource::new(&bytes),
             &s.root.join("streamed"),
