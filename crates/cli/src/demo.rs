@@ -292,6 +292,7 @@ fn pool_tour(
             &ckpt_tree::CollectOptions::new(4 << 20),
             &options,
             crate::object_cmd::UploadFlags::default(),
+            None,
             &sources,
         )?;
         Ok(format!("checkpoint of logs/ and small/ ({}) in a 3-replica native pool", human(bytes)))
@@ -392,6 +393,7 @@ pub(crate) fn run(dir: Option<&Path>, size: u64) -> Result<u8, Failure> {
             &collect,
             &options,
             crate::object_cmd::UploadFlags::default(),
+            None,
             std::slice::from_ref(&data),
         )?;
         let stored = fs::metadata(&ckpt).map_or(0, |m| m.len());

@@ -4,6 +4,7 @@
 //! codes. The work is done by `ckpt-tree`, `ckpt-poolset`, `ckpt-sparse`, `ckpt-frame-core`,
 //! `ckpt-io-backends` and `ckpt-object` (`s3://` checkpoints).
 
+mod chain_cmd;
 mod demo;
 mod object_cmd;
 mod pool_cmd;
@@ -106,6 +107,11 @@ enum Command {
         /// paths. Parts the server already holds with the same bytes are not sent again.
         #[arg(long)]
         resume: bool,
+        /// Write an incremental checkpoint on top of this one (a local file): only the 4 KiB
+        /// blocks that differ from it are stored, the rest is taken from it (and its own
+        /// parents) at restore. Keep the parent beside the new checkpoint, or where it was.
+        #[arg(long, value_name = "OLD")]
+        parent: Option<PathBuf>,
         /// Files and directories to checkpoint.
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
@@ -191,6 +197,37 @@ enum Command {
         /// Print a JSON report on stdout.
         #[arg(long)]
         json: bool,
+    },
+    /// Make an incremental checkpoint self-contained: its chain's state written as one
+    /// checkpoint (same id, so checkpoints built on it stay valid), published atomically.
+    Fold {
+        /// The incremental checkpoint (replaced in place unless `-o` is given).
+        child: PathBuf,
+        /// Write the folded checkpoint here instead.
+        #[arg(short = 'o', long = "output", value_name = "OUT")]
+        output: Option<PathBuf>,
+        /// How frames store bytes.
+        #[arg(long, value_enum, default_value = "lz4")]
+        style: StyleArg,
+        /// Threads compressing LZ4 frames (default: all cores).
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
+    },
+    /// Remove the parent of an incremental checkpoint from its chain: the checkpoint is
+    /// rewritten on its grandparent (storing what it took from the parent), then the parent
+    /// is deleted unless another checkpoint beside it still builds on it.
+    Prune {
+        /// The checkpoint whose parent is removed (rewritten in place).
+        child: PathBuf,
+        /// Keep the parent's file.
+        #[arg(long)]
+        keep: bool,
+        /// How frames store bytes.
+        #[arg(long, value_enum, default_value = "lz4")]
+        style: StyleArg,
+        /// Threads compressing LZ4 frames (default: all cores).
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
     },
     /// PMDK pool sets: check, sync (heal) and transform.
     Pool {
@@ -312,6 +349,7 @@ fn run(command: Command) -> Result<u8, Failure> {
             strict,
             no_clobber,
             resume,
+            parent,
             paths,
         } => {
             let excludes = Excludes::new(&exclude).map_err(|e| Failure::usage(e.to_string()))?;
@@ -334,8 +372,20 @@ fn run(command: Command) -> Result<u8, Failure> {
                      publishes atomically by rename)",
                 ));
             }
-            write(&output, io, &collect, &options, upload, &paths)
+            write(&output, io, &collect, &options, upload, parent.as_deref(), &paths)
         }
+        Command::Fold { child, output, style, threads } => chain_cmd::fold(
+            &child,
+            output.as_deref(),
+            style_of(style),
+            threads.unwrap_or_else(all_cores).max(1),
+        ),
+        Command::Prune { child, keep, style, threads } => chain_cmd::prune(
+            &child,
+            keep,
+            style_of(style),
+            threads.unwrap_or_else(all_cores).max(1),
+        ),
         Command::Restore { input, dir, io, threads, no_same_owner, no_xattrs, paths } => {
             let mut options = RestoreOptions::default();
             options.same_owner &= !no_same_owner;
@@ -365,9 +415,19 @@ pub(crate) fn write(
     collect: &CollectOptions,
     options: &WriteOptions,
     upload: object_cmd::UploadFlags,
+    parent: Option<&Path>,
     paths: &[PathBuf],
 ) -> Result<u8, Failure> {
     let started = Instant::now();
+    let local = !(output == "-"
+        || output.starts_with("pool:")
+        || ckpt_object::ObjectLocation::is_object_url(output));
+    if parent.is_some() && !local {
+        return Err(Failure::usage(
+            "--parent needs a local output file (an incremental checkpoint is restored with \
+             its parent beside it)",
+        ));
+    }
     let collected = tree::collect(paths, collect)?;
     for w in &collected.warnings {
         eprintln!("ckpt: {w}");
@@ -429,8 +489,12 @@ pub(crate) fn write(
         let plan = tree::frame_plan(&collected.manifest, options.style);
         let bound = ckpt_frame_core::checkpoint_size_bound(plan);
         let opts = OutputOptions { mode: io, size_bound: bound };
+        let parent = parent.map(|p| chain_cmd::parent_for(out, p)).transpose()?;
         let sink = PublishSink::create(out, &opts).map_err(|e| backend_failure(&e))?;
-        let (sink, summary) = tree::write_checkpoint(sink, &collected, options, &mut tick)?;
+        let (sink, summary) = match &parent {
+            Some(parent) => tree::write_incremental(sink, &collected, options, parent, &mut tick)?,
+            None => tree::write_checkpoint(sink, &collected, options, &mut tick)?,
+        };
         sink.commit().map_err(|e| backend_failure(&e))?;
         summary
     };
@@ -445,6 +509,13 @@ pub(crate) fn write(
         summary.frames,
         secs
     );
+    if let Some(p) = parent {
+        eprintln!(
+            "ckpt: incremental on {}: {} of file data taken from it, not stored",
+            p.display(),
+            human(summary.inherited_bytes)
+        );
+    }
     for w in &summary.warnings {
         eprintln!("ckpt: {w}");
     }
@@ -496,7 +567,13 @@ pub(crate) fn restore(
                 error: std::io::Error::from(e).into(),
             })
         };
-        tree::restore_checkpoint_parallel(open, dir, options, threads, &tick)
+        match tree::restore_checkpoint_parallel(open, dir, options, threads, &tick) {
+            Err(TreeError::NeedsParent) => {
+                let chain = chain_cmd::open_chain(path)?;
+                tree::restore_chain(&chain, dir, options, threads, &tick)
+            }
+            other => other,
+        }
     }
     .map_err(|e| Failure {
         code: e.exit_code(),
@@ -591,8 +668,14 @@ pub(crate) fn verify(input: &Path, as_json: bool) -> Result<u8, Failure> {
             None => open_checkpoint(input)?,
         };
         let mut reader = Reader::open(src).map_err(|e| format_failure(input, &e))?;
-        tree::check_layout(&mut reader)
+        let manifest = tree::check_layout(&mut reader)
             .map_err(|e| Failure::bad_data(format!("{}: {e}", input.display())))?;
+        if manifest.is_some_and(|m| m.parent.is_some()) {
+            let links = chain_cmd::verify_parents(input)?;
+            if !as_json {
+                eprintln!("ckpt: {}: chain of {links} checkpoints verified", input.display());
+            }
+        }
     }
     if let Some(remote) = &remote {
         remote.log_fetched();
@@ -640,6 +723,11 @@ fn info(input: &Path, as_json: bool) -> Result<(), Failure> {
     let stored: u64 = frames.iter().map(|f| f.len).sum();
     let logical: u64 = frames.iter().map(|f| f.user_bytes).sum();
     let id = reader.id().map(|i| i.to_string()).unwrap_or_default();
+    let chain = if manifest.parent.is_some() && object_cmd::remote_of_path(input)?.is_none() {
+        chain_cmd::chain_info(input)?
+    } else {
+        None
+    };
     if as_json {
         let frames_json: Vec<_> = frames
             .iter()
@@ -658,6 +746,7 @@ fn info(input: &Path, as_json: bool) -> Result<(), Failure> {
                 "files": kinds(Kind::File), "directories": kinds(Kind::Dir), "symlinks": kinds(Kind::Symlink),
                 "file_bytes": manifest.data_bytes(), "frame_size": manifest.frame_size,
                 "format_version": ckpt_frame_core::FORMAT_VERSION,
+                "chain": chain,
             })
         );
     } else {
@@ -670,6 +759,9 @@ fn info(input: &Path, as_json: bool) -> Result<(), Failure> {
             human(manifest.data_bytes())
         );
         println!("  {} frames, {} stored, {} logical", frames.len(), human(stored), human(logical));
+        if let Some(chain) = &chain {
+            chain_cmd::print_chain(chain);
+        }
         for f in &frames {
             println!(
                 "  frame {:>5} at {:>14}: {:<4} {:>12} stored {:>12} logical {:>8} buffers",

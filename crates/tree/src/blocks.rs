@@ -323,6 +323,9 @@ pub fn stored_ranges(
         .iter()
         .enumerate()
         .map(|(i, e)| {
+            if e.kind != Kind::File {
+                return None;
+            }
             let p = *by_path.get(e.path.as_slice())?;
             let psize = parent.entries.get(p).map_or(0, |pe| pe.size);
             let content = e.content_ranges();

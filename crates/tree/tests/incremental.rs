@@ -269,3 +269,35 @@ fn walk_files(root: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn kinds_that_change_and_holes_that_fill_with_zeros_restore_and_fold() {
+    let s = scene();
+    let (a, b) = (s.root.join("a.ckpt"), s.root.join("b.ckpt"));
+    std::fs::write(s.src.join("becomes_link"), noise(9000, 7)).unwrap();
+    std::fs::write(s.src.join("becomes_dir"), noise(9000, 8)).unwrap();
+    write(&s.src, &a, None, Style::Lz4, 1);
+    // A file replaced by a symlink and by a directory; the sparse file's holes around its
+    // data written densely with zeros (same bytes, so same block hashes).
+    std::fs::remove_file(s.src.join("becomes_link")).unwrap();
+    std::os::unix::fs::symlink("big.bin", s.src.join("becomes_link")).unwrap();
+    std::fs::remove_file(s.src.join("becomes_dir")).unwrap();
+    std::fs::create_dir(s.src.join("becomes_dir")).unwrap();
+    std::fs::write(s.src.join("becomes_dir/inner"), b"x").unwrap();
+    let dense = std::fs::read(s.src.join("sparse.img")).unwrap();
+    std::fs::remove_file(s.src.join("sparse.img")).unwrap();
+    std::fs::write(s.src.join("sparse.img"), &dense).unwrap();
+    write(&s.src, &b, Some(&a), Style::Lz4, 2);
+    let chain = Chain::open(&b).unwrap();
+    let out = s.root.join("out");
+    restore_chain(&chain, &out, &RestoreOptions::default(), 2, &|_, _| {}).unwrap();
+    same_tree(&s.src, &out.join("state"));
+    let (sink, _) =
+        write_from_chain(VecSink::new(), &chain, None, Style::Raw, 2, &mut |_| {}).unwrap();
+    let folded = s.root.join("folded.ckpt");
+    std::fs::write(&folded, sink.into_inner()).unwrap();
+    let out = s.root.join("out_folded");
+    restore_chain(&Chain::open(&folded).unwrap(), &out, &RestoreOptions::default(), 2, &|_, _| {})
+        .unwrap();
+    same_tree(&s.src, &out.join("state"));
+}
