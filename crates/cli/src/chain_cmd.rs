@@ -124,7 +124,7 @@ pub(crate) fn prune(child: &Path, keep: bool, style: Style, threads: usize) -> R
         )));
     };
     let name = parent_name(child, &grandparent.path);
-    let summary = rewrite(&chain, child, Some((2, name)), style, threads)?;
+    let summary = rewrite(&chain, child, Some((2, &name)), style, threads)?;
     eprintln!(
         "ckpt: {} now builds on {} ({} stored)",
         child.display(),
@@ -170,7 +170,7 @@ fn dependents(
 fn rewrite(
     chain: &Chain,
     out: &Path,
-    onto: Option<(usize, Vec<u8>)>,
+    onto: Option<(usize, &[u8])>,
     style: Style,
     threads: usize,
 ) -> Result<ckpt_tree::WriteSummary, Failure> {

@@ -166,6 +166,9 @@ pub struct Pending {
     bytes: Vec<u8>,
 }
 
+/// Pieces of blocks met in parts, by (entry, block): (offset in the block, bytes).
+type BlockParts = HashMap<(usize, u64), Vec<(u64, Vec<u8>)>>;
+
 /// Computes a [`BlockTable`] from the file bytes as they are read, from any number of
 /// threads, in any order: a block met whole is hashed at once; the pieces of a block cut
 /// by a frame, a hole or a thread's share are kept (at most a block each) and joined at
@@ -175,7 +178,7 @@ pub struct BlockHasher {
     sizes: Vec<u64>,
     runs: Vec<Vec<(u64, u64)>>,
     slots: Vec<Vec<AtomicU64>>,
-    parts: Mutex<HashMap<(usize, u64), Vec<(u64, Vec<u8>)>>>,
+    parts: Mutex<BlockParts>,
 }
 
 impl BlockHasher {
@@ -354,7 +357,12 @@ pub fn stored_ranges(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    clippy::many_single_char_names
+)]
 mod tests {
     use super::*;
 
@@ -369,7 +377,7 @@ mod tests {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
-                x as u8
+                x.to_le_bytes()[0]
             })
             .collect()
     }

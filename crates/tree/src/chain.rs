@@ -158,10 +158,10 @@ pub fn parent_name(child: &Path, parent: &Path) -> Vec<u8> {
         let d = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         std::fs::canonicalize(d).ok()
     };
-    if let (Some(a), Some(b), Some(name)) = (dir(child), dir(parent), parent.file_name()) {
-        if a == b {
-            return name.as_bytes().to_vec();
-        }
+    if let (Some(a), Some(b), Some(name)) = (dir(child), dir(parent), parent.file_name())
+        && a == b
+    {
+        return name.as_bytes().to_vec();
     }
     std::path::absolute(parent)
         .unwrap_or_else(|_| parent.to_owned())
@@ -283,20 +283,15 @@ impl Chain {
                     if k >= self.links.len() {
                         return Err(self.block_missing(k, &e.path, j));
                     }
-                    let next = match at.get(k).copied().flatten() {
-                        Some(n) => n,
-                        None => {
-                            let n = by_path
-                                .get(k)
-                                .and_then(|m| m.get(e.path.as_slice()).copied())
-                                .ok_or_else(|| self.block_missing(k, &e.path, j))?;
-                            if let Some(slot) = at.get_mut(k) {
-                                *slot = Some(n);
-                            }
-                            n
+                    if at.get(k).copied().flatten().is_none() {
+                        let n = by_path
+                            .get(k)
+                            .and_then(|m| m.get(e.path.as_slice()).copied())
+                            .ok_or_else(|| self.block_missing(k, &e.path, j))?;
+                        if let Some(slot) = at.get_mut(k) {
+                            *slot = Some(n);
                         }
-                    };
-                    let _ = next;
+                    }
                 };
                 let (k, li) = owner;
                 let slot = out
@@ -397,9 +392,14 @@ pub(crate) struct ChainReader<'c> {
     /// ascending.
     supplies: Vec<Vec<(u64, u64, usize, usize)>>,
     /// For each link and link entry: (file offset, length, data frame, offset in frame).
-    pieces: Vec<Vec<Vec<(u64, u64, u64, u64)>>>,
-    cache: std::sync::Mutex<Vec<(usize, u64, std::sync::Arc<Vec<u8>>)>>,
+    pieces: Vec<Vec<Vec<PieceAt>>>,
+    cache: std::sync::Mutex<Vec<CachedFrame>>,
 }
+
+/// A piece of a link: (file offset, length, data frame, offset in the frame).
+type PieceAt = (u64, u64, u64, u64);
+/// A decoded frame: (link, frame, its logical bytes).
+type CachedFrame = (usize, u64, std::sync::Arc<Vec<u8>>);
 
 /// Frames kept decoded at once (per reader, all links together).
 const CACHED_FRAMES: usize = 8;
@@ -463,8 +463,7 @@ impl<'c> ChainReader<'c> {
             Ok(out)
         };
         let bytes = std::sync::Arc::new(decode().map_err(|e| match (k, e) {
-            (0, e) => e,
-            (_, e @ TreeError::Io { .. }) => e,
+            (0, e) | (_, e @ TreeError::Io { .. }) => e,
             (_, e) => TreeError::Chain {
                 child: self.chain.links.get(k - 1).map(|l| l.path.clone()).unwrap_or_default(),
                 parent: link.path.clone(),

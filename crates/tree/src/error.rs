@@ -74,8 +74,8 @@ impl TreeError {
             Self::Format(e) => format_exit_code(e),
             Self::Manifest(_) | Self::Layout { .. } => 1,
             Self::Chain { problem, .. } => problem.exit_code(),
-            Self::NeedsParent => 2,
-            Self::Refused { .. }
+            Self::NeedsParent
+            | Self::Refused { .. }
             | Self::Io { .. }
             | Self::Changed { .. }
             | Self::NotInCheckpoint { .. }

@@ -723,16 +723,8 @@ impl Cursor<'_> {
         let target = self.slice(target_len)?.to_vec();
         let extents = if sparse { Some(self.extents(extent_count, size, i)?) } else { None };
         let xattrs = self.xattrs(xattr_count, i)?;
-        let stored = if inherits {
-            let content = match &extents {
-                Some(x) => x.clone(),
-                None if size > 0 => vec![(0, size)],
-                None => Vec::new(),
-            };
-            Some(self.stored(stored_count, &content, i)?)
-        } else {
-            None
-        };
+        let content = || extents.clone().unwrap_or_else(|| vec![(0, size)]);
+        let stored = if inherits { Some(self.stored(stored_count, &content(), i)?) } else { None };
         if let Some(reason) = path_problem(&path) {
             let path = String::from_utf8_lossy(&path).into_owned();
             return Err(ManifestError::UnsafePath { entry: i, path, reason });

@@ -1048,8 +1048,7 @@ pub fn restore_chain(
             });
         if let Err(e) = restored {
             return Err(match (k, e) {
-                (0, e) => e,
-                (_, e @ (TreeError::Io { .. } | TreeError::Threads { .. })) => e,
+                (0, e) | (_, e @ (TreeError::Io { .. } | TreeError::Threads { .. })) => e,
                 (_, e) => TreeError::Chain {
                     child: chain.links.get(k - 1).map(|l| l.path.clone()).unwrap_or_default(),
                     parent: link.path.clone(),

@@ -103,7 +103,7 @@ pub fn write_checkpoint<S: Sink>(
         warnings: Mutex::new(Vec::new()),
         hasher: Some(&hasher),
     };
-    write_frames(sink, &c.manifest, &inputs, options, progress, |_| Ok(hasher.finish()))
+    write_frames(sink, &c.manifest, &inputs, options, progress, || Ok(hasher.finish()))
 }
 
 /// Writes an incremental checkpoint of `c` on top of `parent`: every file's 4 KiB blocks
@@ -149,7 +149,7 @@ pub fn write_incremental<S: Sink>(
         hasher: None,
     };
     let (sink, mut summary) =
-        write_frames(sink, &manifest, &inputs, options, progress, |_| Ok(table))?;
+        write_frames(sink, &manifest, &inputs, options, progress, || Ok(table))?;
     warnings.append(&mut summary.warnings);
     let mut seen = std::collections::HashSet::new();
     warnings.retain(|w| seen.insert(w.clone()));
@@ -193,7 +193,7 @@ pub fn read_parent<Src: ckpt_frame_core::Source>(
 pub fn write_from_chain<S: Sink>(
     sink: S,
     chain: &crate::chain::Chain,
-    onto: Option<(usize, Vec<u8>)>,
+    onto: Option<(usize, &[u8])>,
     style: Style,
     threads: usize,
     progress: &mut dyn FnMut(u64),
@@ -210,7 +210,7 @@ pub fn write_from_chain<S: Sink>(
             .filter(|_| *k > 0)
             .ok_or(TreeError::Layout { what: "rebase onto a link outside the chain" })?;
         manifest.parent =
-            Some(ParentLink { id: base.id.to_bytes(), digest: base.digest, name: name.clone() });
+            Some(ParentLink { id: base.id.to_bytes(), digest: base.digest, name: name.to_vec() });
     }
     let mut stored: Vec<Option<Vec<(u64, u64)>>> = vec![None; manifest.entries.len()];
     let mut inherits = vec![false; manifest.entries.len()];
@@ -259,14 +259,15 @@ pub fn write_from_chain<S: Sink>(
     };
     let options = WriteOptions { style, id: target.id, threads, strict: false };
     let (sink, mut summary) =
-        write_frames(sink, &manifest, &inputs, &options, progress, |_| Ok(target.table.clone()))?;
+        write_frames(sink, &manifest, &inputs, &options, progress, || Ok(target.table.clone()))?;
     summary.inherited_bytes = inherited;
     Ok((sink, summary))
 }
 
 /// Hashes every block of every file on `threads` threads, in shares of 8 MiB.
 fn hash_all(inputs: &Inputs<'_>, threads: usize) -> Result<(), TreeError> {
-    const SHARE: u64 = 8 << 20;
+    // A multiple of the block size: shares end on the block grid.
+    const SHARE: u64 = 2048 * BLOCK_SIZE;
     let mut shares = Vec::new();
     for (i, e) in inputs.c.manifest.entries.iter().enumerate() {
         for (offset, len) in e.content_ranges() {
@@ -310,7 +311,6 @@ fn hash_all(inputs: &Inputs<'_>, threads: usize) -> Result<(), TreeError> {
             });
         }
     });
-    debug_assert!(SHARE % BLOCK_SIZE == 0, "shares end on the block grid");
     match failure.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
         Some(e) => Err(e),
         None => Ok(()),
@@ -325,7 +325,7 @@ fn write_frames<S: Sink>(
     inputs: &Inputs<'_>,
     options: &WriteOptions,
     progress: &mut dyn FnMut(u64),
-    table: impl FnOnce(()) -> Result<BlockTable, TreeError>,
+    table: impl FnOnce() -> Result<BlockTable, TreeError>,
 ) -> Result<(S, WriteSummary), TreeError> {
     let mut w = Writer::new(sink, options.id);
     let encoded = manifest.encode();
@@ -337,7 +337,7 @@ fn write_frames<S: Sink>(
         Style::Raw => write_streamed(&mut w, inputs, &frames, progress)?,
         style => write_pipelined(&mut w, inputs, &frames, style, options.threads, progress)?,
     };
-    let table = table(())?.encode();
+    let table = table()?.encode();
     let mut f = w.open_frame(options.style)?;
     f.add(&table)?;
     f.close()?;

@@ -1,6 +1,6 @@
 //! Incremental checkpoints through the library: chains of real files on disk, restored
 //! and compared with the trees they were written from, and every way a chain can be wrong.
-#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::many_single_char_names)]
 
 use ckpt_frame_core::{CheckpointId, Style, VecSink};
 use ckpt_tree::chain::{Chain, ChainProblem, parent_name};
@@ -17,7 +17,7 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            x as u8
+            x.to_le_bytes()[0]
         })
         .collect()
 }
@@ -86,8 +86,7 @@ fn scene() -> Scene {
     std::fs::write(src.join("sub/gone"), noise(10_000, 2)).unwrap();
     let sparse = std::fs::File::create(src.join("sparse.img")).unwrap();
     sparse.set_len(8 << 20).unwrap();
-    use std::os::unix::fs::FileExt;
-    sparse.write_all_at(&noise(100_000, 3), 1 << 20).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&sparse, &noise(100_000, 3), 1 << 20).unwrap();
     Scene { _dir: dir, root, src }
 }
 
@@ -144,8 +143,15 @@ fn a_chain_restores_the_newest_tree_and_stores_only_what_changed() {
         let expected_digest = chain.links[0].digest;
         let rewrite = |onto: Option<(usize, Vec<u8>)>| {
             let chain = Chain::open(&c).unwrap();
-            let (sink, _) =
-                write_from_chain(VecSink::new(), &chain, onto, style, 2, &mut |_| {}).unwrap();
+            let (sink, _) = write_from_chain(
+                VecSink::new(),
+                &chain,
+                onto.as_ref().map(|(k, n): &(usize, Vec<u8>)| (*k, n.as_slice())),
+                style,
+                2,
+                &mut |_| {},
+            )
+            .unwrap();
             std::fs::write(&c, sink.into_inner()).unwrap();
             Chain::open(&c).unwrap()
         };
@@ -192,7 +198,7 @@ fn copy_tree(from: &Path, to: &Path) {
 
 /// Nothing at all under `dest` (restore created nothing, or only the empty directory).
 fn nothing_restored(dest: &Path) {
-    let n = std::fs::read_dir(dest).map(|d| d.count()).unwrap_or(0);
+    let n = std::fs::read_dir(dest).map_or(0, Iterator::count);
     assert_eq!(n, 0, "restore wrote into {}", dest.display());
 }
 
