@@ -38,7 +38,10 @@ fn entry(kind: Kind, path: &str, size: u64, mode: u32) -> Entry {
 /// A checkpoint: frame 0 the manifest (`frame_size`, `entries`, encoded as `ckpt` does),
 /// then one RAW frame per element of `frames`, holding those buffers.
 fn checkpoint(frame_size: u64, entries: Vec<Entry>, frames: &[&[&[u8]]]) -> Vec<u8> {
-    let manifest = Manifest { frame_size, entries, parent: None }.encode();
+    let mut manifest = Manifest { frame_size, entries, parent: None }.encode();
+    // As version 3 (the same bytes but the version, without a parent): no block table
+    // frame to craft, and readers still accept it.
+    manifest[4] = 3;
     let mut w = Writer::new(VecSink::new(), CheckpointId::from_bytes([9; 16]));
     let mut f = w.open_frame(Style::Raw).unwrap();
     f.add(&manifest).unwrap();
