@@ -64,6 +64,18 @@ pub(crate) fn print_chain(links: &serde_json::Value) {
     }
 }
 
+/// Checks the block table of the checkpoint at `input` against the blocks it stores.
+pub(crate) fn verify_table(input: &Path) -> Result<(), Failure> {
+    let link = Link::open(input).map_err(|e| chain_failure(input, &e))?;
+    check_link_table(&link)
+}
+
+fn check_link_table(link: &Link) -> Result<(), Failure> {
+    let source = link.source().map_err(|e| chain_failure(&link.path, &e))?;
+    ckpt_tree::blocks::check_table(source, &link.manifest, &link.table)
+        .map_err(|e| chain_failure(&link.path, &e))
+}
+
 /// `verify` of an incremental checkpoint's ancestors: each link opened and checked against
 /// its child's record, every block resolved, every chunk of every parent checked. Returns
 /// the links verified (1 for a self-contained checkpoint).
@@ -75,6 +87,9 @@ pub(crate) fn verify_parents(input: &Path) -> Result<usize, Failure> {
         let report = scan(&mut src, Depth::Decoded).map_err(|e| {
             Failure::bad_data(format!("{}: parent {}: {e}", input.display(), link.path.display()))
         })?;
+        if report.is_ok() {
+            check_link_table(link)?;
+        }
         if let Some(bad) = report.bad_regions().next() {
             let child = chain.links.get(k - 1).map_or(input, |l| l.path.as_path());
             return Err(Failure::bad_data(format!(

@@ -670,6 +670,14 @@ pub(crate) fn verify(input: &Path, as_json: bool) -> Result<u8, Failure> {
         let mut reader = Reader::open(src).map_err(|e| format_failure(input, &e))?;
         let manifest = tree::check_layout(&mut reader)
             .map_err(|e| Failure::bad_data(format!("{}: {e}", input.display())))?;
+        // A block table (manifest version 4) is checked against the blocks stored; an
+        // incremental checkpoint's parents are verified the same way.
+        let has_table = manifest
+            .as_ref()
+            .is_some_and(|m| reader.frame_count() == m.data_frame_count().checked_add(2));
+        if has_table && remote.is_none() {
+            chain_cmd::verify_table(input)?;
+        }
         if manifest.is_some_and(|m| m.parent.is_some()) {
             let links = chain_cmd::verify_parents(input)?;
             if !as_json {

@@ -304,6 +304,50 @@ impl BlockHasher {
     }
 }
 
+/// Checks a checkpoint's block table against the bytes it stores: reads every data frame
+/// once from `source` (each chunk checked as usual) and hashes every block the checkpoint
+/// stores. Blocks it inherits are its parent's to check.
+///
+/// # Errors
+/// [`TreeError::TableMismatch`] naming the first block whose bytes do not hash to the
+/// table's value; [`TreeError::Format`] or [`TreeError::Layout`] for damaged frames.
+pub fn check_table<S: ckpt_frame_core::Source>(
+    source: S,
+    manifest: &Manifest,
+    table: &BlockTable,
+) -> Result<(), crate::TreeError> {
+    use crate::TreeError;
+    let hasher = BlockHasher::new(manifest);
+    let mut reader = ckpt_frame_core::Reader::open(source)?;
+    let mut pending = Pending::default();
+    for (k, pieces) in (1u64..).zip(manifest.data_frames_iter()) {
+        let mut frame = reader.open_frame(k)?;
+        for p in &pieces {
+            let read = frame.read_each(|at, bytes: &[u8]| -> Result<(), TreeError> {
+                hasher.feed(&mut pending, p.entry, p.offset + at, bytes);
+                Ok(())
+            })?;
+            if read != Some(p.len) {
+                return Err(TreeError::Layout {
+                    what: "a data buffer's length differs from the manifest's",
+                });
+            }
+        }
+        frame.close()?;
+    }
+    hasher.flush(&mut pending);
+    let computed = hasher.finish();
+    for (i, e) in manifest.entries.iter().enumerate() {
+        for j in table.blocks(i) {
+            if crate::chain::stores_block(e, j)? && computed.hash(i, j) != table.hash(i, j) {
+                let path = String::from_utf8_lossy(&e.path).into_owned();
+                return Err(TreeError::TableMismatch { path, block: j });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// For each entry of `child`, the ranges to store when its parent holds `parent` with
 /// `parent_table`: every block whose length or hash differs from the parent's file at the
 /// same path (or that the parent lacks). `None` for an entry stored whole; files the

@@ -51,6 +51,15 @@ pub enum ChainProblem {
     },
     /// More than [`MAX_CHAIN`] links, or a link that is its own ancestor.
     TooLong,
+    /// A block read from a link does not hash to what the newest checkpoint's block table
+    /// records (the link's chunk checks passed: its own table and data disagree with the
+    /// child's record).
+    BlockDiffers {
+        /// The file's path.
+        path: String,
+        /// The block number (of 4 KiB).
+        block: u64,
+    },
 }
 
 impl ChainProblem {
@@ -78,6 +87,11 @@ impl fmt::Display for ChainProblem {
                 write!(f, "parent does not hold block {block} of {path:?} as the child recorded it")
             }
             Self::TooLong => write!(f, "chain is longer than {MAX_CHAIN} links or loops"),
+            Self::BlockDiffers { path, block } => write!(
+                f,
+                "block {block} of {path:?} read from it does not hash to what the newest \
+                 checkpoint records"
+            ),
         }
     }
 }
@@ -340,7 +354,7 @@ pub struct Supply {
 }
 
 /// Whether `e` stores (all of) block `j`'s content.
-fn stores_block(e: &crate::manifest::Entry, j: u64) -> Result<bool, TreeError> {
+pub(crate) fn stores_block(e: &crate::manifest::Entry, j: u64) -> Result<bool, TreeError> {
     let Some(stored) = &e.stored else { return Ok(true) };
     let (bs, be) = block_range(e.size, j);
     let mut content = 0u64;

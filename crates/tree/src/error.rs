@@ -52,6 +52,13 @@ pub enum TreeError {
         /// What is wrong.
         what: &'static str,
     },
+    /// A block the checkpoint stores does not hash to what its block table records.
+    TableMismatch {
+        /// The file's path.
+        path: String,
+        /// The block number (of 4 KiB).
+        block: u64,
+    },
     /// An incremental checkpoint was given where its chain is needed (restore it from a
     /// file, with [`crate::chain`]).
     NeedsParent,
@@ -72,7 +79,7 @@ impl TreeError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Format(e) => format_exit_code(e),
-            Self::Manifest(_) | Self::Layout { .. } => 1,
+            Self::Manifest(_) | Self::Layout { .. } | Self::TableMismatch { .. } => 1,
             Self::Chain { problem, .. } => problem.exit_code(),
             Self::NeedsParent
             | Self::Refused { .. }
@@ -110,6 +117,10 @@ impl fmt::Display for TreeError {
             Self::Layout { what } => {
                 write!(f, "checkpoint layout differs from its manifest: {what}")
             }
+            Self::TableMismatch { path, block } => write!(
+                f,
+                "block table: block {block} of {path:?} does not hash to the value recorded"
+            ),
             Self::NeedsParent => f.write_str(
                 "an incremental checkpoint: restoring it needs its parent, read from a file",
             ),

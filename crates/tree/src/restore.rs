@@ -92,26 +92,8 @@ fn restore_piece<S: Source>(
     path: &Path,
     buf: &mut AlignedBuf,
 ) -> Result<(), TreeError> {
-    if frame.next_len()? != Some(piece.len) {
-        return Err(TreeError::Layout {
-            what: "a data buffer's length differs from the manifest's",
-        });
-    }
-    if piece.len <= DIRECT_PIECE_MAX {
-        // On a cache line (AlignedBuf's least alignment): the kernel copies out of memory
-        // 16 bytes past one, where large `malloc` blocks start, about four times slower.
-        let bytes = buf.prefix_mut(usize::try_from(piece.len).unwrap_or(0));
-        frame.read_into(bytes)?;
-        return write_in_pieces(file, bytes, piece.offset).map_err(io_err(path, "cannot write"));
-    }
-    let read = frame.read_each(|at, bytes: &[u8]| -> Result<(), TreeError> {
-        file.write_all_at(bytes, piece.offset + at).map_err(io_err(path, "cannot write"))
-    })?;
-    if read == Some(piece.len) {
-        Ok(())
-    } else {
-        Err(TreeError::Layout { what: "a data buffer's length differs from the manifest's" })
-    }
+    let whole = [(piece.offset, piece.len)];
+    restore_piece_parts(frame, piece, file, path, buf, &whole, &|_, _| Ok(()))
 }
 
 /// Verifies and discards the frame's next buffer, which must be `piece` (of an entry not
@@ -1026,7 +1008,19 @@ pub fn restore_chain(
                             continue;
                         };
                         let file = temp.reopen()?;
-                        restore_piece_parts(frame, p, &file, &temp.path(), buf, &parts)?;
+                        let check = |offset: u64, bytes: &[u8]| {
+                            check_blocks(&target.table, manifest, s.entry, offset, bytes).map_err(
+                                |(path, block)| TreeError::Chain {
+                                    child: target.path.clone(),
+                                    parent: link.path.clone(),
+                                    problem: crate::chain::ChainProblem::BlockDiffers {
+                                        path,
+                                        block,
+                                    },
+                                },
+                            )
+                        };
+                        restore_piece_parts(frame, p, &file, &temp.path(), buf, &parts, &check)?;
                         let n: u64 = parts.iter().map(|x| x.1).sum();
                         progress(done.fetch_add(n, Ordering::Relaxed) + n, total);
                     }
@@ -1048,7 +1042,12 @@ pub fn restore_chain(
             });
         if let Err(e) = restored {
             return Err(match (k, e) {
-                (0, e) | (_, e @ (TreeError::Io { .. } | TreeError::Threads { .. })) => e,
+                (0, e)
+                | (
+                    _,
+                    e
+                    @ (TreeError::Io { .. } | TreeError::Threads { .. } | TreeError::Chain { .. }),
+                ) => e,
                 (_, e) => TreeError::Chain {
                     child: chain.links.get(k - 1).map(|l| l.path.clone()).unwrap_or_default(),
                     parent: link.path.clone(),
@@ -1069,9 +1068,38 @@ pub fn restore_chain(
     Ok(summary)
 }
 
+/// Checks the blocks of entry `entry` lying whole inside `bytes` (file bytes at `offset`)
+/// against the hashes `table` records; returns the path and block of the first that differs.
+fn check_blocks(
+    table: &crate::blocks::BlockTable,
+    manifest: &Manifest,
+    entry: usize,
+    offset: u64,
+    bytes: &[u8],
+) -> Result<(), (String, u64)> {
+    let Some(e) = manifest.entries.get(entry) else { return Ok(()) };
+    let block = crate::manifest::BLOCK_SIZE;
+    let end = offset + bytes.len() as u64;
+    let mut j = offset.div_ceil(block);
+    loop {
+        let (s, t) = crate::blocks::block_range(e.size, j);
+        if s >= t || t > end {
+            return Ok(());
+        }
+        let from = usize::try_from(s - offset).unwrap_or(usize::MAX);
+        let to = usize::try_from(t - offset).unwrap_or(usize::MAX);
+        let Some(piece) = bytes.get(from..to) else { return Ok(()) };
+        if table.hash(entry, j) != Some(ckpt_frame_core::checksum(piece)) {
+            return Err((String::from_utf8_lossy(&e.path).into_owned(), j));
+        }
+        j += 1;
+    }
+}
+
 /// Restores the parts of the frame's next buffer (which must be `piece`) listed in
-/// `parts` (file offsets and lengths inside the piece) into `file`; the rest is read and
-/// verified only.
+/// `parts` (file offsets and lengths inside the piece, ascending) into `file`; the rest is
+/// read and verified only. `check` sees each part's bytes and file offset before they are
+/// written (whole when the piece fits [`DIRECT_PIECE_MAX`], else in the frame's pieces).
 fn restore_piece_parts<S: Source>(
     frame: &mut FrameReader<'_, S>,
     piece: &Piece,
@@ -1079,6 +1107,7 @@ fn restore_piece_parts<S: Source>(
     path: &Path,
     buf: &mut AlignedBuf,
     parts: &[(u64, u64)],
+    check: &dyn Fn(u64, &[u8]) -> Result<(), TreeError>,
 ) -> Result<(), TreeError> {
     if frame.next_len()? != Some(piece.len) {
         return Err(TreeError::Layout {
@@ -1086,6 +1115,8 @@ fn restore_piece_parts<S: Source>(
         });
     }
     if piece.len <= DIRECT_PIECE_MAX {
+        // On a cache line (AlignedBuf's least alignment): the kernel copies out of memory
+        // 16 bytes past one, where large `malloc` blocks start, about four times slower.
         let bytes = buf.prefix_mut(usize::try_from(piece.len).unwrap_or(0));
         frame.read_into(bytes)?;
         for &(o, l) in parts {
@@ -1093,6 +1124,7 @@ fn restore_piece_parts<S: Source>(
             let part = bytes
                 .get(at..at.saturating_add(usize::try_from(l).unwrap_or(usize::MAX)))
                 .ok_or(TreeError::Layout { what: "a supplied range outside its piece" })?;
+            check(o, part)?;
             write_in_pieces(file, part, o).map_err(io_err(path, "cannot write"))?;
         }
         return Ok(());
@@ -1104,6 +1136,7 @@ fn restore_piece_parts<S: Source>(
             let part = bytes
                 .get(from..from.saturating_add(usize::try_from(l).unwrap_or(usize::MAX)))
                 .unwrap_or_default();
+            check(o, part)?;
             file.write_all_at(part, o).map_err(io_err(path, "cannot write"))?;
         }
         Ok(())

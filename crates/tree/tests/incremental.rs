@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::many_single_char_names)]
 
 use ckpt_frame_core::{CheckpointId, Style, VecSink};
+use ckpt_tree::blocks::check_table;
 use ckpt_tree::chain::{Chain, ChainProblem, parent_name};
 use ckpt_tree::{
     CollectOptions, RestoreOptions, TreeError, WriteOptions, collect, read_parent, restore_chain,
@@ -306,4 +307,64 @@ fn kinds_that_change_and_holes_that_fill_with_zeros_restore_and_fold() {
     restore_chain(&Chain::open(&folded).unwrap(), &out, &RestoreOptions::default(), 2, &|_, _| {})
         .unwrap();
     same_tree(&s.src, &out.join("state"));
+}
+
+/// Rewrites the checkpoint at `path` with the same id, manifest and block table (so the
+/// same state digest) but one data byte changed: every chunk check of the result passes.
+fn forge_data(path: &Path, at_in_frame_1: usize) {
+    use ckpt_frame_core::{Reader, SliceSource, Writer};
+    let bytes = std::fs::read(path).unwrap();
+    let mut r = Reader::open(SliceSource::new(&bytes)).unwrap();
+    let id = r.id().unwrap();
+    let count = r.frame_count().unwrap();
+    let mut frames: Vec<Vec<Vec<u8>>> = Vec::new();
+    for i in 0..count {
+        let mut f = r.open_frame(i).unwrap();
+        let mut buffers = Vec::new();
+        while let Some(b) = f.read_to_vec().unwrap() {
+            buffers.push(b);
+        }
+        f.close().unwrap();
+        frames.push(buffers);
+    }
+    frames[1][0][at_in_frame_1] ^= 0x10;
+    let mut w = Writer::new(VecSink::new(), id);
+    for buffers in &frames {
+        let mut f = w.open_frame(Style::Raw).unwrap();
+        for b in buffers {
+            f.add(b).unwrap();
+        }
+        f.close().unwrap();
+    }
+    w.finish().unwrap();
+    std::fs::write(path, w.into_sink().into_inner()).unwrap();
+}
+
+#[test]
+fn a_parent_whose_data_differs_from_its_recorded_hashes_is_refused_at_restore() {
+    let s = scene();
+    let (a, b) = (s.root.join("a.ckpt"), s.root.join("b.ckpt"));
+    write(&s.src, &a, None, Style::Raw, 1);
+    scatter(&s.src.join("big.bin"), 2, 3);
+    write(&s.src, &b, Some(&a), Style::Raw, 2);
+    // big.bin is the first file with data: frame 1's first buffer is its first MiB.
+    forge_data(&a, 4096 * 100 + 7);
+    let chain = Chain::open(&b).unwrap();
+    let dest = s.root.join("out");
+    let e = restore_chain(&chain, &dest, &RestoreOptions::default(), 2, &|_, _| {}).unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            TreeError::Chain { problem: ChainProblem::BlockDiffers { block: 100, .. }, .. }
+        ),
+        "{e}"
+    );
+    assert!(walk_files(&dest).iter().all(|p| !p.ends_with("big.bin")));
+    // Its own block table, checked against its data, names the block too; the child's
+    // table agrees with the child's data.
+    let forged = &chain.links[1];
+    let e = check_table(forged.source().unwrap(), &forged.manifest, &forged.table).unwrap_err();
+    assert!(matches!(&e, TreeError::TableMismatch { block: 100, .. }), "{e}");
+    let child = &chain.links[0];
+    check_table(child.source().unwrap(), &child.manifest, &child.table).unwrap();
 }
