@@ -327,6 +327,23 @@ impl Chain {
         Ok(out)
     }
 
+    /// An error met reading link `k`: for a parent, reported as that parent being damaged
+    /// (I/O, thread and chain errors as they are).
+    pub(crate) fn blame(&self, k: usize, e: TreeError) -> TreeError {
+        match (k, e) {
+            (0, e)
+            | (
+                _,
+                e @ (TreeError::Io { .. } | TreeError::Threads { .. } | TreeError::Chain { .. }),
+            ) => e,
+            (_, e) => TreeError::Chain {
+                child: self.links.get(k - 1).map(|l| l.path.clone()).unwrap_or_default(),
+                parent: self.links.get(k).map(|l| l.path.clone()).unwrap_or_default(),
+                problem: ChainProblem::Damaged { error: e.to_string() },
+            },
+        }
+    }
+
     fn block_missing(&self, k: usize, path: &[u8], block: u64) -> TreeError {
         let child = self.links.get(k.saturating_sub(1)).map(|l| l.path.clone()).unwrap_or_default();
         let parent = self.links.get(k).map_or_else(
@@ -476,14 +493,7 @@ impl<'c> ChainReader<'c> {
             frame.close()?;
             Ok(out)
         };
-        let bytes = std::sync::Arc::new(decode().map_err(|e| match (k, e) {
-            (0, e) | (_, e @ TreeError::Io { .. }) => e,
-            (_, e) => TreeError::Chain {
-                child: self.chain.links.get(k - 1).map(|l| l.path.clone()).unwrap_or_default(),
-                parent: link.path.clone(),
-                problem: ChainProblem::Damaged { error: e.to_string() },
-            },
-        })?);
+        let bytes = std::sync::Arc::new(decode().map_err(|e| self.chain.blame(k, e))?);
         let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if cache.len() >= CACHED_FRAMES {
             cache.remove(0);

@@ -254,6 +254,12 @@ impl<'m> Restorer<'m> {
         self.dest_path(i).is_some()
     }
 
+    /// Bytes of file content the restore makes, stored here or taken from parents.
+    fn content_total(&self) -> u64 {
+        let entries = self.manifest.entries.iter().enumerate();
+        entries.filter(|(i, _)| self.restores_data(*i)).map(|(_, e)| e.content_len()).sum()
+    }
+
     /// Bytes of file data the restore writes.
     fn data_total(&self) -> u64 {
         let entries = self.manifest.entries.iter().enumerate();
@@ -953,13 +959,7 @@ pub fn restore_chain(
     let target = chain.links.first().ok_or(TreeError::Layout { what: "empty chain" })?;
     let manifest = &target.manifest;
     let mut r = Restorer::new(manifest, options, dest)?;
-    let total: u64 = manifest
-        .entries
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| r.restores_data(*i))
-        .map(|(_, e)| e.content_len())
-        .sum();
+    let total = r.content_total();
     progress(0, total);
     // Every file with data may take blocks from several links: a named temporary file
     // that each link's workers reopen.
@@ -1040,21 +1040,7 @@ pub fn restore_chain(
                 ParallelError::Pool(reason) => TreeError::Threads { reason },
                 _ => TreeError::Threads { reason: e.to_string() },
             });
-        if let Err(e) = restored {
-            return Err(match (k, e) {
-                (0, e)
-                | (
-                    _,
-                    e
-                    @ (TreeError::Io { .. } | TreeError::Threads { .. } | TreeError::Chain { .. }),
-                ) => e,
-                (_, e) => TreeError::Chain {
-                    child: chain.links.get(k - 1).map(|l| l.path.clone()).unwrap_or_default(),
-                    parent: link.path.clone(),
-                    problem: crate::chain::ChainProblem::Damaged { error: e.to_string() },
-                },
-            });
-        }
+        restored.map_err(|e| chain.blame(k, e))?;
     }
     let mut spanning = spanning;
     for (i, temp) in spanning.iter_mut().enumerate() {
@@ -1067,6 +1053,9 @@ pub fn restore_chain(
     summary.data_bytes = done.into_inner();
     Ok(summary)
 }
+
+/// Sees the bytes of a part before they are written ([`restore_piece_parts`]).
+type PartCheck<'a> = dyn Fn(u64, &[u8]) -> Result<(), TreeError> + 'a;
 
 /// Checks the blocks of entry `entry` lying whole inside `bytes` (file bytes at `offset`)
 /// against the hashes `table` records; returns the path and block of the first that differs.
@@ -1107,7 +1096,7 @@ fn restore_piece_parts<S: Source>(
     path: &Path,
     buf: &mut AlignedBuf,
     parts: &[(u64, u64)],
-    check: &dyn Fn(u64, &[u8]) -> Result<(), TreeError>,
+    check: &PartCheck<'_>,
 ) -> Result<(), TreeError> {
     if frame.next_len()? != Some(piece.len) {
         return Err(TreeError::Layout {
