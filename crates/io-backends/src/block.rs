@@ -125,7 +125,14 @@ impl BlockWriter {
             let take = rest.len().min(BUFFERED_WRITE_PIECE.saturating_sub(buffered.len()));
             let (now, _) = rest.split_at(take);
             let pieces = [IoSlice::new(buffered), IoSlice::new(now)];
-            match rustix::io::pwritev(&self.file, &pieces, self.file_off) {
+            // No empty slice: strace stops dumping a vector write's data at the first one,
+            // and crashsim records the data through strace.
+            let pieces = match pieces {
+                [a, b] if a.is_empty() => &[b][..],
+                [a, b] if b.is_empty() => &[a][..],
+                ref both => &both[..],
+            };
+            match rustix::io::pwritev(&self.file, pieces, self.file_off) {
                 Ok(0) => return Err(self.io("write", io::ErrorKind::WriteZero.into())),
                 Ok(n) => {
                     let from_buffer = n.min(buffered.len());
