@@ -5,8 +5,11 @@
 //! - holds only paths that are safe to restore (`path_problem` is `None`), sizes and targets
 //!   that fit each entry's kind, modes within 0o7777, nanoseconds below 10^9, and sparse
 //!   extents that are ascending, non-empty, not touching and inside the file;
-//! - re-encodes to exactly its input when the input is version 3 (versions 1 and 2
-//!   re-encode as version 3), and decode(encode(m)) == m;
+//! - inherits (stored ranges) only on files, only with a parent, with stored ranges that are
+//!   ascending, non-empty, not touching, each inside one content range and on the 4 KiB
+//!   block grid or at that range's ends;
+//! - re-encodes to exactly its input when the input is version 4 (versions 1 to 3
+//!   re-encode as version 4), and decode(encode(m)) == m;
 //! - gives a data layout that restore can use: `data_bytes` does not overflow and equals the
 //!   sum of the entries' `data_len`; and, when it has at most `MAX_CHECKED_PIECES` pieces,
 //!   `data_frames` cuts exactly each entry's `data_ranges`, in manifest order, into frames of
@@ -19,8 +22,8 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use ckpt_tree::manifest::{
-    Entry, Kind, MAX_FRAME_SIZE, MAX_PATH, MAX_XATTR_NAME, MAX_XATTR_VALUE, Manifest, Owner, Xattr,
-    path_problem,
+    BLOCK_SIZE, Entry, Kind, MAX_FRAME_SIZE, MAX_PATH, MAX_XATTR_NAME, MAX_XATTR_VALUE, Manifest,
+    Owner, ParentLink, Xattr, path_problem,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -66,6 +69,24 @@ fn entry_problem(e: &Entry) -> Option<&'static str> {
         });
     if !names_ok {
         return Some("xattrs");
+    }
+    if let Some(stored) = &e.stored {
+        if e.kind != Kind::File {
+            return Some("stored ranges on an entry that is not a file");
+        }
+        let content = e.content_ranges();
+        let mut end_of_previous: Option<u64> = None;
+        for &(offset, len) in stored {
+            let Some(end) = offset.checked_add(len) else { return Some("stored overflow") };
+            let within = content.iter().find(|&&(o, l)| o <= offset && end <= o + l);
+            let on_grid = within.is_some_and(|&(o, l)| {
+                (offset % BLOCK_SIZE == 0 || offset == o) && (end % BLOCK_SIZE == 0 || end == o + l)
+            });
+            if len == 0 || !on_grid || end_of_previous.is_some_and(|p| p >= offset) {
+                return Some("stored ranges");
+            }
+            end_of_previous = Some(end);
+        }
     }
     match (&e.extents, e.kind) {
         (None, _) => None,
@@ -150,9 +171,13 @@ fn check_decode(data: &[u8]) {
             assert!(ok, "entry {i}: a hard link to no earlier linkable entry decoded");
         }
     }
+    assert!(
+        m.parent.is_some() || m.entries.iter().all(|e| e.stored.is_none()),
+        "an entry inherits in a manifest without a parent"
+    );
     let encoded = m.encode();
-    if data.get(4..6) == Some(&3u16.to_le_bytes()[..]) {
-        assert!(encoded == data, "a version 3 manifest re-encodes to other bytes");
+    if data.get(4..6) == Some(&4u16.to_le_bytes()[..]) {
+        assert!(encoded == data, "a version 4 manifest re-encodes to other bytes");
     }
     assert_eq!(Manifest::decode(&encoded).as_ref(), Ok(&m), "decode(encode(m)) != m");
     check_layout(&m);
@@ -265,7 +290,53 @@ fn built(u: &mut Unstructured<'_>) -> arbitrary::Result<Manifest> {
         entries.push(entry(u)?);
         Ok(std::ops::ControlFlow::Continue(()))
     })?;
-    Ok(Manifest { frame_size, entries })
+    let parent = if u.ratio(1, 4)? {
+        let mut name = Vec::<u8>::arbitrary(u)?;
+        name.truncate(MAX_PATH);
+        Some(ParentLink { id: <[u8; 16]>::arbitrary(u)?, digest: u64::arbitrary(u)?, name })
+    } else {
+        None
+    };
+    for e in &mut entries {
+        let broken = u.ratio(1, 16)?;
+        if (parent.is_some() || broken) && u.ratio(1, 2)? {
+            e.stored = Some(stored_ranges(u, e, broken)?);
+        }
+    }
+    Ok(Manifest { frame_size, entries, parent })
+}
+
+/// Stored ranges for `e`: whole grid blocks of its content ranges (some broken on purpose).
+fn stored_ranges(
+    u: &mut Unstructured<'_>,
+    e: &Entry,
+    broken: bool,
+) -> arbitrary::Result<Vec<(u64, u64)>> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for (o, l) in e.content_ranges() {
+        let end = o.saturating_add(l);
+        let mut at = o;
+        for _ in 0..u.int_in_range(0..=3)? {
+            let skip = u.int_in_range(0..=4u64)? * BLOCK_SIZE;
+            let start = at.saturating_add(skip);
+            let start = if start == o { o } else { start - start % BLOCK_SIZE };
+            let len = u.int_in_range(1..=4u64)? * BLOCK_SIZE;
+            let stop = start.saturating_add(len);
+            let stop = if stop >= end { end } else { stop - stop % BLOCK_SIZE };
+            if start < at || start >= stop {
+                break;
+            }
+            if out.last().is_some_and(|&(po, pl)| po + pl >= start) {
+                break;
+            }
+            out.push((start, stop - start));
+            at = stop.saturating_add(1);
+        }
+    }
+    if broken && u.ratio(1, 2)? {
+        out.push((u64::arbitrary(u)?, u64::arbitrary(u)?));
+    }
+    Ok(out)
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -276,6 +347,8 @@ fuzz_target!(|data: &[u8]| {
         let total_fits =
             m.entries.iter().try_fold(0u64, |total, e| total.checked_add(e.data_len())).is_some();
         let valid = m.frame_size > 0
+            && (m.parent.is_some() || m.entries.iter().all(|e| e.stored.is_none()))
+            && m.parent.as_ref().is_none_or(|p| !p.name.is_empty() && !p.name.contains(&0))
             && m.frame_size <= MAX_FRAME_SIZE
             && unique_paths(&m)
             && total_fits
