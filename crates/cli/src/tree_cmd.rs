@@ -85,6 +85,14 @@ fn lossy(bytes: &[u8]) -> String {
 /// `ckpt list`.
 pub(crate) fn list(input: &str, long: bool, as_json: bool) -> Result<(), Failure> {
     let manifest = manifest_of(input)?;
+    if let Some(parent) = &manifest.parent {
+        eprintln!(
+            "ckpt: {input} is incremental on {} ({}): files list whole, their bytes partly \
+             there; `ckpt info` shows the chain",
+            lossy(&parent.name),
+            ckpt_frame_core::CheckpointId::from_bytes(parent.id)
+        );
+    }
     if as_json {
         let entries: Vec<_> = manifest
             .entries
@@ -95,6 +103,7 @@ pub(crate) fn list(input: &str, long: bool, as_json: bool) -> Result<(), Failure
                     "type": e.kind.name(),
                     "size": e.size,
                     "stored_bytes": e.data_len(),
+                    "inherited_bytes": e.content_len() - e.data_len(),
                     "mode": e.mode,
                     "mtime": e.mtime_sec,
                     "mtime_nsec": e.mtime_nsec,

@@ -304,6 +304,16 @@ fn hash_all(inputs: &Inputs<'_>, threads: usize) -> Result<(), TreeError> {
                         }
                         at += n as u64;
                     }
+                    // The file's last share: it must not have changed since it was listed
+                    // (the data pass checks only the files with blocks to store).
+                    if let Err(e) = inputs.piece_done(&mut files, p) {
+                        failure
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .get_or_insert(e);
+                        next.store(usize::MAX / 2, std::sync::atomic::Ordering::Relaxed);
+                        return;
+                    }
                 }
                 if let Some(h) = inputs.hasher {
                     h.flush(&mut pending);

@@ -368,3 +368,28 @@ fn a_parent_whose_data_differs_from_its_recorded_hashes_is_refused_at_restore() 
     let child = &chain.links[0];
     check_table(child.source().unwrap(), &child.manifest, &child.table).unwrap();
 }
+
+#[test]
+fn a_file_changed_after_it_was_listed_is_caught_even_when_nothing_of_it_is_stored() {
+    let s = scene();
+    let a = s.root.join("a.ckpt");
+    write(&s.src, &a, None, Style::Raw, 1);
+    let c = collect(&[s.src.clone()], &CollectOptions::new(1 << 20)).unwrap();
+    // Same bytes, new time: every block is inherited, yet the file changed under the write.
+    let f = std::fs::File::options().write(true).open(s.src.join("big.bin")).unwrap();
+    f.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1000))
+        .unwrap();
+    let source = ckpt_io_backends::open_input(&a, ckpt_io_backends::IoMode::Buffered).unwrap();
+    let parent = read_parent(source, b"a.ckpt".to_vec()).unwrap();
+    let strict = WriteOptions { strict: true, ..options(Style::Raw, 2) };
+    let e = write_incremental(VecSink::new(), &c, &strict, &parent, &mut |_| {}).unwrap_err();
+    assert!(matches!(&e, TreeError::Changed { path, .. } if path.ends_with("big.bin")), "{e}");
+    let (_, summary) =
+        write_incremental(VecSink::new(), &c, &options(Style::Raw, 2), &parent, &mut |_| {})
+            .unwrap();
+    assert!(
+        summary.warnings.iter().any(|w| w.to_string().contains("big.bin")),
+        "{:?}",
+        summary.warnings
+    );
+}
