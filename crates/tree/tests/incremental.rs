@@ -374,7 +374,7 @@ fn a_file_changed_after_it_was_listed_is_caught_even_when_nothing_of_it_is_store
     let s = scene();
     let a = s.root.join("a.ckpt");
     write(&s.src, &a, None, Style::Raw, 1);
-    let c = collect(&[s.src.clone()], &CollectOptions::new(1 << 20)).unwrap();
+    let c = collect(std::slice::from_ref(&s.src), &CollectOptions::new(1 << 20)).unwrap();
     // Same bytes, new time: every block is inherited, yet the file changed under the write.
     let f = std::fs::File::options().write(true).open(s.src.join("big.bin")).unwrap();
     f.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1000))
