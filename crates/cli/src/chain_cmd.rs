@@ -17,6 +17,22 @@ pub(crate) fn parent_for(out: &Path, parent: &Path) -> Result<Parent, Failure> {
         .map_err(|e| Failure { code: e.exit_code(), message: format!("{}: {e}", parent.display()) })
 }
 
+/// Says what an incremental write took from its parent.
+pub(crate) fn report_parent(parent: &Path, summary: &ckpt_tree::WriteSummary) {
+    if summary.parent_dropped {
+        eprintln!(
+            "ckpt: nearly every block differs from {}: wrote a self-contained checkpoint",
+            parent.display()
+        );
+    } else {
+        eprintln!(
+            "ckpt: incremental on {}: {} of file data taken from it, not stored",
+            parent.display(),
+            human(summary.inherited_bytes)
+        );
+    }
+}
+
 /// Opens the chain of `input`, naming it in errors.
 pub(crate) fn open_chain(input: &Path) -> Result<Chain, Failure> {
     Chain::open(input).map_err(|e| chain_failure(input, &e))

@@ -510,11 +510,7 @@ pub(crate) fn write(
         secs
     );
     if let Some(p) = parent {
-        eprintln!(
-            "ckpt: incremental on {}: {} of file data taken from it, not stored",
-            p.display(),
-            human(summary.inherited_bytes)
-        );
+        chain_cmd::report_parent(p, &summary);
     }
     for w in &summary.warnings {
         eprintln!("ckpt: {w}");

@@ -208,6 +208,13 @@ impl BlockHasher {
         }
     }
 
+    /// The hash of block `j` of `entry` computed so far (0 before it is whole; a block fed
+    /// in pieces is joined only by [`BlockHasher::finish`]).
+    pub fn hash(&self, entry: usize, j: u64) -> Option<u64> {
+        let at = position(self.runs.get(entry)?, j)?;
+        Some(self.slots.get(entry)?.get(at)?.load(Ordering::Relaxed))
+    }
+
     /// Feeds `bytes`, the file bytes of `entry` at `offset`. `pending` carries a block cut
     /// at the end of `bytes` to the next call on this thread; [`BlockHasher::flush`] it
     /// when the thread is done.

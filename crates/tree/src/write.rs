@@ -53,6 +53,9 @@ pub struct WriteSummary {
     pub warnings: Vec<Warning>,
     /// For an incremental checkpoint, the file bytes its parent already holds (not stored).
     pub inherited_bytes: u64,
+    /// An incremental write found nearly every block changed (over 90% of a sample) and
+    /// wrote a self-contained checkpoint instead.
+    pub parent_dropped: bool,
 }
 
 /// Writes the checkpoint of `c` into `sink`; `progress` gets the file bytes done so far.
@@ -111,7 +114,9 @@ pub fn write_checkpoint<S: Sink>(
 /// differs from the parent's file at the same path are stored; the manifest records the
 /// parent ([`Parent::link`]) and which ranges each file stores. Files the parent lacks are
 /// stored whole. The checkpoint's block table covers every block, stored or not, so it can
-/// be the parent of the next one.
+/// be the parent of the next one. When over 90% of the blocks of a sample (one 8 MiB share
+/// in 16, for states of at least 256 MiB) differ from the parent, it writes a self-contained
+/// checkpoint instead, in one pass ([`WriteSummary::parent_dropped`]).
 ///
 /// # Errors
 /// As [`write_checkpoint`].
@@ -130,7 +135,22 @@ pub fn write_incremental<S: Sink>(
         warnings: Mutex::new(Vec::new()),
         hasher: Some(&hasher),
     };
-    hash_all(&reading, options.threads)?;
+    // A sample first (every 16th share, spread over the files): when nearly every block
+    // differs from the parent, a self-contained checkpoint stores as much, needs no parent,
+    // and is written in one pass instead of two.
+    let shares = shares_of(&c.manifest);
+    let sample: Vec<&Piece> = shares.iter().step_by(SAMPLE_EVERY).collect();
+    let rest: Vec<&Piece> =
+        shares.iter().enumerate().filter(|(k, _)| k % SAMPLE_EVERY != 0).map(|(_, p)| p).collect();
+    hash_shares(&reading, &sample, options.threads)?;
+    if shares.len() >= 2 * SAMPLE_EVERY
+        && changed_fraction(&hasher, &c.manifest, &sample, parent) > SELF_CONTAINED_ABOVE
+    {
+        let (sink, mut summary) = write_checkpoint(sink, c, options, progress)?;
+        summary.parent_dropped = true;
+        return Ok((sink, summary));
+    }
+    hash_shares(&reading, &rest, options.threads)?;
     let table = hasher.finish();
     let mut manifest = c.manifest.clone();
     let stored = stored_ranges(&manifest, &table, &parent.manifest, &parent.table);
@@ -157,6 +177,12 @@ pub fn write_incremental<S: Sink>(
     summary.inherited_bytes = inherited;
     Ok((sink, summary))
 }
+
+/// One share in this many is hashed first to estimate how much of the state changed.
+const SAMPLE_EVERY: usize = 16;
+/// Above this fraction of changed blocks in the sample, [`write_incremental`] writes a
+/// self-contained checkpoint instead.
+const SELF_CONTAINED_ABOVE: f64 = 0.9;
 
 /// Reads what an incremental write needs of its parent checkpoint: the manifest (frame 0),
 /// the block table (the last frame), and the state digest they give. `name` is recorded in
@@ -264,12 +290,12 @@ pub fn write_from_chain<S: Sink>(
     Ok((sink, summary))
 }
 
-/// Hashes every block of every file on `threads` threads, in shares of 8 MiB.
-fn hash_all(inputs: &Inputs<'_>, threads: usize) -> Result<(), TreeError> {
+/// The files' content cut into shares of 8 MiB on the block grid, the unit of hashing work.
+fn shares_of(manifest: &Manifest) -> Vec<Piece> {
     // A multiple of the block size: shares end on the block grid.
     const SHARE: u64 = 2048 * BLOCK_SIZE;
     let mut shares = Vec::new();
-    for (i, e) in inputs.c.manifest.entries.iter().enumerate() {
+    for (i, e) in manifest.entries.iter().enumerate() {
         for (offset, len) in e.content_ranges() {
             let mut at = offset;
             while at < offset + len {
@@ -279,6 +305,46 @@ fn hash_all(inputs: &Inputs<'_>, threads: usize) -> Result<(), TreeError> {
             }
         }
     }
+    shares
+}
+
+/// The fraction of the blocks of `shares` (hashed) whose hash or length differs from the
+/// parent's, or that the parent lacks.
+fn changed_fraction(
+    hasher: &BlockHasher,
+    manifest: &Manifest,
+    shares: &[&Piece],
+    parent: &Parent,
+) -> f64 {
+    let by_path: std::collections::HashMap<&[u8], usize> = parent
+        .manifest
+        .entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.kind == crate::manifest::Kind::File)
+        .map(|(i, e)| (e.path.as_slice(), i))
+        .collect();
+    let (mut changed, mut all) = (0u64, 0u64);
+    for p in shares {
+        let Some(e) = manifest.entries.get(p.entry) else { continue };
+        let in_parent = by_path.get(e.path.as_slice()).copied();
+        let psize = in_parent.and_then(|i| parent.manifest.entries.get(i)).map_or(0, |pe| pe.size);
+        for j in p.offset / BLOCK_SIZE..(p.offset + p.len).div_ceil(BLOCK_SIZE) {
+            all += 1;
+            let same = in_parent.is_some_and(|pi| {
+                crate::blocks::block_range(e.size, j) == crate::blocks::block_range(psize, j)
+                    && hasher.hash(p.entry, j).is_some()
+                    && hasher.hash(p.entry, j) == parent.table.hash(pi, j)
+            });
+            changed += u64::from(!same);
+        }
+    }
+    #[allow(clippy::cast_precision_loss)] // A ratio of counts far below 2^52.
+    if all == 0 { 0.0 } else { changed as f64 / all as f64 }
+}
+
+/// Hashes the blocks of `shares` on `threads` threads.
+fn hash_shares(inputs: &Inputs<'_>, shares: &[&Piece], threads: usize) -> Result<(), TreeError> {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let failure = Mutex::new(None);
     std::thread::scope(|scope| {
@@ -289,7 +355,7 @@ fn hash_all(inputs: &Inputs<'_>, threads: usize) -> Result<(), TreeError> {
                 let mut buf = vec![0u8; 1 << 20];
                 loop {
                     let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(p) = shares.get(k) else { break };
+                    let Some(&p) = shares.get(k) else { break };
                     let mut at = p.offset;
                     while at < p.offset + p.len {
                         let n = usize::try_from((p.offset + p.len - at).min(1 << 20)).unwrap_or(0);
@@ -367,6 +433,7 @@ fn write_frames<S: Sink>(
             frames: summary.frames,
             warnings,
             inherited_bytes: 0,
+            parent_dropped: false,
         },
     ))
 }

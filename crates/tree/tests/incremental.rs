@@ -393,3 +393,42 @@ fn a_file_changed_after_it_was_listed_is_caught_even_when_nothing_of_it_is_store
         summary.warnings
     );
 }
+
+#[test]
+fn when_nearly_everything_changed_the_write_is_self_contained() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("many");
+    std::fs::create_dir(&src).unwrap();
+    let fill = |seed: u64| {
+        for i in 0..64 {
+            std::fs::write(src.join(format!("f{i:02}")), noise(9000, seed * 100 + i)).unwrap();
+        }
+    };
+    fill(1);
+    let a = dir.path().join("a.ckpt");
+    write(&src, &a, None, Style::Raw, 1);
+    let incremental = |out: &str| {
+        let c = collect(std::slice::from_ref(&src), &CollectOptions::new(1 << 20)).unwrap();
+        let source = ckpt_io_backends::open_input(&a, ckpt_io_backends::IoMode::Buffered).unwrap();
+        let parent = read_parent(source, b"a.ckpt".to_vec()).unwrap();
+        let (sink, summary) =
+            write_incremental(VecSink::new(), &c, &options(Style::Raw, 2), &parent, &mut |_| {})
+                .unwrap();
+        std::fs::write(dir.path().join(out), sink.into_inner()).unwrap();
+        summary
+    };
+    // One file of 64 changed: incremental.
+    std::fs::write(src.join("f07"), noise(9000, 77)).unwrap();
+    let some = incremental("some.ckpt");
+    assert!(!some.parent_dropped && some.inherited_bytes == 63 * 9000, "{some:?}");
+    assert_eq!(Chain::open(&dir.path().join("some.ckpt")).unwrap().links.len(), 2);
+    // All changed: self-contained, and it restores alone.
+    fill(2);
+    let all = incremental("all.ckpt");
+    assert!(all.parent_dropped && all.inherited_bytes == 0, "{all:?}");
+    let chain = Chain::open(&dir.path().join("all.ckpt")).unwrap();
+    assert_eq!(chain.links.len(), 1);
+    let out = dir.path().join("out");
+    restore_chain(&chain, &out, &RestoreOptions::default(), 2, &|_, _| {}).unwrap();
+    same_tree(&src, &out.join("many"));
+}
