@@ -17,6 +17,7 @@ Runs the side-by-side comparison runners in benches/ (all of them unless named):
   pool     benches/pool_compare.sh    ckpt pool sync against pmempool sync
   tree     benches/tree_compare.sh    ckpt write/restore of file trees against tar | lz4, tar | zstd
   object   benches/object_compare.sh  ckpt write/restore to s3:// against rclone copy (own SeaweedFS)
+  incremental benches/incremental_compare.sh  ckpt write --parent/restore of a chain against full ones
 and replaces the block between `<!-- bench:NAME:start -->` and `<!-- bench:NAME:end -->`
 in docs/performance.md with the runner's fresh Markdown (a block that is missing is
 appended as a new section). Text outside the markers is never touched.
@@ -48,7 +49,7 @@ struct Runner {
     env: &'static [(&'static str, &'static str)],
 }
 
-const RUNNERS: [Runner; 5] = [
+const RUNNERS: [Runner; 6] = [
     Runner {
         name: "compare",
         script: "benches/compare.sh",
@@ -102,6 +103,16 @@ const RUNNERS: [Runner; 5] = [
         writes_doc: false,
         // The script also updates a doc itself; xtask writes the real one.
         env: &[("DOC", "/tmp/ckpt-object-compare-doc.md")],
+    },
+    Runner {
+        name: "incremental",
+        script: "benches/incremental_compare.sh",
+        heading: "Incremental checkpoints",
+        knobs: &["SIZE", "RUNS", "WORK"],
+        quick: &[("RUNS", "1"), ("SIZE", "128M")],
+        writes_doc: false,
+        // The script also updates a doc itself; xtask writes the real one.
+        env: &[("DOC", "/tmp/ckpt-incremental-compare-doc.md")],
     },
 ];
 
