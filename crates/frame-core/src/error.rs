@@ -94,6 +94,29 @@ pub enum Error {
         /// Why not.
         reason: &'static str,
     },
+    /// A checkpoint that builds on a parent was given a parent that is not the one it
+    /// names: another checkpoint (`found_id` differs) or the same one changed since
+    /// (`found_digest` differs).
+    ParentMismatch {
+        /// The parent's id the checkpoint names.
+        expected_id: crate::CheckpointId,
+        /// The parent's lineage digest the checkpoint names.
+        expected_digest: u64,
+        /// The id of the checkpoint given as parent.
+        found_id: crate::CheckpointId,
+        /// Its lineage digest.
+        found_digest: u64,
+    },
+    /// Reading a chunk this checkpoint inherits from its parent failed in the parent (or
+    /// further up the chain): the parent is damaged, truncated or unreadable.
+    Parent {
+        /// Frame index (the same in the checkpoint and its parent).
+        frame: u64,
+        /// Chunk index within the frame.
+        chunk: u64,
+        /// What went wrong in the parent; its offsets are the parent's.
+        error: alloc::boxed::Box<Error>,
+    },
     /// An earlier error left this handle unusable; the first error was returned then.
     Failed {
         /// A summary of the first error.
@@ -125,6 +148,17 @@ pub enum Misuse {
         /// How many frames the checkpoint holds.
         frame_count: u64,
     },
+    /// A frame of a checkpoint with a parent holds a chunk inherited from the parent, but it
+    /// was opened without one (see `Reader::open_frame_inheriting`).
+    ParentNeeded {
+        /// Frame index.
+        frame: u64,
+    },
+    /// A parent can be given only before the first frame is written, or a parent was given
+    /// for a checkpoint that names none (or none for one that names one).
+    ParentPlacement,
+    /// A checkpoint cannot build on a checkpoint with its own id.
+    OwnParent,
 }
 
 /// How a restore plan differs from the written one.
@@ -183,6 +217,10 @@ pub enum ErrorKind {
     PlanMismatch,
     /// See [`Error::NotACopy`].
     NotACopy,
+    /// See [`Error::ParentMismatch`].
+    ParentMismatch,
+    /// See [`Error::Parent`].
+    Parent,
 }
 
 impl Error {
@@ -200,6 +238,8 @@ impl Error {
             Self::VersionMismatch { .. } => ErrorKind::VersionMismatch,
             Self::PlanMismatch { .. } => ErrorKind::PlanMismatch,
             Self::NotACopy { .. } => ErrorKind::NotACopy,
+            Self::ParentMismatch { .. } => ErrorKind::ParentMismatch,
+            Self::Parent { .. } => ErrorKind::Parent,
             Self::Failed { first } => *first,
         }
     }
@@ -209,7 +249,8 @@ impl Error {
         match self {
             Self::Codec { frame, .. }
             | Self::PlanMismatch { frame, .. }
-            | Self::Input { frame, .. } => Some(*frame),
+            | Self::Input { frame, .. }
+            | Self::Parent { frame, .. } => Some(*frame),
             Self::Corrupt { frame, .. }
             | Self::ChecksumMismatch { frame, .. }
             | Self::UnsupportedStyle { frame, .. } => *frame,
@@ -273,7 +314,24 @@ impl fmt::Display for Error {
             }
             Self::VersionMismatch { offset, found, supported } => write!(
                 f,
-                "format version {found} at offset {offset} is not supported (this build reads version {supported})"
+                "format version {found} at offset {offset} is not supported (this build reads versions 1 to {supported})"
+            ),
+            Self::ParentMismatch { expected_id, expected_digest, found_id, found_digest } => {
+                if expected_id == found_id {
+                    write!(
+                        f,
+                        "parent checkpoint {found_id} was replaced or changed: digest {found_digest:#018x}, the checkpoint names {expected_digest:#018x}"
+                    )
+                } else {
+                    write!(
+                        f,
+                        "wrong parent: the checkpoint builds on {expected_id}, the parent given is {found_id}"
+                    )
+                }
+            }
+            Self::Parent { frame, chunk, error } => write!(
+                f,
+                "frame {frame}, chunk {chunk} is inherited from the parent checkpoint, which failed: {error}"
             ),
             Self::PlanMismatch { frame, mismatch } => {
                 write!(f, "restore plan differs from the checkpoint in frame {frame}: {mismatch}")
@@ -306,6 +364,14 @@ impl fmt::Display for Misuse {
             Self::NoSuchFrame { index, frame_count } => {
                 write!(f, "frame {index} does not exist (the checkpoint has {frame_count})")
             }
+            Self::ParentNeeded { frame } => write!(
+                f,
+                "frame {frame} inherits chunks from the parent checkpoint: open it with its parent"
+            ),
+            Self::ParentPlacement => f.write_str(
+                "a parent must be given before the first frame, and exactly when the checkpoint names one",
+            ),
+            Self::OwnParent => f.write_str("a checkpoint cannot build on itself (same id)"),
         }
     }
 }

@@ -21,6 +21,10 @@
 //!   for RAW and the worst case for LZ4.
 //! - With `std`, a frame is also a byte stream: [`FrameWriter::into_stream`] gives a
 //!   [`FrameStreamWriter`] (`std::io::Write`) and [`FrameReader`] is `std::io::Read`.
+//! - A checkpoint can build on a parent: [`Writer::set_parent`] with the parent's
+//!   [`ParentChunks`] writes each chunk equal to the parent's chunk at its place as a
+//!   reference, and [`Reader::open_frame_inheriting`] reads such a checkpoint with a
+//!   [`ParentReader`] over its parent (format version 2).
 //! - Many frames can be encoded at once, one [`FrameEncoder`] per thread, either into
 //!   vectors appended with [`Writer::append_encoded`] or straight into the sink's memory
 //!   with [`Writer::append_in_place`] (what `ckpt-parallel` does).
@@ -52,6 +56,7 @@ mod chunker;
 mod codec;
 mod error;
 mod id;
+mod inherit;
 mod io;
 #[cfg(feature = "lz4")]
 mod lz4;
@@ -70,6 +75,7 @@ pub use chunker::{checkpoint_size_bound, frame_size_bound};
 pub use codec::{ChunkCompressor, ChunkDecompressor, Style, lz4_bound};
 pub use error::{CodecError, Error, ErrorKind, IoError, IoErrorKind, Misuse, PlanMismatch};
 pub use id::{CheckpointId, ParseIdError};
+pub use inherit::{InheritedChunks, ParentChunks, ParentReader, ParentRef};
 #[cfg(feature = "std")]
 pub use io::{ReadSource, SeekSource, WriteSink};
 pub use io::{Sink, SliceSink, SliceSource, Source, VecSink};
@@ -80,7 +86,7 @@ pub use lz4_pure::{PureLz4Compressor, PureLz4Decompressor};
 pub use reader::{FrameInfo, FrameReader, Reader};
 #[cfg(feature = "std")]
 pub use stream::{FrameStreamWriter, STREAM_PIECE};
-pub use wire::{CHUNK_MAX, FORMAT_VERSION};
+pub use wire::{CHUNK_MAX, FORMAT_VERSION, FORMAT_VERSION_INHERITING};
 pub use writer::{CheckpointSummary, EncodedFrame, FrameEncoder, FrameSlot, FrameWriter, Writer};
 
 /// The workspace README's Rust example runs as a doctest, so it cannot drift from the API.

@@ -6,12 +6,14 @@ use crate::checksum::{chain_digest, checksum};
 use crate::codec::{ChunkDecompressor, LZ4_HISTORY, Style, default_decompressor, lz4_bound};
 use crate::error::{Error, ErrorKind, IoErrorKind, Misuse, PlanMismatch};
 use crate::id::CheckpointId;
+use crate::inherit::{ChunkSum, InheritedChunks, ParentRef, lineage_digest};
 use crate::io::Source;
 use crate::table::{TABLE_MAX, TableCursor};
 use crate::wire::{
-    CHUNK_HEADER_LEN, CHUNK_MAX, ChunkHeader, FOOTER_MAGIC, FRAME_FOOTER_LEN, FRAME_HEADER_LEN,
-    FRAME_MAGIC, FrameFooter, FrameHeader, INDEX_ENTRY_LEN, INDEX_HEADER_LEN, INDEX_MAGIC,
-    IndexEntry, TAIL_LEN, Tail, WireError, decode_index_header,
+    CHUNK_HEADER_LEN, CHUNK_MAX, ChunkHeader, FOOTER_MAGIC, FORMAT_VERSION,
+    FORMAT_VERSION_INHERITING, FRAME_FOOTER_LEN, FRAME_HEADER_LEN, FRAME_MAGIC, FrameFooter,
+    FrameHeader, INDEX_ENTRY_LEN, INDEX_FLAG_PARENT, INDEX_HEADER_LEN, INDEX_MAGIC, IndexEntry,
+    PARENT_RECORD_LEN, ParentRecord, TAIL_LEN, Tail, WireError, decode_index_header,
 };
 use crate::writer::CheckpointSummary;
 use alloc::boxed::Box;
@@ -51,11 +53,16 @@ struct Decoder {
     /// Bytes copied through internal memory: out of it into callers' buffers, and from
     /// callers' buffers into the LZ4 history (see [`Reader::internal_copy_bytes`]).
     copied: u64,
+    /// The current chunk was inherited from the parent into `raw`, whatever the style.
+    inherited: bool,
 }
 
 impl Decoder {
     /// The current chunk's bytes when it was loaded into internal memory.
     fn staged(&self, style: Style) -> &[u8] {
+        if self.inherited {
+            return self.raw.as_slice();
+        }
         match style {
             Style::Raw => self.raw.as_slice(),
             Style::Lz4 => self.decompressor.as_ref().map_or(&[][..], |d| d.output()),
@@ -78,10 +85,11 @@ struct Fill<'d, 'b> {
     buf: &'b mut [u8],
     /// Bytes of `buf` restored so far.
     done: usize,
-    /// End of LZ4 output decoded straight into `buf` that the decompressor has not seen.
-    /// The frame's output then ends there, and `buf` holds at least its last 64 KiB or all
-    /// of it (the condition for decoding into `buf` at all).
-    stale: Option<usize>,
+    /// End of LZ4 output decoded straight into `buf` that the decompressor has not seen,
+    /// and how many bytes before that end are the frame's history: its last 64 KiB, or
+    /// all of it since the start or since the last inherited chunk (the condition for
+    /// decoding into `buf` at all).
+    stale: Option<(usize, usize)>,
 }
 
 impl<'d, 'b> Fill<'d, 'b> {
@@ -91,8 +99,9 @@ impl<'d, 'b> Fill<'d, 'b> {
 
     /// Brings the decompressor's history up to date after decodes into `buf`.
     fn rehome(&mut self) {
-        let Some(end) = self.stale.take() else { return };
-        let history = self.buf.get(end.saturating_sub(LZ4_HISTORY)..end).unwrap_or_default();
+        let Some((end, len)) = self.stale.take() else { return };
+        let from = end.saturating_sub(len.min(LZ4_HISTORY));
+        let history = self.buf.get(from..end).unwrap_or_default();
         if let Some(d) = self.dec.decompressor.as_mut() {
             d.set_history(history);
             self.dec.copied += history.len() as u64;
@@ -155,6 +164,14 @@ pub struct Reader<S: Source> {
     indexed: bool,
     next: u64,
     dec: Decoder,
+    /// The format version: from the tail (indexed) or the first frame or tail (streaming).
+    version: Option<u16>,
+    /// The checkpoint this one builds on, as its index names it.
+    parent: Option<ParentRef>,
+    /// The tail's check value, which the lineage digest starts from (indexed readers).
+    tail_check: Option<u64>,
+    /// The parent a streaming reader was given, checked against the index at its end.
+    given_parent: Option<ParentRef>,
 }
 
 impl<S: Source> core::fmt::Debug for Reader<S> {
@@ -218,14 +235,53 @@ fn read_checksummed<S: Source>(
     }
 }
 
+/// Decodes the index entries (already covered by the index digest) and checks that they
+/// describe frames that follow each other from offset 0 up to the index.
+fn decode_entries(
+    raw: &[[u8; INDEX_ENTRY_LEN]],
+    first_entry: u64,
+    index_offset: u64,
+) -> Result<Vec<IndexEntry>, Error> {
+    let mut entries = Vec::with_capacity(raw.len());
+    let mut expected_offset = 0u64;
+    for (i, eb) in (0u64..).zip(raw) {
+        let at = first_entry + i * INDEX_ENTRY_LEN as u64;
+        let e = IndexEntry::decode(eb).map_err(|e| wire_error(e, Some(i), at, "index entry"))?;
+        if Style::from_byte(e.style).is_none() {
+            return Err(Error::UnsupportedStyle { style: e.style, frame: Some(i) });
+        }
+        let sane = e.offset == expected_offset
+            && e.frame_len >= (FRAME_HEADER_LEN + FRAME_FOOTER_LEN) as u64;
+        if !sane {
+            return Err(Error::Corrupt {
+                frame: Some(i),
+                offset: at,
+                what: "index entry is inconsistent",
+            });
+        }
+        expected_offset = expected_offset.saturating_add(e.frame_len);
+        entries.push(e);
+    }
+    if expected_offset != index_offset {
+        return Err(Error::Corrupt {
+            frame: None,
+            offset: index_offset,
+            what: "frames in the index do not end where the index starts",
+        });
+    }
+    Ok(entries)
+}
+
 fn wire_error(e: WireError, frame: Option<u64>, offset: u64, what: &'static str) -> Error {
     match e {
         WireError::BadCheck { expected, found } => {
             Error::ChecksumMismatch { frame, offset, what, expected, found }
         }
-        WireError::BadVersion(found) => {
-            Error::VersionMismatch { offset, found, supported: crate::wire::FORMAT_VERSION }
-        }
+        WireError::BadVersion(found) => Error::VersionMismatch {
+            offset,
+            found,
+            supported: crate::wire::FORMAT_VERSION_INHERITING,
+        },
         WireError::BadMagic => Error::Corrupt { frame, offset, what: "wrong magic number" },
         WireError::NonZeroReserved => {
             Error::Corrupt { frame, offset, what: "reserved field is not zero" }
@@ -260,7 +316,12 @@ impl<S: Source> Reader<S> {
                 stored: AlignedBytes::zeroed(lz4_bound(CHUNK_MAX)),
                 table: Vec::with_capacity(TABLE_MAX),
                 copied: 0,
+                inherited: false,
             },
+            version: None,
+            parent: None,
+            tail_check: None,
+            given_parent: None,
         }
     }
 
@@ -316,11 +377,13 @@ impl<S: Source> Reader<S> {
             },
             other => wire_error(other, None, tail_at, "checkpoint tail"),
         })?;
+        let inheriting = tail.version == FORMAT_VERSION_INHERITING;
+        let record_len = if inheriting { PARENT_RECORD_LEN as u64 } else { 0 };
         let fits = tail
             .frame_count
             .checked_mul(INDEX_ENTRY_LEN as u64)
             .and_then(|n| n.checked_add(tail.index_offset))
-            .and_then(|n| n.checked_add(min));
+            .and_then(|n| n.checked_add(min + record_len));
         if fits != Some(len) {
             return Err(Error::Corrupt {
                 frame: None,
@@ -332,9 +395,19 @@ impl<S: Source> Reader<S> {
         let mut digest = Digest::new();
         let mut hb = [0u8; INDEX_HEADER_LEN];
         read(&mut self.source, &mut self.pos, &mut hb, "frame index")?;
-        decode_index_header(hb)
+        let flags = decode_index_header(hb)
             .map_err(|e| wire_error(e, None, tail.index_offset, "frame index"))?;
         digest.update(&hb);
+        if (flags == INDEX_FLAG_PARENT) != inheriting {
+            return Err(Error::Corrupt {
+                frame: None,
+                offset: tail.index_offset,
+                what: "frame index names a parent exactly when the format version is not 2",
+            });
+        }
+        if inheriting {
+            self.read_parent_record(&mut digest)?;
+        }
         // The length check above bounds this allocation by the source's real size.
         let count = usize::try_from(tail.frame_count).map_err(|_| Error::Corrupt {
             frame: None,
@@ -359,36 +432,29 @@ impl<S: Source> Reader<S> {
             });
         }
         // The index is what the writer wrote; now check that it describes a sane layout.
-        let mut entries = Vec::with_capacity(count);
-        let mut expected_offset = 0u64;
-        for (i, eb) in (0u64..).zip(&raw) {
-            let at = tail.index_offset + (INDEX_HEADER_LEN as u64) + i * INDEX_ENTRY_LEN as u64;
-            let e =
-                IndexEntry::decode(eb).map_err(|e| wire_error(e, Some(i), at, "index entry"))?;
-            if Style::from_byte(e.style).is_none() {
-                return Err(Error::UnsupportedStyle { style: e.style, frame: Some(i) });
-            }
-            let sane = e.offset == expected_offset
-                && e.frame_len >= (FRAME_HEADER_LEN + FRAME_FOOTER_LEN) as u64;
-            if !sane {
-                return Err(Error::Corrupt {
-                    frame: Some(i),
-                    offset: at,
-                    what: "index entry is inconsistent",
-                });
-            }
-            expected_offset = expected_offset.saturating_add(e.frame_len);
-            entries.push(e);
-        }
-        if expected_offset != tail.index_offset {
+        if self.parent.is_some_and(|p| p.id.to_bytes() == tail.checkpoint_id) {
             return Err(Error::Corrupt {
                 frame: None,
                 offset: tail.index_offset,
-                what: "frames in the index do not end where the index starts",
+                what: "checkpoint names itself as its parent",
             });
         }
+        let first_entry = tail.index_offset + INDEX_HEADER_LEN as u64 + record_len;
+        let entries = decode_entries(&raw, first_entry, tail.index_offset)?;
         self.entries = entries;
         self.id = Some(CheckpointId::from_bytes(tail.checkpoint_id));
+        self.version = Some(tail.version);
+        self.tail_check = Some(checksum(tb.get(..48).unwrap_or_default()));
+        Ok(())
+    }
+
+    /// Reads the parent record that follows a version-2 index header; the index digest
+    /// covers it.
+    fn read_parent_record(&mut self, digest: &mut Digest) -> Result<(), Error> {
+        let mut pb = [0u8; PARENT_RECORD_LEN];
+        read(&mut self.source, &mut self.pos, &mut pb, "parent record")?;
+        digest.update(&pb);
+        self.parent = Some(ParentRef::from_record(ParentRecord::decode(&pb)));
         Ok(())
     }
 
@@ -566,6 +632,13 @@ impl<S: Source> Reader<S> {
                 what: "frame belongs to a different checkpoint",
             });
         }
+        if *self.version.get_or_insert(h.version) != h.version {
+            return Err(Error::Corrupt {
+                frame,
+                offset: at,
+                what: "frame's format version differs from the checkpoint's",
+            });
+        }
         let style =
             Style::from_byte(h.style).ok_or(Error::UnsupportedStyle { style: h.style, frame })?;
         if style == Style::Lz4 {
@@ -589,15 +662,20 @@ impl<S: Source> Reader<S> {
             table: TableCursor::new(0),
             pending_len: None,
             produced: 0,
+            inherits: h.version == FORMAT_VERSION_INHERITING,
+            history_from: 0,
         })
     }
 
     fn check_streamed_index(&mut self, at: u64, header: &[u8]) -> Result<(), Error> {
         let mut hb = [0u8; INDEX_HEADER_LEN];
         hb.copy_from_slice(header.get(..INDEX_HEADER_LEN).unwrap_or(&[0; INDEX_HEADER_LEN]));
-        decode_index_header(hb).map_err(|e| wire_error(e, None, at, "frame index"))?;
+        let flags = decode_index_header(hb).map_err(|e| wire_error(e, None, at, "frame index"))?;
         let mut digest = Digest::new();
         digest.update(&hb);
+        if flags == INDEX_FLAG_PARENT {
+            self.read_parent_record(&mut digest)?;
+        }
         for (i, seen) in self.entries.iter().enumerate() {
             let entry_at = self.pos;
             let mut eb = [0u8; INDEX_ENTRY_LEN];
@@ -617,9 +695,14 @@ impl<S: Source> Reader<S> {
         let tail =
             Tail::decode(&tb).map_err(|e| wire_error(e, None, tail_at, "checkpoint tail"))?;
         let id = CheckpointId::from_bytes(tail.checkpoint_id);
+        let version =
+            if flags == INDEX_FLAG_PARENT { FORMAT_VERSION_INHERITING } else { FORMAT_VERSION };
         let consistent = tail.index_offset == at
             && tail.frame_count == self.entries.len() as u64
-            && *self.id.get_or_insert(id) == id;
+            && *self.id.get_or_insert(id) == id
+            && tail.version == version
+            && *self.version.get_or_insert(version) == version
+            && self.parent.is_none_or(|p| p.id != id);
         if !consistent {
             return Err(Error::Corrupt {
                 frame: None,
@@ -636,6 +719,11 @@ impl<S: Source> Reader<S> {
                 expected: tail.index_digest,
                 found,
             });
+        }
+        if let (Some(named), Some(given)) = (self.parent, self.given_parent)
+            && named != given
+        {
+            return Err(named.mismatch(given));
         }
         let len = self.source.total_len().map_err(|error| Error::Io { offset: self.pos, error })?;
         if len.is_some_and(|len| len != self.pos) {
@@ -654,8 +742,9 @@ impl<S: Source> Reader<S> {
         expected: Option<IndexEntry>,
     ) -> FrameReader<'_, S> {
         self.dec.table.clear();
+        self.dec.inherited = false;
         self.state = State::InFrame;
-        FrameReader { reader: self, frame, expected }
+        FrameReader { reader: self, frame, expected, supply: None }
     }
 
     /// Ends the restore. A streaming reader checks that no frame is left unread and that
@@ -710,6 +799,10 @@ struct FrameCursor {
     pending_len: Option<u64>,
     /// Logical bytes in the chunks loaded so far.
     produced: u64,
+    /// A version-2 frame, whose chunks may be inherited from the parent.
+    inherits: bool,
+    /// Where the LZ4 history starts: 0, or the end of the last inherited chunk.
+    history_from: u64,
 }
 
 impl FrameCursor {
@@ -724,6 +817,8 @@ pub struct FrameReader<'r, S: Source> {
     reader: &'r mut Reader<S>,
     frame: FrameCursor,
     expected: Option<IndexEntry>,
+    /// Where inherited chunks come from.
+    supply: Option<&'r mut (dyn InheritedChunks + 'r)>,
 }
 
 impl<S: Source> core::fmt::Debug for FrameReader<'_, S> {
@@ -801,13 +896,14 @@ impl<S: Source> FrameReader<'_, S> {
         let frame_end = self.frame_end();
         let Reader { source, pos, dec, .. } = &mut *self.reader;
         let f = &mut self.frame;
+        let mut supply = self.supply.as_deref_mut();
         let mut fill = Fill::new(dec, buf);
         while fill.done < fill.buf.len() {
             if f.chunk_at == f.chunk_len {
                 if f.table.starts_left() > 0 {
                     return Err(f.corrupt("a buffer starts in a chunk whose data ran out"));
                 }
-                match load_chunk(source, pos, f, frame_end, &mut fill)? {
+                match load_chunk(source, pos, f, frame_end, &mut fill, supply.as_deref_mut())? {
                     Loaded::Footer => {
                         return Err(Error::Corrupt {
                             frame: Some(f.index),
@@ -1064,7 +1160,8 @@ impl<S: Source> FrameReader<'_, S> {
         let frame_end = self.frame_end();
         let Reader { source, pos, dec, .. } = &mut *self.reader;
         let mut fill = Fill::new(dec, &mut []);
-        let loaded = load_chunk(source, pos, &mut self.frame, frame_end, &mut fill)?;
+        let supply = self.supply.as_deref_mut();
+        let loaded = load_chunk(source, pos, &mut self.frame, frame_end, &mut fill, supply)?;
         Ok(loaded != Loaded::Footer)
     }
 
@@ -1141,6 +1238,7 @@ fn load_chunk<S: Source>(
     f: &mut FrameCursor,
     frame_end: Option<u64>,
     fill: &mut Fill<'_, '_>,
+    supply: Option<&mut (dyn InheritedChunks + '_)>,
 ) -> Result<Loaded, Error> {
     if !f.table.is_exhausted(&fill.dec.table) {
         return Err(f.corrupt("length table holds more than the chunk's buffers"));
@@ -1165,17 +1263,18 @@ fn load_chunk<S: Source>(
     let h = chunk_header(&hb, f, at, frame_end)?;
     let (logical, stored, table_len) =
         (h.logical_len as usize, h.stored_len as usize, h.table_len as usize);
+    let inherited = f.inherits && stored == 0 && logical > 0;
     // Straight into the caller's buffer when the chunk holds only its bytes and, for LZ4,
     // the history the chunk may reference is in the buffer too.
     let done = fill.done;
+    let since = usize::try_from(f.produced - f.history_from).unwrap_or(usize::MAX);
     let direct = logical > 0
         && logical <= fill.buf.len() - done
-        && match f.style {
-            Style::Raw => true,
-            Style::Lz4 => done >= LZ4_HISTORY || f.produced == done as u64,
-        };
+        && (inherited || f.style == Style::Raw || done >= since.min(LZ4_HISTORY));
+    fill.dec.inherited = inherited && !direct;
     let mut check = h.stored_check_start();
     let decoded = match f.style {
+        _ if inherited => Ok(None),
         Style::Raw => {
             let dst = if direct {
                 fill.buf.get_mut(done..done + logical)
@@ -1184,7 +1283,10 @@ fn load_chunk<S: Source>(
             };
             Ok(read_checksummed(source, pos, dst.unwrap_or_default(), "chunk data")?)
         }
-        Style::Lz4 => decode_lz4(source, pos, fill, &h, frame, &mut check, direct)?.map(|()| None),
+        Style::Lz4 => {
+            decode_lz4(source, pos, fill, &h, frame, &mut check, direct.then_some(since))?
+                .map(|()| None)
+        }
     };
     let dec = &mut *fill.dec;
     dec.table.resize(table_len, 0);
@@ -1202,6 +1304,9 @@ fn load_chunk<S: Source>(
         });
     }
     let hashed = decoded?;
+    if inherited {
+        fetch_inherited(f, fill, supply, direct, logical)?;
+    }
     let data = if direct {
         fill.buf.get(done..done + logical).unwrap_or_default()
     } else if logical == 0 {
@@ -1214,7 +1319,7 @@ fn load_chunk<S: Source>(
         return Err(Error::ChecksumMismatch {
             frame,
             offset: at,
-            what: "chunk",
+            what: if inherited { "chunk inherited from the parent" } else { "chunk" },
             expected: h.checksum,
             found,
         });
@@ -1236,6 +1341,39 @@ fn load_chunk<S: Source>(
     }
 }
 
+/// Copies the current chunk, inherited from the parent, from `supply`: into `fill`'s buffer
+/// when `direct`, else into internal memory. The caller checks it against the checksum.
+fn fetch_inherited(
+    f: &mut FrameCursor,
+    fill: &mut Fill<'_, '_>,
+    supply: Option<&mut (dyn InheritedChunks + '_)>,
+    direct: bool,
+    logical: usize,
+) -> Result<(), Error> {
+    let chunk = f.counted.chunk_count;
+    let done = fill.done;
+    let dst = if direct {
+        fill.buf.get_mut(done..done + logical)
+    } else {
+        fill.dec.raw.as_mut_slice().get_mut(..logical)
+    };
+    let supply = supply.ok_or(Error::InvalidUse(Misuse::ParentNeeded { frame: f.index }))?;
+    supply.read_chunk(f.index, chunk, dst.unwrap_or_default()).map_err(|error| Error::Parent {
+        frame: f.index,
+        chunk,
+        error: Box::new(error),
+    })?;
+    if f.style == Style::Lz4 {
+        // LZ4 history restarts after an inherited chunk (docs/format.md, 12.3).
+        if let Some(d) = fill.dec.decompressor.as_mut() {
+            d.reset();
+        }
+        fill.stale = None;
+    }
+    f.history_from = f.produced + logical as u64;
+    Ok(())
+}
+
 /// Decodes the header of the chunk at `at` in frame `f` and checks its lengths against the
 /// frame's style and, for indexed readers, the frame's end.
 fn chunk_header(
@@ -1249,6 +1387,8 @@ fn chunk_header(
     let (logical, stored, table_len) =
         (h.logical_len as usize, h.stored_len as usize, h.table_len as usize);
     let stored_ok = match f.style {
+        // A chunk inherited from the parent stores nothing (version 2 only).
+        _ if f.inherits && stored == 0 && logical > 0 => true,
         Style::Raw => stored == logical,
         Style::Lz4 if logical == 0 => stored == 0,
         Style::Lz4 => stored > 0 && stored <= lz4_bound(logical),
@@ -1287,13 +1427,13 @@ fn decode_lz4<S: Source>(
     h: &ChunkHeader,
     frame: Option<u64>,
     check: &mut Digest,
-    direct: bool,
+    direct: Option<usize>,
 ) -> Result<Result<(), Error>, Error> {
     let stored = h.stored_len as usize;
     if stored == 0 {
         return Ok(Ok(()));
     }
-    if !direct {
+    if direct.is_none() {
         // A decode through the decompressor's memory needs its history current.
         fill.rehome();
     }
@@ -1319,14 +1459,235 @@ fn decode_lz4<S: Source>(
     check.update(bytes);
     let at = *pos - (stored + CHUNK_HEADER_LEN) as u64;
     let logical = h.logical_len as usize;
-    let result = if direct {
-        let (start, end) = (fill.done, fill.done + logical);
-        let out = fill.buf.get_mut(..end).unwrap_or_default();
-        d.decompress_into(bytes, out, start).map(|()| fill.stale = Some(end))
+    let result = if let Some(since) = direct {
+        // The block sees the frame's bytes since the start or the last inherited chunk.
+        let end = fill.done + logical;
+        let history = fill.done.min(since);
+        let out = fill.buf.get_mut(fill.done - history..end).unwrap_or_default();
+        d.decompress_into(bytes, out, history).map(|()| fill.stale = Some((end, history + logical)))
     } else {
         d.decompress_linked(bytes, logical)
     };
     // The decoder's own words say what is wrong: a block that does not decode to the
     // chunk's logical length, or one with a match offset of 0 (section 6.3).
     Ok(result.map_err(|e| Error::Corrupt { frame, offset: at, what: e.message }))
+}
+
+/// Where a [`ParentReader`](crate::ParentReader) is in the frame it reads chunks from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ChunkCursor {
+    frame: FrameCursor,
+    expected: Option<IndexEntry>,
+}
+
+impl<S: Source> Reader<S> {
+    /// The checkpoint this one builds on, as its frame index names it: known after
+    /// [`Reader::open`], and for a streaming reader once the index was read.
+    pub fn parent(&self) -> Option<ParentRef> {
+        self.parent
+    }
+
+    /// The format version, once known (1 without a parent, 2 with one).
+    pub fn format_version(&self) -> Option<u16> {
+        self.version
+    }
+
+    /// The checkpoint's lineage digest: what a checkpoint built on this one names it by
+    /// (`docs/format.md`, section 12.2). Reads every frame's header and footer.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUse`] for streaming readers or with a frame open; corruption or I/O
+    /// errors in a frame header or footer.
+    pub fn lineage_digest(&mut self) -> Result<u64, Error> {
+        let mut digests = Vec::with_capacity(self.entries.len());
+        self.walk_frames(|_, _, footer| {
+            digests.push(footer.chunks_digest);
+            Ok(())
+        })?;
+        Ok(lineage_digest(self.tail_check.unwrap_or_default(), &digests))
+    }
+
+    /// The length and checksum of every chunk, frame by frame (the offsets of each frame's
+    /// first chunk in the returned list), and the lineage digest: what a writer needs to
+    /// build on this checkpoint. Reads chunk headers only, and checks each frame's chunk
+    /// checksums against its footer's digest.
+    pub(crate) fn chunk_sums(&mut self) -> Result<(Vec<usize>, Vec<ChunkSum>, u64), Error> {
+        let mut starts = Vec::with_capacity(self.entries.len());
+        let mut sums = Vec::new();
+        let mut digests = Vec::with_capacity(self.entries.len());
+        self.walk_frames(|source, entry, footer| {
+            starts.push(sums.len());
+            let frame = Some(starts.len() as u64 - 1);
+            let footer_at = entry.offset + entry.frame_len - FRAME_FOOTER_LEN as u64;
+            let mut at = entry.offset + FRAME_HEADER_LEN as u64;
+            let mut chained = 0u64;
+            while at < footer_at {
+                let mut hb = [0u8; CHUNK_HEADER_LEN];
+                let mut pos = at;
+                source.seek(at).map_err(|error| Error::Io { offset: at, error })?;
+                read(source, &mut pos, &mut hb, "chunk header")?;
+                let h = ChunkHeader::decode(&hb)
+                    .map_err(|e| wire_error(e, frame, at, "chunk header"))?;
+                sums.push(ChunkSum { len: h.logical_len, checksum: h.checksum });
+                chained = chain_digest(chained, h.checksum);
+                at = at.saturating_add(
+                    (CHUNK_HEADER_LEN as u64) + u64::from(h.stored_len) + u64::from(h.table_len),
+                );
+            }
+            let count = (sums.len() - starts.last().copied().unwrap_or_default()) as u64;
+            if at != footer_at || chained != footer.chunks_digest || count != footer.chunk_count {
+                return Err(Error::Corrupt {
+                    frame,
+                    offset: entry.offset,
+                    what: "frame's chunk headers disagree with its footer",
+                });
+            }
+            digests.push(footer.chunks_digest);
+            Ok(())
+        })?;
+        Ok((starts, sums, lineage_digest(self.tail_check.unwrap_or_default(), &digests)))
+    }
+
+    /// Reads every frame's header and footer (checked against each other and the index)
+    /// and hands each footer to `each`.
+    fn walk_frames(
+        &mut self,
+        mut each: impl FnMut(&mut S, &IndexEntry, &FrameFooter) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        if !self.indexed {
+            return Err(Error::InvalidUse(Misuse::NotSeekable));
+        }
+        if self.state == State::InFrame {
+            return Err(Error::InvalidUse(Misuse::FrameAlreadyOpen));
+        }
+        self.usable()?;
+        let entries = core::mem::take(&mut self.entries);
+        let result = (|| {
+            for (i, entry) in (0u64..).zip(&entries) {
+                self.seek(entry.offset)?;
+                let mut hb = [0u8; FRAME_HEADER_LEN];
+                read(&mut self.source, &mut self.pos, &mut hb, "frame header")?;
+                let frame = self.check_header(&hb, entry.offset, i)?;
+                let footer_at = entry.offset + entry.frame_len - FRAME_FOOTER_LEN as u64;
+                self.seek(footer_at)?;
+                let mut fb = [0u8; FRAME_FOOTER_LEN];
+                read(&mut self.source, &mut self.pos, &mut fb, "frame footer")?;
+                let footer = FrameFooter::decode(&fb, frame.header_check)
+                    .map_err(|e| wire_error(e, Some(i), footer_at, "frame footer"))?;
+                each(&mut self.source, entry, &footer)?;
+            }
+            Ok(())
+        })();
+        self.entries = entries;
+        result.map_err(|e| self.fail(e))
+    }
+
+    /// Opens frame `index` of a checkpoint that builds on a parent, reading the chunks it
+    /// inherits from `parent` (indexed readers only). Every chunk, inherited or not, is
+    /// checked against this checkpoint's own checksums.
+    ///
+    /// # Errors
+    /// [`Error::ParentMismatch`] if `parent` is not the checkpoint this one names (another
+    /// id, or the same id with another lineage digest); [`Error::InvalidUse`] with
+    /// [`Misuse::ParentPlacement`] if this checkpoint names no parent; otherwise as
+    /// [`open_frame`](Self::open_frame).
+    pub fn open_frame_inheriting<'r>(
+        &'r mut self,
+        index: u64,
+        parent: &'r mut (dyn InheritedChunks + 'r),
+    ) -> Result<FrameReader<'r, S>, Error> {
+        let named = self.parent.ok_or(Error::InvalidUse(Misuse::ParentPlacement))?;
+        let given = parent.identity();
+        if named != given {
+            return Err(named.mismatch(given));
+        }
+        let mut frame = self.open_frame(index)?;
+        frame.supply = Some(parent);
+        Ok(frame)
+    }
+
+    /// As [`next_frame`](Self::next_frame), reading inherited chunks from `parent`. A
+    /// streaming reader learns which parent the checkpoint names only from its index, at
+    /// the end: it then fails with [`Error::ParentMismatch`] if `parent` is not that one
+    /// (every chunk already handed out was checked against this checkpoint's checksums).
+    ///
+    /// # Errors
+    /// As [`next_frame`](Self::next_frame) and [`open_frame_inheriting`](Self::open_frame_inheriting).
+    pub fn next_frame_inheriting<'r>(
+        &'r mut self,
+        parent: &'r mut (dyn InheritedChunks + 'r),
+    ) -> Result<Option<FrameReader<'r, S>>, Error> {
+        let given = parent.identity();
+        if let Some(named) = self.parent
+            && named != given
+        {
+            return Err(named.mismatch(given));
+        }
+        self.given_parent = Some(given);
+        let frame = self.next_frame()?;
+        Ok(frame.map(|mut f| {
+            f.supply = Some(parent);
+            f
+        }))
+    }
+
+    /// Copies the logical bytes of chunk `chunk` of frame `frame` into `out`, which must
+    /// have the chunk's length, after the chunk's checks; `cursor` keeps the place in the
+    /// frame so that the chunks of a frame asked for in order are read in one pass (an LZ4
+    /// chunk needs the chunks before it decoded).
+    pub(crate) fn copy_chunk(
+        &mut self,
+        cursor: &mut Option<ChunkCursor>,
+        supply: Option<&mut (dyn InheritedChunks + '_)>,
+        (frame, chunk): (u64, u64),
+        out: &mut [u8],
+    ) -> Result<(), Error> {
+        let reuse = cursor.as_ref().is_some_and(|c| {
+            c.frame.index == frame
+                && c.frame.counted.chunk_count <= chunk
+                && c.frame.footer.is_none()
+        });
+        if !reuse {
+            *cursor = None;
+            if self.state == State::InFrame {
+                self.state = State::Ready;
+            }
+            let opened = self.open_frame(frame)?;
+            *cursor = Some(ChunkCursor { frame: opened.frame, expected: opened.expected });
+        }
+        let Some(at) = cursor.as_mut() else {
+            return Err(Error::InvalidUse(Misuse::NoSuchFrame { index: frame, frame_count: 0 }));
+        };
+        // Shortens the supply's trait-object lifetime to this call's.
+        let supply = supply.map(|p| -> &mut dyn InheritedChunks { p });
+        let mut fr = FrameReader { reader: self, frame: at.frame, expected: at.expected, supply };
+        let result = fr.guard(|s| {
+            loop {
+                // Skip what is left of the current chunk: its buffers are not asked for.
+                s.frame.chunk_at = s.frame.chunk_len;
+                s.frame.table = TableCursor::new(0);
+                s.frame.pending_len = None;
+                s.reader.dec.table.clear();
+                if !s.load_chunk()? {
+                    return Err(s.corrupt(
+                        "frame has fewer chunks than a checkpoint built on it refers to",
+                    ));
+                }
+                if s.frame.counted.chunk_count == chunk + 1 {
+                    let data = s.reader.dec.staged(s.frame.style);
+                    let data = data.get(..s.frame.chunk_len).unwrap_or_default();
+                    if data.len() != out.len() {
+                        return Err(
+                            s.corrupt("chunk is not as long as a checkpoint built on it says")
+                        );
+                    }
+                    out.copy_from_slice(data);
+                    s.reader.dec.copied += out.len() as u64;
+                    return Ok(());
+                }
+            }
+        });
+        at.frame = fr.frame;
+        result
+    }
 }

@@ -14,9 +14,9 @@ use crate::error::{Error, IoErrorKind, Misuse};
 use crate::id::CheckpointId;
 use crate::io::Source;
 use crate::wire::{
-    CHUNK_HEADER_LEN, ChunkHeader, FOOTER_MAGIC, FRAME_FOOTER_LEN, FRAME_HEADER_LEN, FRAME_MAGIC,
-    FrameFooter, FrameHeader, INDEX_ENTRY_LEN, INDEX_HEADER_LEN, IndexEntry, TAIL_LEN, Tail,
-    decode_index_header,
+    CHUNK_HEADER_LEN, ChunkHeader, FOOTER_MAGIC, FORMAT_VERSION, FRAME_FOOTER_LEN,
+    FRAME_HEADER_LEN, FRAME_MAGIC, FrameFooter, FrameHeader, INDEX_ENTRY_LEN, INDEX_HEADER_LEN,
+    IndexEntry, TAIL_LEN, Tail, decode_index_header,
 };
 use alloc::boxed::Box;
 use alloc::vec;
@@ -232,6 +232,14 @@ impl<S: Source + ?Sized> Scanner<'_, S> {
             regions.push(region(Some("tail does not verify")));
             return Ok((None, regions));
         };
+        if tail.version != FORMAT_VERSION {
+            // Its chunks may refer to a parent, which a region scan cannot follow.
+            return Err(Error::VersionMismatch {
+                offset: tail_at,
+                found: tail.version,
+                supported: FORMAT_VERSION,
+            });
+        }
         let fits = tail
             .frame_count
             .checked_mul(INDEX_ENTRY_LEN as u64)
@@ -262,7 +270,7 @@ impl<S: Source + ?Sized> Scanner<'_, S> {
             digest.update(&eb);
             entries.push(eb);
         }
-        let sane = decode_index_header(hb).is_ok() && digest.digest() == tail.index_digest;
+        let sane = decode_index_header(hb) == Ok(0) && digest.digest() == tail.index_digest;
         let decoded: Option<Vec<IndexEntry>> =
             if sane { entries.iter().map(|e| IndexEntry::decode(e).ok()).collect() } else { None };
         let Some(decoded) = decoded else {
@@ -330,7 +338,7 @@ impl<S: Source + ?Sized> Scanner<'_, S> {
                 }
                 let mut hb = [0u8; FRAME_HEADER_LEN];
                 hb.copy_from_slice(w);
-                if let Ok((h, _)) = FrameHeader::decode(&hb) {
+                if let Ok((h, _)) = FrameHeader::decode_v1(&hb) {
                     return Ok(Some((at + i as u64, h.index)));
                 }
             }
@@ -354,7 +362,7 @@ impl<S: Source + ?Sized> Scanner<'_, S> {
         let frame = Some(index);
         let mut hb = [0u8; FRAME_HEADER_LEN];
         let whole = read_at(self.src, offset, &mut hb)?;
-        let header = if whole { FrameHeader::decode(&hb).ok() } else { None };
+        let header = if whole { FrameHeader::decode_v1(&hb).ok() } else { None };
         let header_problem = match header {
             None => Some("frame header does not verify"),
             Some((h, _)) if h.index != index => Some("frame header has another frame index"),
@@ -994,7 +1002,7 @@ fn fetch_tail_and_index<G: Source + ?Sized>(
         let mut tb = [0u8; TAIL_LEN];
         read_at(fetched, tail_at, &mut tb)?;
         // The index is fetched only when the tail that places it verifies and fits.
-        if let Ok(tail) = Tail::decode(&tb) {
+        if let Some(tail) = Tail::decode(&tb).ok().filter(|t| t.version == FORMAT_VERSION) {
             let fits = tail
                 .frame_count
                 .checked_mul(INDEX_ENTRY_LEN as u64)
@@ -1500,10 +1508,10 @@ impl<D: Source + ?Sized, G: Source + ?Sized> Vouching<'_, D, G> {
         let fits = |(h, _): &(FrameHeader, u64)| h.index == l.index && h.checkpoint_id == self.id;
         let Class::Candidate(c) = class else {
             let mine = read_fixed::<FRAME_HEADER_LEN, _>(self.damaged, hr.offset)?;
-            return Ok(mine.and_then(|b| FrameHeader::decode(&b).ok()).filter(fits));
+            return Ok(mine.and_then(|b| FrameHeader::decode_v1(&b).ok()).filter(fits));
         };
         let theirs = read_fixed::<FRAME_HEADER_LEN, _>(self.good, hr.offset)?
-            .and_then(|b| FrameHeader::decode(&b).ok());
+            .and_then(|b| FrameHeader::decode_v1(&b).ok());
         let Some((h, hc)) = theirs else {
             self.decide(c, Verdict::Unvouched(NOT_IN_A_STRUCTURE));
             return Ok(None);
@@ -1542,7 +1550,7 @@ impl<D: Source + ?Sized, G: Source + ?Sized> Vouching<'_, D, G> {
         let tail = match self.mine.regions.iter().find(|t| t.kind == RegionKind::Tail && t.is_ok())
         {
             Some(t) => read_fixed::<TAIL_LEN, _>(self.damaged, t.offset)?
-                .and_then(|b| Tail::decode(&b).ok()),
+                .and_then(|b| Tail::decode(&b).ok().filter(|t| t.version == FORMAT_VERSION)),
             None => None,
         };
         let verdict = match (tail, derived) {
@@ -1563,8 +1571,8 @@ impl<D: Source + ?Sized, G: Source + ?Sized> Vouching<'_, D, G> {
     fn tail(&mut self, index_vouched: Option<bool>, derived: Option<&[u8]>) -> Result<(), Error> {
         let found = self.donor.iter().zip(self.classes).find(|(r, _)| r.kind == RegionKind::Tail);
         let Some((r, Class::Candidate(c))) = found.map(|(r, c)| (*r, *c)) else { return Ok(()) };
-        let theirs =
-            read_fixed::<TAIL_LEN, _>(self.good, r.offset)?.and_then(|b| Tail::decode(&b).ok());
+        let theirs = read_fixed::<TAIL_LEN, _>(self.good, r.offset)?
+            .and_then(|b| Tail::decode(&b).ok().filter(|t| t.version == FORMAT_VERSION));
         let Some(t) = theirs else {
             self.decide(c, Verdict::Unvouched(NOT_IN_A_STRUCTURE));
             return Ok(());
@@ -1606,7 +1614,7 @@ impl<D: Source + ?Sized, G: Source + ?Sized> Vouching<'_, D, G> {
 /// The index the damaged copy's frames (healed as far as vouched) describe, when every
 /// frame's header and footer are known.
 fn derived_index(records: &[(u64, Option<FrameRecord>)]) -> Option<Vec<u8>> {
-    let mut bytes = crate::wire::encode_index_header().to_vec();
+    let mut bytes = crate::wire::encode_index_header(0).to_vec();
     for (i, (index, record)) in (0u64..).zip(records) {
         let r = record.filter(|_| *index == i)?;
         let entry = IndexEntry {

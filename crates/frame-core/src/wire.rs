@@ -8,8 +8,23 @@
 
 use crate::checksum::{checksum, checksum_seeded};
 
-/// Format version written by this crate and the only one it reads.
+/// Format version of a checkpoint written without a parent.
 pub const FORMAT_VERSION: u16 = 1;
+/// Format version of a checkpoint written with a parent: the frame index carries a parent
+/// record and chunks may refer to the parent's chunks (`docs/format.md`, section 12).
+pub const FORMAT_VERSION_INHERITING: u16 = 2;
+/// Length of the parent record that follows a version-2 index header.
+pub const PARENT_RECORD_LEN: usize = 24;
+/// Index header flag: a parent record follows the header.
+pub const INDEX_FLAG_PARENT: u32 = 1;
+
+fn known_version(version: u16) -> Result<u16, WireError> {
+    if version == FORMAT_VERSION || version == FORMAT_VERSION_INHERITING {
+        Ok(version)
+    } else {
+        Err(WireError::BadVersion(version))
+    }
+}
 /// Largest number of logical bytes in one chunk.
 pub const CHUNK_MAX: usize = 64 * 1024;
 
@@ -87,6 +102,7 @@ impl Out<'_> {
 /// Frame header: opens every frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameHeader {
+    pub version: u16,
     pub style: u8,
     pub index: u64,
     pub checkpoint_id: [u8; 16],
@@ -98,7 +114,7 @@ impl FrameHeader {
         let mut b = [0u8; FRAME_HEADER_LEN];
         let mut o = Out { bytes: &mut b, at: 0 };
         o.put(&FRAME_MAGIC);
-        o.u16(FORMAT_VERSION);
+        o.u16(self.version);
         o.put(&[self.style, 0]);
         o.u64(self.index);
         o.put(&self.checkpoint_id);
@@ -116,10 +132,7 @@ impl FrameHeader {
             return Err(WireError::BadMagic);
         }
         // The version decides how the rest is laid out and checked, so it comes first.
-        let version = f.u16();
-        if version != FORMAT_VERSION {
-            return Err(WireError::BadVersion(version));
-        }
+        let version = known_version(f.u16())?;
         let [style, flags] = f.take::<2>();
         let index = f.u64();
         let checkpoint_id = f.take::<16>();
@@ -131,7 +144,21 @@ impl FrameHeader {
         if flags != 0 {
             return Err(WireError::NonZeroReserved);
         }
-        Ok((Self { style, index, checkpoint_id }, check))
+        Ok((Self { version, style, index, checkpoint_id }, check))
+    }
+}
+
+impl FrameHeader {
+    /// As [`decode`](Self::decode), for code that understands version 1 only (the scan,
+    /// which knows nothing of chunks that refer to a parent).
+    pub fn decode_v1(b: &[u8; FRAME_HEADER_LEN]) -> Result<(Self, u64), WireError> {
+        Self::decode(b).and_then(|(h, c)| {
+            if h.version == FORMAT_VERSION {
+                Ok((h, c))
+            } else {
+                Err(WireError::BadVersion(h.version))
+            }
+        })
     }
 }
 
@@ -298,28 +325,56 @@ impl IndexEntry {
     }
 }
 
-pub fn encode_index_header() -> [u8; INDEX_HEADER_LEN] {
+/// `flags` is 0 (version 1) or [`INDEX_FLAG_PARENT`] (version 2).
+pub fn encode_index_header(flags: u32) -> [u8; INDEX_HEADER_LEN] {
     let mut b = [0u8; INDEX_HEADER_LEN];
     let mut o = Out { bytes: &mut b, at: 0 };
     o.put(&INDEX_MAGIC);
-    o.u32(0);
+    o.u32(flags);
     b
 }
 
-pub fn decode_index_header(b: [u8; INDEX_HEADER_LEN]) -> Result<(), WireError> {
+/// Returns the header's flags, which are 0 or [`INDEX_FLAG_PARENT`]; whether they fit the
+/// checkpoint's version is checked against the tail.
+pub fn decode_index_header(b: [u8; INDEX_HEADER_LEN]) -> Result<u32, WireError> {
     let mut f = Fields { bytes: &b };
     if f.take::<4>() != INDEX_MAGIC {
         return Err(WireError::BadMagic);
     }
-    if f.u32() != 0 {
+    let flags = f.u32();
+    if flags & !INDEX_FLAG_PARENT != 0 {
         return Err(WireError::NonZeroReserved);
     }
-    Ok(())
+    Ok(flags)
+}
+
+/// Names the checkpoint a version-2 checkpoint builds on; covered by the index digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParentRecord {
+    pub checkpoint_id: [u8; 16],
+    /// The parent's lineage digest (`docs/format.md`, section 12.2).
+    pub digest: u64,
+}
+
+impl ParentRecord {
+    pub fn encode(&self) -> [u8; PARENT_RECORD_LEN] {
+        let mut b = [0u8; PARENT_RECORD_LEN];
+        let mut o = Out { bytes: &mut b, at: 0 };
+        o.put(&self.checkpoint_id);
+        o.u64(self.digest);
+        b
+    }
+
+    pub fn decode(b: &[u8; PARENT_RECORD_LEN]) -> Self {
+        let mut f = Fields { bytes: b };
+        Self { checkpoint_id: f.take::<16>(), digest: f.u64() }
+    }
 }
 
 /// The fixed-size tail that ends every checkpoint and is found from the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tail {
+    pub version: u16,
     pub index_offset: u64,
     pub frame_count: u64,
     pub checkpoint_id: [u8; 16],
@@ -334,7 +389,7 @@ impl Tail {
         o.u64(self.frame_count);
         o.put(&self.checkpoint_id);
         o.u64(self.index_digest);
-        o.u16(FORMAT_VERSION);
+        o.u16(self.version);
         o.u16(0);
         o.u32(0);
         let check = checksum(b.get(..48).unwrap_or_default());
@@ -346,7 +401,8 @@ impl Tail {
 
     pub fn decode(b: &[u8; TAIL_LEN]) -> Result<Self, WireError> {
         let mut f = Fields { bytes: b };
-        let tail = Self {
+        let mut tail = Self {
+            version: 0,
             index_offset: f.u64(),
             frame_count: f.u64(),
             checkpoint_id: f.take::<16>(),
@@ -359,9 +415,7 @@ impl Tail {
         if f.take::<8>() != TAIL_MAGIC {
             return Err(WireError::BadMagic);
         }
-        if version != FORMAT_VERSION {
-            return Err(WireError::BadVersion(version));
-        }
+        tail.version = known_version(version)?;
         let check = checksum(b.get(..48).unwrap_or_default());
         if stored_check != check {
             return Err(WireError::BadCheck { expected: stored_check, found: check });
@@ -381,9 +435,15 @@ mod tests {
     #[test]
     fn every_structure_round_trips() {
         let id = [7u8; 16];
-        let h = FrameHeader { style: 1, index: 9, checkpoint_id: id };
+        let h = FrameHeader { version: 1, style: 1, index: 9, checkpoint_id: id };
         let (hb, hc) = h.encode();
         assert_eq!(FrameHeader::decode(&hb), Ok((h, hc)));
+        let h2 = FrameHeader { version: 2, ..h };
+        let (hb2, hc2) = h2.encode();
+        assert_eq!(FrameHeader::decode(&hb2), Ok((h2, hc2)));
+        assert_eq!(FrameHeader::decode_v1(&hb2), Err(WireError::BadVersion(2)));
+        let h3 = FrameHeader { version: 3, ..h };
+        assert_eq!(FrameHeader::decode(&h3.encode().0), Err(WireError::BadVersion(3)));
         let c = ChunkHeader {
             logical_len: 65536,
             stored_len: 100,
@@ -404,9 +464,21 @@ mod tests {
         assert!(FrameFooter::decode(&ft.encode(hc), hc ^ 1).is_err(), "footer bound to header");
         let e = IndexEntry { offset: 1, frame_len: 2, buffer_count: 3, user_bytes: 4, style: 1 };
         assert_eq!(IndexEntry::decode(&e.encode()), Ok(e));
-        let t = Tail { index_offset: 1, frame_count: 2, checkpoint_id: id, index_digest: 3 };
-        assert_eq!(Tail::decode(&t.encode()), Ok(t));
-        assert_eq!(decode_index_header(encode_index_header()), Ok(()));
+        for version in [1, 2] {
+            let t = Tail {
+                version,
+                index_offset: 1,
+                frame_count: 2,
+                checkpoint_id: id,
+                index_digest: 3,
+            };
+            assert_eq!(Tail::decode(&t.encode()), Ok(t));
+        }
+        assert_eq!(decode_index_header(encode_index_header(0)), Ok(0));
+        assert_eq!(decode_index_header(encode_index_header(1)), Ok(INDEX_FLAG_PARENT));
+        assert_eq!(decode_index_header(encode_index_header(2)), Err(WireError::NonZeroReserved));
+        let p = ParentRecord { checkpoint_id: id, digest: 0x0102_0304_0506_0708 };
+        assert_eq!(ParentRecord::decode(&p.encode()), p);
     }
 
     #[test]

@@ -6,11 +6,13 @@ use crate::chunker::{Chunker, Step, Table};
 use crate::codec::{ChunkCompressor, Style, default_compressor, lz4_bound};
 use crate::error::{Error, ErrorKind, IoError, Misuse};
 use crate::id::CheckpointId;
+use crate::inherit::{ChunkSum, ParentChunks};
 use crate::io::{Sink, SliceSink, VecSink};
 use crate::table::TABLE_MAX;
 use crate::wire::{
-    CHUNK_HEADER_LEN, CHUNK_MAX, ChunkHeader, FrameFooter, FrameHeader, INDEX_ENTRY_LEN,
-    IndexEntry, Tail, encode_index_header,
+    CHUNK_HEADER_LEN, CHUNK_MAX, ChunkHeader, FORMAT_VERSION, FORMAT_VERSION_INHERITING,
+    FrameFooter, FrameHeader, INDEX_ENTRY_LEN, INDEX_FLAG_PARENT, IndexEntry, ParentRecord, Tail,
+    encode_index_header,
 };
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -78,7 +80,17 @@ struct Encoder {
     staging: Staging,
     chunker: Chunker,
     scratch: AlignedBytes,
+    codec: Codec,
+}
+
+/// What turns a chunk into stored bytes: the compressor, and the parent's chunks of the
+/// open frame, which a chunk equal to one of them refers to instead of storing its bytes.
+struct Codec {
     compressor: Option<Box<dyn ChunkCompressor>>,
+    /// The parent's chunks of the open frame, by chunk index (empty without a parent).
+    inherit: Vec<ChunkSum>,
+    /// Logical bytes written as references to the parent so far.
+    inherited: u64,
 }
 
 impl Encoder {
@@ -87,7 +99,7 @@ impl Encoder {
             staging: Staging::new(),
             chunker: Chunker::new(true),
             scratch: AlignedBytes::zeroed(CHUNK_HEADER_LEN + lz4_bound(CHUNK_MAX) + TABLE_MAX),
-            compressor,
+            codec: Codec { compressor, inherit: Vec::new(), inherited: 0 },
         }
     }
 
@@ -98,7 +110,7 @@ impl Encoder {
             staging: Staging { mem: AlignedBytes::default(), half: 0, len: 0 },
             chunker: Chunker::new(true),
             scratch: AlignedBytes::default(),
-            compressor: None,
+            codec: Codec { compressor: None, inherit: Vec::new(), inherited: 0 },
         }
     }
 }
@@ -164,6 +176,8 @@ pub struct Writer<S: Sink> {
     index: Vec<IndexEntry>,
     state: State,
     enc: Encoder,
+    /// The checkpoint this one builds on, if any.
+    parent: Option<ParentChunks>,
 }
 
 impl<S: Sink> core::fmt::Debug for Writer<S> {
@@ -197,7 +211,75 @@ impl<S: Sink> Writer<S> {
             index: Vec::new(),
             state: State::Ready,
             enc: Encoder::new(compressor),
+            parent: None,
         }
+    }
+
+    /// Makes this checkpoint build on `parent`: a chunk whose logical bytes equal those of
+    /// the parent's chunk at the same place (same frame index, same chunk index, same
+    /// length and checksum) is written as a reference to it, its header and length table
+    /// only. The checkpoint is then written in format version 2 and names the parent by id
+    /// and lineage digest; reading it needs the parent
+    /// ([`Reader::open_frame_inheriting`](crate::Reader::open_frame_inheriting)).
+    ///
+    /// The chunk grid of a frame follows its buffers' lengths, so a frame written with the
+    /// same buffer lengths as the parent's frame lines up chunk for chunk and stores only
+    /// the chunks that changed. LZ4 history restarts after a reference.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUse`] with [`Misuse::ParentPlacement`] once a frame was written or
+    /// a parent was set, [`Misuse::OwnParent`] if `parent` has this checkpoint's id.
+    ///
+    /// # Examples
+    /// ```
+    /// use ckpt_frame_core::{CheckpointId, ParentChunks, ParentReader, Reader, SliceSource};
+    /// use ckpt_frame_core::{Style, VecSink, Writer};
+    ///
+    /// fn write(id: u8, state: &[u8], parent: Option<ParentChunks>) -> Vec<u8> {
+    ///     let mut w = Writer::new(VecSink::new(), CheckpointId::from_bytes([id; 16]));
+    ///     if let Some(p) = parent {
+    ///         w.set_parent(p).unwrap();
+    ///     }
+    ///     let mut f = w.open_frame(Style::Raw).unwrap();
+    ///     f.add(state).unwrap();
+    ///     f.close().unwrap();
+    ///     w.finish().unwrap();
+    ///     w.into_sink().into_inner()
+    /// }
+    /// let mut state = vec![1u8; 1 << 20];
+    /// let base = write(1, &state, None);
+    /// state[300_000] = 2; // one 64 KiB chunk of sixteen changes
+    /// let mut base_reader = Reader::open(SliceSource::new(&base))?;
+    /// let parent = ParentChunks::read(&mut base_reader)?;
+    /// let delta = write(2, &state, Some(parent));
+    /// assert!(delta.len() < 70_000, "one chunk stored, fifteen referred to");
+    ///
+    /// let mut parent = ParentReader::new(Reader::open(SliceSource::new(&base))?, None)?;
+    /// let mut r = Reader::open(SliceSource::new(&delta))?;
+    /// let mut f = r.open_frame_inheriting(0, &mut parent)?;
+    /// assert_eq!(f.read_to_vec()?, Some(state));
+    /// f.close()?;
+    /// # Ok::<(), ckpt_frame_core::Error>(())
+    /// ```
+    pub fn set_parent(&mut self, parent: ParentChunks) -> Result<(), Error> {
+        self.usable()?;
+        if self.parent.is_some() || !self.index.is_empty() || self.pos != 0 {
+            return Err(Error::InvalidUse(Misuse::ParentPlacement));
+        }
+        if parent.id() == self.id {
+            return Err(Error::InvalidUse(Misuse::OwnParent));
+        }
+        self.parent = Some(parent);
+        Ok(())
+    }
+
+    /// Logical bytes written so far as references to the parent's chunks (0 without one).
+    pub fn inherited_bytes(&self) -> u64 {
+        self.enc.codec.inherited
+    }
+
+    fn version(&self) -> u16 {
+        if self.parent.is_some() { FORMAT_VERSION_INHERITING } else { FORMAT_VERSION }
     }
 
     /// The checkpoint's identity.
@@ -251,7 +333,7 @@ impl<S: Sink> Writer<S> {
     pub fn open_frame<'buf>(&mut self, style: Style) -> Result<FrameWriter<'_, 'buf, S>, Error> {
         self.usable()?;
         if style == Style::Lz4 {
-            match self.enc.compressor.as_mut() {
+            match self.enc.codec.compressor.as_mut() {
                 // A reset at every frame start also drops any history left by a frame that
                 // was abandoned, so stale pointers into its buffers are never followed.
                 Some(c) => c.reset(),
@@ -261,9 +343,13 @@ impl<S: Sink> Writer<S> {
             }
         }
         let index = self.first_index + self.index.len() as u64;
-        let (header, header_check) =
-            FrameHeader { style: style.to_byte(), index, checkpoint_id: self.id.to_bytes() }
-                .encode();
+        let (header, header_check) = FrameHeader {
+            version: self.version(),
+            style: style.to_byte(),
+            index,
+            checkpoint_id: self.id.to_bytes(),
+        }
+        .encode();
         let offset = self.pos;
         if let Err(e) = write(&mut self.sink, &mut self.pos, &header) {
             return Err(self.fail(e));
@@ -273,6 +359,10 @@ impl<S: Sink> Writer<S> {
         // writer encoded before (parallel encoders must produce the same frame).
         self.enc.staging.len = 0;
         self.enc.staging.half = 0;
+        self.enc.codec.inherit.clear();
+        if let Some(p) = &self.parent {
+            self.enc.codec.inherit.extend_from_slice(p.frame(index));
+        }
         self.state = State::InFrame;
         Ok(FrameWriter {
             writer: self,
@@ -297,6 +387,7 @@ impl<S: Sink> Writer<S> {
         hb.copy_from_slice(bytes.get(..crate::wire::FRAME_HEADER_LEN).unwrap_or(&[0; 40]));
         let header_fits = FrameHeader::decode(&hb).is_ok_and(|(h, _)| {
             h.index == next
+                && h.version == self.version()
                 && h.checkpoint_id == self.id.to_bytes()
                 && h.style == frame.style.to_byte()
         });
@@ -362,6 +453,7 @@ impl<S: Sink> Writer<S> {
     {
         self.usable()?;
         let total = room.iter().try_fold(0usize, |t, &r| t.checked_add(r));
+        let version = self.version();
         let Writer { sink, id, first_index, pos, index, .. } = self;
         let Some(mem) = total.and_then(|total| sink.reserve(total)) else {
             return Ok(None);
@@ -401,6 +493,7 @@ impl<S: Sink> Writer<S> {
                     hb.copy_from_slice(h);
                     FrameHeader::decode(&hb).is_ok_and(|(h, _)| {
                         h.index == expected
+                            && h.version == version
                             && h.checkpoint_id == id.to_bytes()
                             && h.style == frame.style.to_byte()
                     })
@@ -455,12 +548,20 @@ impl<S: Sink> Writer<S> {
 
     fn write_index(&mut self) -> Result<CheckpointSummary, Error> {
         let index_offset = self.pos;
-        let mut index = Vec::with_capacity(8 + self.index.len() * INDEX_ENTRY_LEN);
-        index.extend_from_slice(&encode_index_header());
+        let mut index = Vec::with_capacity(32 + self.index.len() * INDEX_ENTRY_LEN);
+        match &self.parent {
+            Some(p) => {
+                index.extend_from_slice(&encode_index_header(INDEX_FLAG_PARENT));
+                let record = ParentRecord { checkpoint_id: p.id().to_bytes(), digest: p.digest() };
+                index.extend_from_slice(&record.encode());
+            }
+            None => index.extend_from_slice(&encode_index_header(0)),
+        }
         for e in &self.index {
             index.extend_from_slice(&e.encode());
         }
         let tail = Tail {
+            version: self.version(),
             index_offset,
             frame_count: self.index.len() as u64,
             checkpoint_id: self.id.to_bytes(),
@@ -541,7 +642,7 @@ impl<'buf, S: Sink> FrameWriter<'_, 'buf, S> {
 
     fn add_inner(&mut self, buf: &'buf [u8]) -> Result<(), Error> {
         let Writer { sink, pos, enc, .. } = &mut *self.writer;
-        let Encoder { staging, chunker, scratch, compressor } = enc;
+        let Encoder { staging, chunker, scratch, codec } = enc;
         let frame = &mut self.frame;
         chunker.buffer(buf.len(), |s| match s {
             Step::Gather { from, len } => {
@@ -549,13 +650,13 @@ impl<'buf, S: Sink> FrameWriter<'_, 'buf, S> {
                 Ok(())
             }
             Step::EmitStaged { table, .. } => {
-                emit_staged(sink, pos, scratch, compressor, frame, staging, table)
+                emit_staged(sink, pos, scratch, codec, frame, staging, table)
             }
             Step::EmitDirect { from, len, table } => {
                 // (Compressor contract) `buf` is borrowed for 'buf, which outlives this
                 // frame, and is immutable.
                 let piece = buf.get(from..from + len).unwrap_or_default();
-                emit_chunk(sink, pos, scratch.as_mut_slice(), compressor, frame, piece, table)
+                emit_chunk(sink, pos, scratch.as_mut_slice(), codec, frame, piece, table)
             }
         })?;
         frame.footer.buffer_count += 1;
@@ -621,7 +722,7 @@ impl<'buf, S: Sink> FrameWriter<'_, 'buf, S> {
         mut fill: impl FnMut(&mut [u8]) -> Result<(), IoError>,
     ) -> Result<(), Error> {
         let Writer { sink, pos, enc, .. } = &mut *self.writer;
-        let Encoder { staging, chunker, scratch, compressor } = enc;
+        let Encoder { staging, chunker, scratch, codec } = enc;
         let frame = &mut self.frame;
         let (index, buffer) = (frame.index, frame.footer.buffer_count);
         let mut fill = |dst: &mut [u8]| {
@@ -630,7 +731,7 @@ impl<'buf, S: Sink> FrameWriter<'_, 'buf, S> {
         chunker.buffer(len, |s| match s {
             Step::Gather { len, .. } => fill(staging.extend(len).unwrap_or_default()),
             Step::EmitStaged { table, .. } => {
-                emit_staged(sink, pos, scratch, compressor, frame, staging, table)
+                emit_staged(sink, pos, scratch, codec, frame, staging, table)
             }
             Step::EmitDirect { len, table, .. } => {
                 // The scratch area outlives the call and a RAW chunk is written at once,
@@ -639,7 +740,7 @@ impl<'buf, S: Sink> FrameWriter<'_, 'buf, S> {
                 let filled = fill(piece.as_mut_slice().get_mut(..len).unwrap_or_default());
                 let emitted = filled.and_then(|()| {
                     let data = piece.as_slice().get(..len).unwrap_or_default();
-                    emit_chunk(sink, pos, &mut [], compressor, frame, data, table)
+                    emit_chunk(sink, pos, &mut [], codec, frame, data, table)
                 });
                 *scratch = piece;
                 emitted
@@ -673,11 +774,11 @@ impl<'buf, S: Sink> FrameWriter<'_, 'buf, S> {
 
     fn close_inner(&mut self) -> Result<u64, Error> {
         let Writer { sink, pos, enc, index, state, .. } = &mut *self.writer;
-        let Encoder { staging, chunker, scratch, compressor } = enc;
+        let Encoder { staging, chunker, scratch, codec } = enc;
         let frame = &mut self.frame;
         chunker.flush(|s| {
             if let Step::EmitStaged { table, .. } = s {
-                emit_staged(sink, pos, scratch, compressor, frame, staging, table)?;
+                emit_staged(sink, pos, scratch, codec, frame, staging, table)?;
             }
             Ok::<(), Error>(())
         })?;
@@ -709,7 +810,7 @@ impl<'buf, S: Sink> FrameWriter<'_, 'buf, S> {
             return Err(Error::Failed { first });
         }
         let Writer { sink, pos, enc, .. } = &mut *self.writer;
-        let Encoder { staging, chunker, scratch, compressor } = enc;
+        let Encoder { staging, chunker, scratch, codec } = enc;
         let frame = &mut self.frame;
         let result = chunker.buffer(buf.len(), |s| match s {
             Step::Gather { from, len } => {
@@ -717,20 +818,20 @@ impl<'buf, S: Sink> FrameWriter<'_, 'buf, S> {
                 Ok(())
             }
             Step::EmitStaged { table, .. } => {
-                emit_staged(sink, pos, scratch, compressor, frame, staging, table)
+                emit_staged(sink, pos, scratch, codec, frame, staging, table)
             }
             Step::EmitDirect { from, len, table } => {
                 let piece = buf.get(from..from + len).unwrap_or_default();
                 if frame.style == Style::Raw {
                     // A RAW chunk is written at once and never looked at again.
-                    return emit_chunk(sink, pos, &mut [], compressor, frame, piece, table);
+                    return emit_chunk(sink, pos, &mut [], codec, frame, piece, table);
                 }
                 debug_assert_eq!(
                     staging.len, 0,
                     "the chunker empties staging before a direct chunk"
                 );
                 staging.push(piece);
-                emit_staged(sink, pos, scratch, compressor, frame, staging, table)
+                emit_staged(sink, pos, scratch, codec, frame, staging, table)
             }
         });
         if let Err(e) = result {
@@ -747,14 +848,14 @@ fn emit_staged<S: Sink>(
     sink: &mut S,
     pos: &mut u64,
     scratch: &mut AlignedBytes,
-    compressor: &mut Option<Box<dyn ChunkCompressor>>,
+    codec: &mut Codec,
     frame: &mut OpenFrame,
     staging: &mut Staging,
     table: Table<'_>,
 ) -> Result<(), Error> {
     // (Compressor contract) this half is not written again until the other half or a
     // direct chunk has been compressed after it.
-    emit_chunk(sink, pos, scratch.as_mut_slice(), compressor, frame, staging.current(), table)?;
+    emit_chunk(sink, pos, scratch.as_mut_slice(), codec, frame, staging.current(), table)?;
     staging.flip();
     Ok(())
 }
@@ -763,11 +864,15 @@ fn emit_chunk<S: Sink>(
     sink: &mut S,
     pos: &mut u64,
     scratch: &mut [u8],
-    compressor: &mut Option<Box<dyn ChunkCompressor>>,
+    codec: &mut Codec,
     frame: &mut OpenFrame,
     chunk: &[u8],
     table: Table<'_>,
 ) -> Result<(), Error> {
+    if let Some(sum) = codec.inherited_sum(frame, chunk) {
+        return emit_reference(sink, pos, codec, frame, chunk.len(), sum, table);
+    }
+    let compressor = &mut codec.compressor;
     let chunk_offset = *pos;
     let mut header = ChunkHeader {
         logical_len: u32::try_from(chunk.len()).unwrap_or(u32::MAX),
@@ -853,6 +958,56 @@ fn emit_chunk<S: Sink>(
     f.chunk_count += 1;
     f.chunk_bytes += (CHUNK_HEADER_LEN + stored_len + table.len) as u64;
     f.chunks_digest = chain_digest(f.chunks_digest, header.checksum);
+    Ok(())
+}
+
+impl Codec {
+    /// The chunk's checksum when the parent's chunk at its place holds the same bytes.
+    fn inherited_sum(&self, frame: &OpenFrame, chunk: &[u8]) -> Option<u64> {
+        let at = usize::try_from(frame.footer.chunk_count).ok()?;
+        let theirs = self.inherit.get(at)?;
+        if chunk.is_empty() || theirs.len as usize != chunk.len() {
+            return None;
+        }
+        let sum = checksum(chunk);
+        (sum == theirs.checksum).then_some(sum)
+    }
+}
+
+/// Writes a chunk that refers to the parent's chunk at the same place: its header, with
+/// no stored data, and its length table (`docs/format.md`, section 12.3).
+fn emit_reference<S: Sink>(
+    sink: &mut S,
+    pos: &mut u64,
+    codec: &mut Codec,
+    frame: &mut OpenFrame,
+    logical_len: usize,
+    sum: u64,
+    table: Table<'_>,
+) -> Result<(), Error> {
+    let mut header = ChunkHeader {
+        logical_len: u32::try_from(logical_len).unwrap_or(u32::MAX),
+        stored_len: 0,
+        starts: table.starts,
+        table_len: u32::try_from(table.len).unwrap_or(u32::MAX),
+        checksum: sum,
+        stored_check: 0,
+    };
+    header.stored_check = header.stored_check_of(&[], table.bytes);
+    write(sink, pos, &header.encode())?;
+    write(sink, pos, table.bytes)?;
+    if frame.style == Style::Lz4 {
+        // The reader does not decode the parent's chunk into its history, so the next
+        // block starts without one (and the compressor forgets the chunks before).
+        if let Some(c) = codec.compressor.as_mut() {
+            c.reset();
+        }
+    }
+    codec.inherited += logical_len as u64;
+    let f = &mut frame.footer;
+    f.chunk_count += 1;
+    f.chunk_bytes += (CHUNK_HEADER_LEN + table.len) as u64;
+    f.chunks_digest = chain_digest(f.chunks_digest, sum);
     Ok(())
 }
 
@@ -1044,6 +1199,7 @@ impl FrameEncoder {
             index: core::mem::take(&mut self.index),
             state: State::Ready,
             enc: core::mem::replace(&mut self.enc, Encoder::placeholder()),
+            parent: None,
         };
         let result = (|| {
             let mut f = w.open_frame(style)?;

@@ -214,23 +214,41 @@ fn other_format_versions_are_refused_by_name() {
     let plan = vec![(Style::Raw, vec![vec![1; 3]])];
     let clean = write_vec(&plan);
 
-    // A frame header claiming version 2 with a valid check value.
-    let mut v2 = clean.clone();
-    v2[4..6].copy_from_slice(&2u16.to_le_bytes());
-    rewrite_check(&mut v2, 0..32, 32);
-    match restore_streaming(SliceSource::new(&v2), &plan).error {
-        Some(Error::VersionMismatch { offset: 0, found: 2, supported: 1 }) => {}
+    // A frame header claiming version 3 with a valid check value.
+    let mut v3 = clean.clone();
+    v3[4..6].copy_from_slice(&3u16.to_le_bytes());
+    rewrite_check(&mut v3, 0..32, 32);
+    match restore_streaming(SliceSource::new(&v3), &plan).error {
+        Some(Error::VersionMismatch { offset: 0, found: 3, supported: 2 }) => {}
         other => panic!("{other:?}"),
     }
 
-    // A tail claiming version 2.
-    let mut v2 = clean.clone();
-    let tail = v2.len() - 64;
-    v2[tail + 40..tail + 42].copy_from_slice(&2u16.to_le_bytes());
-    rewrite_check(&mut v2, tail..tail + 48, tail + 48);
-    let e = Reader::open(SliceSource::new(&v2)).unwrap_err();
-    assert!(matches!(e, Error::VersionMismatch { found: 2, .. }), "{e:?}");
-    assert!(e.to_string().contains("format version 2"), "{e}");
+    // A tail claiming version 3.
+    let mut v3 = clean.clone();
+    let tail = v3.len() - 64;
+    v3[tail + 40..tail + 42].copy_from_slice(&3u16.to_le_bytes());
+    rewrite_check(&mut v3, tail..tail + 48, tail + 48);
+    let e = Reader::open(SliceSource::new(&v3)).unwrap_err();
+    assert!(matches!(e, Error::VersionMismatch { found: 3, .. }), "{e:?}");
+    assert!(e.to_string().contains("format version 3"), "{e}");
+
+    // Version 2 (a checkpoint with a parent) in only one place: a version-2 frame in a
+    // version-1 checkpoint, and a version-2 tail over an index without a parent record.
+    let mut mixed = clean.clone();
+    mixed[4..6].copy_from_slice(&2u16.to_le_bytes());
+    rewrite_check(&mut mixed, 0..32, 32);
+    // (The footer's check is bound to the header's, so either may be what fails.)
+    for e in [
+        restore_streaming(SliceSource::new(&mixed), &plan).error,
+        restore_indexed(SliceSource::new(&mixed), &plan).error,
+    ] {
+        assert!(matches!(e, Some(Error::Corrupt { .. } | Error::ChecksumMismatch { .. })), "{e:?}");
+    }
+    let mut mixed = clean.clone();
+    mixed[tail + 40..tail + 42].copy_from_slice(&2u16.to_le_bytes());
+    rewrite_check(&mut mixed, tail..tail + 48, tail + 48);
+    let e = Reader::open(SliceSource::new(&mixed)).unwrap_err();
+    assert!(matches!(e, Error::Corrupt { .. }), "{e:?}");
 }
 
 #[test]
