@@ -120,11 +120,13 @@ pub trait InheritedChunks {
 
     /// Copies the logical bytes of chunk `chunk` of frame `frame` into `out`, whose length
     /// is the chunk's length as the child recorded it, after checking them against the
-    /// parent's own checks.
+    /// parent's own checks, and returns their XXH3-64 as checked. The reader compares that
+    /// value with the child's checksum instead of hashing the bytes a second time, so an
+    /// implementation must return the hash of exactly the bytes it wrote.
     ///
     /// # Errors
     /// When the chunk does not exist, has another length, or fails its checks.
-    fn read_chunk(&mut self, frame: u64, chunk: u64, out: &mut [u8]) -> Result<(), Error>;
+    fn read_chunk(&mut self, frame: u64, chunk: u64, out: &mut [u8]) -> Result<u64, Error>;
 }
 
 /// A parent checkpoint opened for the chunks its children inherit: an indexed [`Reader`],
@@ -214,7 +216,7 @@ impl<S: Source> InheritedChunks for ParentReader<'_, S> {
         self.identity
     }
 
-    fn read_chunk(&mut self, frame: u64, chunk: u64, out: &mut [u8]) -> Result<(), Error> {
+    fn read_chunk(&mut self, frame: u64, chunk: u64, out: &mut [u8]) -> Result<u64, Error> {
         let supply = self.parent.as_deref_mut().map(|p| p as &mut dyn InheritedChunks);
         self.reader.copy_chunk(&mut self.cursor, supply, (frame, chunk), out)
     }

@@ -664,6 +664,7 @@ impl<S: Source> Reader<S> {
             produced: 0,
             inherits: h.version == FORMAT_VERSION_INHERITING,
             history_from: 0,
+            chunk_checksum: 0,
         })
     }
 
@@ -803,6 +804,8 @@ struct FrameCursor {
     inherits: bool,
     /// Where the LZ4 history starts: 0, or the end of the last inherited chunk.
     history_from: u64,
+    /// The current chunk's checksum, checked.
+    chunk_checksum: u64,
 }
 
 impl FrameCursor {
@@ -1157,12 +1160,16 @@ impl<S: Source> FrameReader<'_, S> {
     /// footer. Returns `false` when the footer was reached. The chunk being left must be
     /// used up, table included.
     fn load_chunk(&mut self) -> Result<bool, Error> {
+        Ok(self.load_chunk_into(&mut [])? != Loaded::Footer)
+    }
+
+    /// As [`load_chunk`](Self::load_chunk), straight into `buf` when the chunk fits it.
+    fn load_chunk_into(&mut self, buf: &mut [u8]) -> Result<Loaded, Error> {
         let frame_end = self.frame_end();
         let Reader { source, pos, dec, .. } = &mut *self.reader;
-        let mut fill = Fill::new(dec, &mut []);
+        let mut fill = Fill::new(dec, buf);
         let supply = self.supply.as_deref_mut();
-        let loaded = load_chunk(source, pos, &mut self.frame, frame_end, &mut fill, supply)?;
-        Ok(loaded != Loaded::Footer)
+        load_chunk(source, pos, &mut self.frame, frame_end, &mut fill, supply)
     }
 
     /// Reads the frame's next bytes as one stream, the concatenation of its buffers (what
@@ -1303,10 +1310,8 @@ fn load_chunk<S: Source>(
             found,
         });
     }
-    let hashed = decoded?;
-    if inherited {
-        fetch_inherited(f, fill, supply, direct, logical)?;
-    }
+    let hashed =
+        if inherited { Some(fetch_inherited(f, fill, supply, direct, logical)?) } else { decoded? };
     let data = if direct {
         fill.buf.get(done..done + logical).unwrap_or_default()
     } else if logical == 0 {
@@ -1329,6 +1334,7 @@ fn load_chunk<S: Source>(
     f.counted.chunks_digest = chain_digest(f.counted.chunks_digest, h.checksum);
     f.produced += logical as u64;
     f.chunk_offset = at;
+    f.chunk_checksum = h.checksum;
     f.chunk_len = logical;
     f.table = TableCursor::new(h.starts);
     if direct {
@@ -1342,14 +1348,15 @@ fn load_chunk<S: Source>(
 }
 
 /// Copies the current chunk, inherited from the parent, from `supply`: into `fill`'s buffer
-/// when `direct`, else into internal memory. The caller checks it against the checksum.
+/// when `direct`, else into internal memory. Returns the XXH3-64 of the bytes as the
+/// supply checked them, which the caller compares with the chunk's checksum.
 fn fetch_inherited(
     f: &mut FrameCursor,
     fill: &mut Fill<'_, '_>,
     supply: Option<&mut (dyn InheritedChunks + '_)>,
     direct: bool,
     logical: usize,
-) -> Result<(), Error> {
+) -> Result<u64, Error> {
     let chunk = f.counted.chunk_count;
     let done = fill.done;
     let dst = if direct {
@@ -1358,11 +1365,9 @@ fn fetch_inherited(
         fill.dec.raw.as_mut_slice().get_mut(..logical)
     };
     let supply = supply.ok_or(Error::InvalidUse(Misuse::ParentNeeded { frame: f.index }))?;
-    supply.read_chunk(f.index, chunk, dst.unwrap_or_default()).map_err(|error| Error::Parent {
-        frame: f.index,
-        chunk,
-        error: Box::new(error),
-    })?;
+    let sum = supply
+        .read_chunk(f.index, chunk, dst.unwrap_or_default())
+        .map_err(|error| Error::Parent { frame: f.index, chunk, error: Box::new(error) })?;
     if f.style == Style::Lz4 {
         // LZ4 history restarts after an inherited chunk (docs/format.md, 12.3).
         if let Some(d) = fill.dec.decompressor.as_mut() {
@@ -1371,7 +1376,7 @@ fn fetch_inherited(
         fill.stale = None;
     }
     f.history_from = f.produced + logical as u64;
-    Ok(())
+    Ok(sum)
 }
 
 /// Decodes the header of the chunk at `at` in frame `f` and checks its lengths against the
@@ -1641,7 +1646,7 @@ impl<S: Source> Reader<S> {
         supply: Option<&mut (dyn InheritedChunks + '_)>,
         (frame, chunk): (u64, u64),
         out: &mut [u8],
-    ) -> Result<(), Error> {
+    ) -> Result<u64, Error> {
         let reuse = cursor.as_ref().is_some_and(|c| {
             c.frame.index == frame
                 && c.frame.counted.chunk_count <= chunk
@@ -1668,23 +1673,26 @@ impl<S: Source> Reader<S> {
                 s.frame.table = TableCursor::new(0);
                 s.frame.pending_len = None;
                 s.reader.dec.table.clear();
-                if !s.load_chunk()? {
-                    return Err(s.corrupt(
-                        "frame has fewer chunks than a checkpoint built on it refers to",
-                    ));
+                let wanted = s.frame.counted.chunk_count == chunk;
+                // The wanted chunk goes straight into `out` when it can; the ones before it
+                // are checked (and LZ4 ones decoded, for their history) in internal memory.
+                let loaded = s.load_chunk_into(if wanted { &mut *out } else { &mut [] })?;
+                if loaded == Loaded::Footer {
+                    let what = "frame has fewer chunks than a checkpoint built on it refers to";
+                    return Err(s.corrupt(what));
                 }
-                if s.frame.counted.chunk_count == chunk + 1 {
+                if !wanted {
+                    continue;
+                }
+                if s.frame.chunk_len != out.len() {
+                    return Err(s.corrupt("chunk is not as long as a checkpoint built on it says"));
+                }
+                if loaded == Loaded::Staged {
                     let data = s.reader.dec.staged(s.frame.style);
-                    let data = data.get(..s.frame.chunk_len).unwrap_or_default();
-                    if data.len() != out.len() {
-                        return Err(
-                            s.corrupt("chunk is not as long as a checkpoint built on it says")
-                        );
-                    }
-                    out.copy_from_slice(data);
+                    out.copy_from_slice(data.get(..out.len()).unwrap_or_default());
                     s.reader.dec.copied += out.len() as u64;
-                    return Ok(());
                 }
+                return Ok(s.frame.chunk_checksum);
             }
         });
         at.frame = fr.frame;
