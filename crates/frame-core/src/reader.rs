@@ -1163,6 +1163,36 @@ impl<S: Source> FrameReader<'_, S> {
         Ok(self.load_chunk_into(&mut [])? != Loaded::Footer)
     }
 
+    /// Steps over the next chunk by its header, without reading its data or table (nothing
+    /// of it is used, so nothing of it is checked but its lengths). Returns `false` at the
+    /// footer.
+    fn skip_chunk(&mut self) -> Result<bool, Error> {
+        let frame_end = self.frame_end();
+        let at = self.reader.pos;
+        let mut hb = [0u8; CHUNK_HEADER_LEN];
+        read(
+            &mut self.reader.source,
+            &mut self.reader.pos,
+            &mut hb,
+            "chunk header or frame footer",
+        )?;
+        if hb.starts_with(&FOOTER_MAGIC) {
+            return Ok(false);
+        }
+        let h = chunk_header(&hb, &self.frame, at, frame_end)?;
+        let next =
+            at + (CHUNK_HEADER_LEN as u64) + u64::from(h.stored_len) + u64::from(h.table_len);
+        self.reader.seek(next)?;
+        let f = &mut self.frame;
+        f.counted.chunk_count += 1;
+        f.produced += u64::from(h.logical_len);
+        f.chunk_offset = at;
+        f.chunk_len = 0;
+        f.chunk_at = 0;
+        f.table = TableCursor::new(0);
+        Ok(true)
+    }
+
     /// As [`load_chunk`](Self::load_chunk), straight into `buf` when the chunk fits it.
     fn load_chunk_into(&mut self, buf: &mut [u8]) -> Result<Loaded, Error> {
         let frame_end = self.frame_end();
@@ -1674,6 +1704,14 @@ impl<S: Source> Reader<S> {
                 s.frame.pending_len = None;
                 s.reader.dec.table.clear();
                 let wanted = s.frame.counted.chunk_count == chunk;
+                if !wanted && s.frame.style == Style::Raw {
+                    // A RAW chunk before the wanted one is not needed, not even as history.
+                    if !s.skip_chunk()? {
+                        let what = "frame has fewer chunks than a checkpoint built on it refers to";
+                        return Err(s.corrupt(what));
+                    }
+                    continue;
+                }
                 // The wanted chunk goes straight into `out` when it can; the ones before it
                 // are checked (and LZ4 ones decoded, for their history) in internal memory.
                 let loaded = s.load_chunk_into(if wanted { &mut *out } else { &mut [] })?;

@@ -869,9 +869,11 @@ fn emit_chunk<S: Sink>(
     chunk: &[u8],
     table: Table<'_>,
 ) -> Result<(), Error> {
-    if let Some(sum) = codec.inherited_sum(frame, chunk) {
-        return emit_reference(sink, pos, codec, frame, chunk.len(), sum, table);
-    }
+    // A chunk compared with the parent's is hashed once, not again below.
+    let known_sum = match codec.compare(frame, chunk) {
+        Ok(sum) => return emit_reference(sink, pos, codec, frame, chunk.len(), sum, table),
+        Err(known) => known,
+    };
     let compressor = &mut codec.compressor;
     let chunk_offset = *pos;
     let mut header = ChunkHeader {
@@ -891,7 +893,13 @@ fn emit_chunk<S: Sink>(
             let lent = sink.reserve(total).and_then(|out| {
                 let (head, rest) = out.split_at_mut_checked(CHUNK_HEADER_LEN)?;
                 let (body, tail) = rest.split_at_mut_checked(chunk.len())?;
-                header.checksum = copy_checksummed(body, chunk);
+                header.checksum = match known_sum {
+                    Some(sum) => {
+                        body.copy_from_slice(chunk);
+                        sum
+                    }
+                    None => copy_checksummed(body, chunk),
+                };
                 tail.copy_from_slice(table.bytes);
                 header.stored_check = header.stored_check_of(&[], table.bytes);
                 head.copy_from_slice(&header.encode());
@@ -901,7 +909,7 @@ fn emit_chunk<S: Sink>(
                 sink.commit(total).map_err(|error| Error::Io { offset: *pos, error })?;
                 *pos += total as u64;
             } else {
-                header.checksum = checksum(chunk);
+                header.checksum = known_sum.unwrap_or_else(|| checksum(chunk));
                 header.stored_check = header.stored_check_of(&[], table.bytes);
                 write(sink, pos, &header.encode())?;
                 write(sink, pos, chunk)?;
@@ -910,7 +918,7 @@ fn emit_chunk<S: Sink>(
             chunk.len()
         }
         Style::Lz4 => {
-            header.checksum = checksum(chunk);
+            header.checksum = known_sum.unwrap_or_else(|| checksum(chunk));
             let max = CHUNK_HEADER_LEN + lz4_bound(chunk.len()) + table.len;
             // Compress straight into the sink's memory when it lends some.
             let lent = sink.reserve(max);
@@ -962,15 +970,16 @@ fn emit_chunk<S: Sink>(
 }
 
 impl Codec {
-    /// The chunk's checksum when the parent's chunk at its place holds the same bytes.
-    fn inherited_sum(&self, frame: &OpenFrame, chunk: &[u8]) -> Option<u64> {
-        let at = usize::try_from(frame.footer.chunk_count).ok()?;
-        let theirs = self.inherit.get(at)?;
+    /// Compares the chunk with the parent's chunk at its place: `Ok(sum)` when they hold
+    /// the same bytes, else `Err` with the checksum if it had to be computed.
+    fn compare(&self, frame: &OpenFrame, chunk: &[u8]) -> Result<u64, Option<u64>> {
+        let at = usize::try_from(frame.footer.chunk_count).map_err(|_| None)?;
+        let theirs = self.inherit.get(at).ok_or(None)?;
         if chunk.is_empty() || theirs.len as usize != chunk.len() {
-            return None;
+            return Err(None);
         }
         let sum = checksum(chunk);
-        (sum == theirs.checksum).then_some(sum)
+        if sum == theirs.checksum { Ok(sum) } else { Err(Some(sum)) }
     }
 }
 
