@@ -91,6 +91,10 @@ struct Codec {
     inherit: Vec<ChunkSum>,
     /// Logical bytes written as references to the parent so far.
     inherited: u64,
+    /// Whether the last chunk compared with the parent's differed. Changes come in runs, so
+    /// the next RAW chunk is then copied and hashed in one pass before it is compared (a
+    /// full write's cost), instead of hashed first and copied after.
+    last_differed: bool,
 }
 
 impl Encoder {
@@ -99,7 +103,7 @@ impl Encoder {
             staging: Staging::new(),
             chunker: Chunker::new(true),
             scratch: AlignedBytes::zeroed(CHUNK_HEADER_LEN + lz4_bound(CHUNK_MAX) + TABLE_MAX),
-            codec: Codec { compressor, inherit: Vec::new(), inherited: 0 },
+            codec: Codec { compressor, inherit: Vec::new(), inherited: 0, last_differed: false },
         }
     }
 
@@ -110,7 +114,12 @@ impl Encoder {
             staging: Staging { mem: AlignedBytes::default(), half: 0, len: 0 },
             chunker: Chunker::new(true),
             scratch: AlignedBytes::default(),
-            codec: Codec { compressor: None, inherit: Vec::new(), inherited: 0 },
+            codec: Codec {
+                compressor: None,
+                inherit: Vec::new(),
+                inherited: 0,
+                last_differed: false,
+            },
         }
     }
 }
@@ -360,6 +369,7 @@ impl<S: Sink> Writer<S> {
         self.enc.staging.len = 0;
         self.enc.staging.half = 0;
         self.enc.codec.inherit.clear();
+        self.enc.codec.last_differed = false;
         if let Some(p) = &self.parent {
             self.enc.codec.inherit.extend_from_slice(p.frame(index));
         }
@@ -869,10 +879,21 @@ fn emit_chunk<S: Sink>(
     chunk: &[u8],
     table: Table<'_>,
 ) -> Result<(), Error> {
-    // A chunk compared with the parent's is hashed once, not again below.
-    let known_sum = match codec.compare(frame, chunk) {
-        Ok(sum) => return emit_reference(sink, pos, codec, frame, chunk.len(), sum, table),
-        Err(known) => known,
+    let theirs = codec.parent_checksum(frame, chunk.len());
+    // A RAW chunk after a changed one is copied and hashed in one pass and compared after
+    // (`speculated`); any other chunk with a parent is hashed and compared first. Either
+    // way it is hashed once.
+    let speculated = theirs.is_some() && frame.style == Style::Raw && codec.last_differed;
+    let known_sum = match theirs {
+        Some(expected) if !speculated => {
+            let sum = checksum(chunk);
+            codec.last_differed = sum != expected;
+            if sum == expected {
+                return emit_reference(sink, pos, codec, frame, chunk.len(), sum, table);
+            }
+            Some(sum)
+        }
+        _ => None,
     };
     let compressor = &mut codec.compressor;
     let chunk_offset = *pos;
@@ -905,11 +926,21 @@ fn emit_chunk<S: Sink>(
                 head.copy_from_slice(&header.encode());
                 Some(())
             });
+            if lent.is_none() {
+                header.checksum = known_sum.unwrap_or_else(|| checksum(chunk));
+            }
+            if speculated {
+                codec.last_differed = theirs != Some(header.checksum);
+                if !codec.last_differed {
+                    // The lent bytes were never committed, so they are not output.
+                    let sum = header.checksum;
+                    return emit_reference(sink, pos, codec, frame, chunk.len(), sum, table);
+                }
+            }
             if lent.is_some() {
                 sink.commit(total).map_err(|error| Error::Io { offset: *pos, error })?;
                 *pos += total as u64;
             } else {
-                header.checksum = known_sum.unwrap_or_else(|| checksum(chunk));
                 header.stored_check = header.stored_check_of(&[], table.bytes);
                 write(sink, pos, &header.encode())?;
                 write(sink, pos, chunk)?;
@@ -928,23 +959,7 @@ fn emit_chunk<S: Sink>(
                 None => scratch.get_mut(..max).unwrap_or_default(),
             };
             let (head, body) = out.split_at_mut(CHUNK_HEADER_LEN.min(out.len()));
-            let n = if chunk.is_empty() {
-                // A chunk holding only lengths: the compressor's history is untouched.
-                0
-            } else {
-                let compressor = compressor.as_mut().ok_or(Error::UnsupportedStyle {
-                    style: frame.style.to_byte(),
-                    frame: Some(frame.index),
-                })?;
-                let block = body.get_mut(..lz4_bound(chunk.len())).unwrap_or_default();
-                // SAFETY: the caller passes chunks that satisfy `compress_linked`'s contract:
-                // caller buffers borrowed until frame close, or staging halves rewritten only
-                // after the compressor has moved past them; the compressor was reset at frame
-                // open.
-                unsafe { compressor.compress_linked(chunk, block) }.map_err(|error| {
-                    Error::Codec { frame: frame.index, offset: chunk_offset, error }
-                })?
-            };
+            let n = compress_chunk(compressor, frame, chunk_offset, chunk, body)?;
             if let Some(dst) = body.get_mut(n..n + table.len) {
                 dst.copy_from_slice(table.bytes);
             }
@@ -969,17 +984,42 @@ fn emit_chunk<S: Sink>(
     Ok(())
 }
 
+/// Compresses `chunk` into the front of `body` as the frame's next linked block; returns
+/// its stored length.
+fn compress_chunk(
+    compressor: &mut Option<Box<dyn ChunkCompressor>>,
+    frame: &OpenFrame,
+    chunk_offset: u64,
+    chunk: &[u8],
+    body: &mut [u8],
+) -> Result<usize, Error> {
+    if chunk.is_empty() {
+        // A chunk holding only lengths: the compressor's history is untouched.
+        return Ok(0);
+    }
+    let compressor = compressor.as_mut().ok_or(Error::UnsupportedStyle {
+        style: frame.style.to_byte(),
+        frame: Some(frame.index),
+    })?;
+    let block = body.get_mut(..lz4_bound(chunk.len())).unwrap_or_default();
+    // SAFETY: `emit_chunk`'s callers pass chunks that satisfy `compress_linked`'s contract:
+    // caller buffers borrowed until frame close, or staging halves rewritten only after the
+    // compressor has moved past them; the compressor was reset at frame open and after every
+    // inherited chunk.
+    unsafe { compressor.compress_linked(chunk, block) }.map_err(|error| Error::Codec {
+        frame: frame.index,
+        offset: chunk_offset,
+        error,
+    })
+}
+
 impl Codec {
-    /// Compares the chunk with the parent's chunk at its place: `Ok(sum)` when they hold
-    /// the same bytes, else `Err` with the checksum if it had to be computed.
-    fn compare(&self, frame: &OpenFrame, chunk: &[u8]) -> Result<u64, Option<u64>> {
-        let at = usize::try_from(frame.footer.chunk_count).map_err(|_| None)?;
-        let theirs = self.inherit.get(at).ok_or(None)?;
-        if chunk.is_empty() || theirs.len as usize != chunk.len() {
-            return Err(None);
-        }
-        let sum = checksum(chunk);
-        if sum == theirs.checksum { Ok(sum) } else { Err(Some(sum)) }
+    /// The checksum of the parent's chunk at the place of the next chunk, when there is
+    /// one of the same (non-zero) length for it to be compared with.
+    fn parent_checksum(&self, frame: &OpenFrame, chunk_len: usize) -> Option<u64> {
+        let at = usize::try_from(frame.footer.chunk_count).ok()?;
+        let theirs = self.inherit.get(at)?;
+        (chunk_len != 0 && theirs.len as usize == chunk_len).then_some(theirs.checksum)
     }
 }
 

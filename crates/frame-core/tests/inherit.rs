@@ -7,8 +7,8 @@
 mod common;
 
 use ckpt_frame_core::{
-    CheckpointId, Error, ErrorKind, FrameEncoder, InheritedChunks, Misuse, ParentChunks,
-    ParentReader, Reader, SliceSource, Style, VecSink, Writer, scan,
+    CheckpointId, Error, ErrorKind, FrameEncoder, InheritedChunks, IoError, Misuse, ParentChunks,
+    ParentReader, Reader, Sink, SliceSource, Style, VecSink, Writer, scan,
 };
 use common::{Plan, content};
 
@@ -160,6 +160,61 @@ fn a_child_stores_only_changed_chunks_and_restores_by_every_path() {
     let (same, inherited) = write(3, &base, Some(&parent_bytes));
     assert_eq!(inherited, logical as u64);
     assert_eq!(restore(&same, &mut open_parent(&parent_bytes), true).unwrap(), base);
+}
+
+/// A sink that never lends memory, so the writer takes its `write_all` path.
+struct NoLendSink(Vec<u8>);
+
+impl Sink for NoLendSink {
+    fn write_all(&mut self, bytes: &[u8]) -> Result<(), IoError> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+fn write_into<S: Sink>(sink: S, plan: &Plan, parent: &[u8]) -> (S, u64) {
+    let mut w = Writer::new(sink, id(2));
+    let mut r = Reader::open(SliceSource::new(parent)).unwrap();
+    w.set_parent(ParentChunks::read(&mut r).unwrap()).unwrap();
+    for (style, bufs) in plan {
+        let mut f = w.open_frame(*style).unwrap();
+        for b in bufs {
+            f.add(b).unwrap();
+        }
+        f.close().unwrap();
+    }
+    w.finish().unwrap();
+    let inherited = w.inherited_bytes();
+    (w.into_sink(), inherited)
+}
+
+/// After a changed chunk the writer copies the next RAW chunk before it knows whether it
+/// changed; an unchanged one must still become a reference, whether or not the sink lends
+/// memory, and the two sinks must receive the same bytes.
+#[test]
+fn runs_of_changed_and_unchanged_chunks_store_exactly_the_changed_ones() {
+    const CHUNK: usize = 65_536;
+    let base: Plan = vec![
+        (Style::Raw, vec![content(40, 24 * CHUNK, false)]),
+        (Style::Lz4, vec![content(41, 24 * CHUNK, true)]),
+    ];
+    let (parent_bytes, _) = write(1, &base, None);
+    let changed_chunks = [0usize, 2, 3, 4, 7, 9, 10, 11, 12, 13, 20, 23];
+    let mut next = base.clone();
+    for &c in &changed_chunks {
+        next[0].1[0][c * CHUNK + 17] ^= 1;
+        next[1].1[0][c * CHUNK + 17] ^= 1;
+    }
+    let (lent, inherited) = write_into(VecSink::new(), &next, &parent_bytes);
+    let unchanged = (24 - changed_chunks.len()) * CHUNK;
+    assert_eq!(inherited, 2 * unchanged as u64);
+    let (copied, inherited_copied) = write_into(NoLendSink(Vec::new()), &next, &parent_bytes);
+    assert_eq!(inherited_copied, inherited);
+    let lent = lent.into_inner();
+    assert!(lent == copied.0, "a lending sink and a plain one received different bytes");
+    let mut parent = open_parent(&parent_bytes);
+    assert_eq!(restore(&lent, &mut parent, true).unwrap(), next);
+    assert_eq!(restore_streaming(&lent, &mut parent).unwrap(), next);
 }
 
 #[test]
