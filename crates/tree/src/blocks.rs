@@ -37,6 +37,31 @@ pub fn block_runs(e: &Entry) -> Vec<(u64, u64)> {
     runs
 }
 
+/// Appends the parts of `ranges` (ascending, not touching) inside `start..end` to `out`,
+/// merging with its last range where they meet. `start` must not be below the end of
+/// `out`'s last range. A binary search finds the first part, so calling this for every
+/// block of a file with many extents costs a few steps per block, not a walk of them all.
+pub(crate) fn append_clipped(
+    out: &mut Vec<(u64, u64)>,
+    ranges: &[(u64, u64)],
+    start: u64,
+    end: u64,
+) {
+    let first = ranges.partition_point(|&(o, l)| o + l <= start);
+    for &(o, l) in ranges.get(first..).unwrap_or_default() {
+        if o >= end {
+            break;
+        }
+        let (s, t) = (o.max(start), (o + l).min(end));
+        if s < t {
+            match out.last_mut() {
+                Some((so, sl)) if *so + *sl == s => *sl += t - s,
+                _ => out.push((s, t - s)),
+            }
+        }
+    }
+}
+
 /// How many blocks `e` has, `None` if the count overflows (a hostile manifest).
 fn block_count(e: &Entry) -> Option<u64> {
     block_runs(e).iter().try_fold(0u64, |total, &(_, n)| total.checked_add(n))
@@ -392,15 +417,7 @@ pub fn stored_ranges(
                     continue;
                 }
                 let (bs, be) = block_range(e.size, j);
-                for &(o, l) in &content {
-                    let (s, t) = (o.max(bs), (o + l).min(be));
-                    if s < t {
-                        match stored.last_mut() {
-                            Some((so, sl)) if *so + *sl == s => *sl += t - s,
-                            _ => stored.push((s, t - s)),
-                        }
-                    }
-                }
+                append_clipped(&mut stored, &content, bs, be);
             }
             Some(stored)
         })

@@ -313,15 +313,7 @@ impl Chain {
                     .and_then(|v| v.get_mut(li))
                     .ok_or(TreeError::Layout { what: "chain resolution lost its entry" })?;
                 let supply = slot.get_or_insert_with(|| Supply { entry: i, ranges: Vec::new() });
-                for &(o, l) in &content {
-                    let (s, t) = (o.max(bs), (o + l).min(be));
-                    if s < t {
-                        match supply.ranges.last_mut() {
-                            Some((so, sl)) if *so + *sl == s => *sl += t - s,
-                            _ => supply.ranges.push((s, t - s)),
-                        }
-                    }
-                }
+                crate::blocks::append_clipped(&mut supply.ranges, &content, bs, be);
             }
         }
         Ok(out)
@@ -374,9 +366,21 @@ pub struct Supply {
 pub(crate) fn stores_block(e: &crate::manifest::Entry, j: u64) -> Result<bool, TreeError> {
     let Some(stored) = &e.stored else { return Ok(true) };
     let (bs, be) = block_range(e.size, j);
+    let whole = [(0, e.size)];
+    let ranges: &[(u64, u64)] = match (&e.extents, e.kind) {
+        (Some(x), _) => x,
+        (None, crate::manifest::Kind::File) => &whole,
+        _ => &[],
+    };
+    // Both lists are ascending: a binary search finds the block's first range, so a file
+    // with many extents costs a few steps per block, not a walk of all of them.
     let mut content = 0u64;
     let mut covered = 0u64;
-    for (o, l) in e.content_ranges() {
+    let first = ranges.partition_point(|&(o, l)| o + l <= bs);
+    for &(o, l) in ranges.get(first..).unwrap_or_default() {
+        if o >= be {
+            break;
+        }
         let (s, t) = (o.max(bs), (o + l).min(be));
         if s < t {
             content += t - s;
