@@ -42,17 +42,30 @@ cargo build --release -q -p ckpt-cli --bin ckpt || die "cargo build -p ckpt-cli 
 CKPT=${CARGO_TARGET_DIR:-$ROOT/target}/release/ckpt
 cd "$WORK"
 
-# timed CMD...: runs CMD through `must` (exit status checked), sets T to its wall seconds.
-# The dirty pages of earlier commands (gigabytes of checkpoints and restored files) are
-# written back first, so that no command pays for the one before it.
+# timed CMD...: runs CMD through `must` (exit status checked), sets T to its wall seconds
+# and C to its CPU seconds (user + system, all threads; empty without GNU time). The dirty
+# pages of earlier commands (gigabytes of checkpoints and restored files) are written back
+# first, so that no command pays for the one before it. On a shared machine the wall time
+# of a command that writes a gigabyte into the page cache varies several-fold from run to
+# run; its CPU time varies far less, so both are reported.
 timed() {
     local t0 t1
     sync
     t0=$(date +%s%N)
-    must "$@"
+    if ((HAVE_TIME)); then
+        must /usr/bin/time -f "%U %S" -o "$WORK/cpu" "$@"
+    else
+        must "$@"
+    fi
     t1=$(date +%s%N)
     T=$(seconds "$t0" "$t1")
+    C=""
+    if ((HAVE_TIME)); then C=$(awk 'END { printf "%.3f", $1 + $2 }' "$WORK/cpu"); fi
 }
+# best_cpu X BEST: the lower of two CPU times, either possibly empty.
+best_cpu() { if [ -z "$2" ] || { [ -n "$1" ] && lower "$1" "$2"; }; then echo "$1"; else echo "$2"; fi; }
+# cpu_ratio A B: A / B, or "-" without CPU times.
+cpu_ratio() { if [ -n "$1" ] && [ -n "$2" ]; then echo "$(ratio "$1" "$2") ($1 / $2 s)"; else echo "-"; fi; }
 # restored DEST: the restored copy of state/f (checkpoints of `state/` restore as state/f
 # or f, depending on how the path is kept).
 restored() { if [ -f "$1/state/f" ]; then echo "$1/state/f"; else echo "$1/f"; fi; }
@@ -102,32 +115,32 @@ for pct in 1 10 100; do
     rm -rf state && cp -r base state
     mutate "$pct" || die "changing $pct% of the state failed"
     cat state/f >/dev/null
-    IW="" FW2="" CR="" FR=""
+    IW="" FW2="" CR="" FR="" IWC="" FWC="" CRC="" FRC=""
     for r in $(seq "$RUNS"); do
         rm -f inc.ckpt full2.ckpt
         # Which write goes first alternates, so neither always meets the other's leftovers.
         if ((r % 2)); then
             timed "$CKPT" write -o inc.ckpt --parent full.ckpt state/
-            iw=$T
+            iw=$T iwc=$C
             timed "$CKPT" write -o full2.ckpt state/
-            fw=$T
+            fw=$T fwc=$C
         else
             timed "$CKPT" write -o full2.ckpt state/
-            fw=$T
+            fw=$T fwc=$C
             timed "$CKPT" write -o inc.ckpt --parent full.ckpt state/
-            iw=$T
+            iw=$T iwc=$C
         fi
         rm -rf out out2 && mkdir out out2
         if ((r % 2)); then
             timed "$CKPT" restore inc.ckpt -C out
-            cr=$T
+            cr=$T crc=$C
             timed "$CKPT" restore full2.ckpt -C out2
-            fr=$T
+            fr=$T frc=$C
         else
             timed "$CKPT" restore full2.ckpt -C out2
-            fr=$T
+            fr=$T frc=$C
             timed "$CKPT" restore inc.ckpt -C out
-            cr=$T
+            cr=$T crc=$C
         fi
         same_bytes state/f "$(restored out)" "ckpt restore inc.ckpt (chain, $pct%)"
         same_bytes state/f "$(restored out2)" "ckpt restore full2.ckpt ($pct%)"
@@ -135,7 +148,9 @@ for pct in 1 10 100; do
         lower "$fw" "$FW2" && FW2=$fw
         lower "$cr" "$CR" && CR=$cr
         lower "$fr" "$FR" && FR=$fr
-        log "$pct%: run $r: inc write $iw s, full write $fw s, chain restore $cr s, full restore $fr s"
+        IWC=$(best_cpu "$iwc" "$IWC") FWC=$(best_cpu "$fwc" "$FWC")
+        CRC=$(best_cpu "$crc" "$CRC") FRC=$(best_cpu "$frc" "$FRC")
+        log "$pct%: run $r: inc write $iw s (cpu $iwc), full write $fw s (cpu $fwc), chain restore $cr s (cpu $crc), full restore $fr s (cpu $frc)"
     done
     ISIZE=$(stat -c %s inc.ckpt)
     F2SIZE=$(stat -c %s full2.ckpt)
@@ -154,7 +169,7 @@ for pct in 1 10 100; do
         100) sg="-"; wg="<= 1.05x" ;;
         *) sg="-"; wg="-" ;;
     esac
-    ROWS+="| $pct% | $sp% ($ISIZE of $F2SIZE B) | $sg | $wr ($IW / $FW2 s) | $wg | $rr ($CR / $FR s) | <= 1.2x | $RSS |"$'\n'
+    ROWS+="| $pct% | $sp% ($ISIZE of $F2SIZE B) | $sg | $wr ($IW / $FW2 s) | $(cpu_ratio "$IWC" "$FWC") | $wg | $rr ($CR / $FR s) | $(cpu_ratio "$CRC" "$FRC") | <= 1.2x | $RSS |"$'\n'
 done
 
 BODY=$WORK/block.md
@@ -169,12 +184,12 @@ overwritten in 4 KiB pieces at random (unaligned) offsets (100%: every byte new)
 \`ckpt write -o inc.ckpt --parent full.ckpt state/\` and, for the ratios, \`ckpt write -o full2.ckpt state/\`
 of the same state, in the same run; \`ckpt restore inc.ckpt -C out\` (the chain) and
 \`ckpt restore full2.ckpt -C out2\` are each \`cmp\`-checked against the changed state before a
-time counts. Times are the best of $RUNS; every exit status is checked. Size is the
-incremental's over the full write of the same changed state. Peak RSS is GNU \`time -f %M\`
-of one more incremental write.
+time counts. Times are the best of $RUNS, wall and CPU (user + system of all threads, GNU
+\`time\`) each; every exit status is checked. Size is the incremental's over the full write
+of the same changed state. Peak RSS is GNU \`time -f %M\` of one more incremental write.
 
-| change | incremental size / full | goal | incremental write / full write | goal | chain restore / full restore | goal | inc. write peak RSS |
-|---|---|---|---|---|---|---|---|
+| change | incremental size / full | goal | incremental write / full write | CPU | goal | chain restore / full restore | CPU | goal | inc. write peak RSS |
+|---|---|---|---|---|---|---|---|---|---|
 HEAD
     printf '%s' "$ROWS"
 } >"$BODY"
