@@ -42,15 +42,23 @@ cargo build --release -q -p ckpt-cli --bin ckpt || die "cargo build -p ckpt-cli 
 CKPT=${CARGO_TARGET_DIR:-$ROOT/target}/release/ckpt
 cd "$WORK"
 
-# timed CMD...: runs CMD through `must` (exit status checked), sets T to its wall seconds
-# and C to its CPU seconds (user + system, all threads; empty without GNU time). The dirty
-# pages of earlier commands (gigabytes of checkpoints and restored files) are written back
-# first, so that no command pays for the one before it. On a shared machine the wall time
-# of a command that writes a gigabyte into the page cache varies several-fold from run to
-# run; its CPU time varies far less, so both are reported.
+# [WARM="FILE..."] timed CMD...: runs CMD through `must` (exit status checked), sets T to
+# its wall seconds and C to its CPU seconds (user + system, all threads; empty without GNU
+# time). The dirty pages of earlier commands (gigabytes of checkpoints and restored files)
+# are written back first and, where this user may, the page cache is emptied and only the
+# command's inputs (WARM) read back into it: otherwise a command that writes a gigabyte
+# runs into the kernel reclaiming the earlier commands' pages, and its wall and CPU time
+# varied several-fold from run to run.
+CAN_DROP=0
+if [ -w /proc/sys/vm/drop_caches ] && echo 1 >/proc/sys/vm/drop_caches 2>/dev/null; then CAN_DROP=1; fi
 timed() {
     local t0 t1
     sync
+    if ((CAN_DROP)); then
+        echo 1 >/proc/sys/vm/drop_caches
+        # shellcheck disable=SC2086 # WARM is a list of names without spaces.
+        if [ -n "${WARM:-}" ]; then cat $WARM >/dev/null; fi
+    fi
     t0=$(date +%s%N)
     if ((HAVE_TIME)); then
         must /usr/bin/time -f "%U %S" -o "$WORK/cpu" "$@"
@@ -100,7 +108,7 @@ rm -rf state && cp -r base state
 FW=""
 for r in $(seq "$RUNS"); do
     rm -f full.ckpt
-    timed "$CKPT" write -o full.ckpt state/
+    WARM=state/f timed "$CKPT" write -o full.ckpt state/
     lower "$T" "$FW" && FW=$T
     log "full write run $r: $T s"
 done
@@ -120,26 +128,26 @@ for pct in 1 10 100; do
         rm -f inc.ckpt full2.ckpt
         # Which write goes first alternates, so neither always meets the other's leftovers.
         if ((r % 2)); then
-            timed "$CKPT" write -o inc.ckpt --parent full.ckpt state/
+            WARM="state/f full.ckpt" timed "$CKPT" write -o inc.ckpt --parent full.ckpt state/
             iw=$T iwc=$C
-            timed "$CKPT" write -o full2.ckpt state/
+            WARM=state/f timed "$CKPT" write -o full2.ckpt state/
             fw=$T fwc=$C
         else
-            timed "$CKPT" write -o full2.ckpt state/
+            WARM=state/f timed "$CKPT" write -o full2.ckpt state/
             fw=$T fwc=$C
-            timed "$CKPT" write -o inc.ckpt --parent full.ckpt state/
+            WARM="state/f full.ckpt" timed "$CKPT" write -o inc.ckpt --parent full.ckpt state/
             iw=$T iwc=$C
         fi
         rm -rf out out2 && mkdir out out2
         if ((r % 2)); then
-            timed "$CKPT" restore inc.ckpt -C out
+            WARM="inc.ckpt full.ckpt" timed "$CKPT" restore inc.ckpt -C out
             cr=$T crc=$C
-            timed "$CKPT" restore full2.ckpt -C out2
+            WARM=full2.ckpt timed "$CKPT" restore full2.ckpt -C out2
             fr=$T frc=$C
         else
-            timed "$CKPT" restore full2.ckpt -C out2
+            WARM=full2.ckpt timed "$CKPT" restore full2.ckpt -C out2
             fr=$T frc=$C
-            timed "$CKPT" restore inc.ckpt -C out
+            WARM="inc.ckpt full.ckpt" timed "$CKPT" restore inc.ckpt -C out
             cr=$T crc=$C
         fi
         same_bytes state/f "$(restored out)" "ckpt restore inc.ckpt (chain, $pct%)"
@@ -184,7 +192,7 @@ overwritten in 4 KiB pieces at random (unaligned) offsets (100%: every byte new)
 \`ckpt write -o inc.ckpt --parent full.ckpt state/\` and, for the ratios, \`ckpt write -o full2.ckpt state/\`
 of the same state, in the same run; \`ckpt restore inc.ckpt -C out\` (the chain) and
 \`ckpt restore full2.ckpt -C out2\` are each \`cmp\`-checked against the changed state before a
-time counts. Times are the best of $RUNS, wall and CPU (user + system of all threads, GNU
+time counts. $( ((CAN_DROP)) && echo "Before each timing the page cache is emptied and the command's inputs read back into it. ")Times are the best of $RUNS, wall and CPU (user + system of all threads, GNU
 \`time\`) each; every exit status is checked. Size is the incremental's over the full write
 of the same changed state. Peak RSS is GNU \`time -f %M\` of one more incremental write.
 
