@@ -37,27 +37,35 @@ pub fn block_runs(e: &Entry) -> Vec<(u64, u64)> {
     runs
 }
 
-/// Appends the parts of `ranges` (ascending, not touching) inside `start..end` to `out`,
-/// merging with its last range where they meet. `start` must not be below the end of
-/// `out`'s last range. A binary search finds the first part, so calling this for every
-/// block of a file with many extents costs a few steps per block, not a walk of them all.
+/// The parts of `ranges` (ascending, not touching) inside `start..end`, as (offset,
+/// length). A binary search finds the first, so asking this for every block of a file with
+/// many extents costs a few steps per block, not a walk of them all.
+pub(crate) fn clipped(
+    ranges: &[(u64, u64)],
+    start: u64,
+    end: u64,
+) -> impl Iterator<Item = (u64, u64)> + '_ {
+    let first = ranges.partition_point(|&(o, l)| o + l <= start);
+    ranges.get(first..).unwrap_or_default().iter().take_while(move |&&(o, _)| o < end).filter_map(
+        move |&(o, l)| {
+            let (s, t) = (o.max(start), (o + l).min(end));
+            (s < t).then_some((s, t - s))
+        },
+    )
+}
+
+/// Appends [`clipped`]`(ranges, start, end)` to `out`, merging with its last range where
+/// they meet. `start` must not be below the end of `out`'s last range.
 pub(crate) fn append_clipped(
     out: &mut Vec<(u64, u64)>,
     ranges: &[(u64, u64)],
     start: u64,
     end: u64,
 ) {
-    let first = ranges.partition_point(|&(o, l)| o + l <= start);
-    for &(o, l) in ranges.get(first..).unwrap_or_default() {
-        if o >= end {
-            break;
-        }
-        let (s, t) = (o.max(start), (o + l).min(end));
-        if s < t {
-            match out.last_mut() {
-                Some((so, sl)) if *so + *sl == s => *sl += t - s,
-                _ => out.push((s, t - s)),
-            }
+    for (s, l) in clipped(ranges, start, end) {
+        match out.last_mut() {
+            Some((so, sl)) if *so + *sl == s => *sl += l,
+            _ => out.push((s, l)),
         }
     }
 }

@@ -372,30 +372,8 @@ pub(crate) fn stores_block(e: &crate::manifest::Entry, j: u64) -> Result<bool, T
         (None, crate::manifest::Kind::File) => &whole,
         _ => &[],
     };
-    // Both lists are ascending: a binary search finds the block's first range, so a file
-    // with many extents costs a few steps per block, not a walk of all of them.
-    let mut content = 0u64;
-    let mut covered = 0u64;
-    let first = ranges.partition_point(|&(o, l)| o + l <= bs);
-    for &(o, l) in ranges.get(first..).unwrap_or_default() {
-        if o >= be {
-            break;
-        }
-        let (s, t) = (o.max(bs), (o + l).min(be));
-        if s < t {
-            content += t - s;
-        }
-    }
-    let first = stored.partition_point(|&(o, l)| o + l <= bs);
-    for &(o, l) in stored.get(first..).unwrap_or_default() {
-        if o >= be {
-            break;
-        }
-        let (s, t) = (o.max(bs), (o + l).min(be));
-        if s < t {
-            covered += t - s;
-        }
-    }
+    let content: u64 = crate::blocks::clipped(ranges, bs, be).map(|r| r.1).sum();
+    let covered: u64 = crate::blocks::clipped(stored, bs, be).map(|r| r.1).sum();
     if covered != 0 && covered != content {
         return Err(TreeError::Layout { what: "stored ranges split a block" });
     }
@@ -404,19 +382,7 @@ pub(crate) fn stores_block(e: &crate::manifest::Entry, j: u64) -> Result<bool, T
 
 /// The parts of `ranges` (ascending, not touching) inside `start..start + len`.
 pub(crate) fn parts_within(ranges: &[(u64, u64)], start: u64, len: u64) -> Vec<(u64, u64)> {
-    let end = start + len;
-    let first = ranges.partition_point(|&(o, l)| o + l <= start);
-    let mut out = Vec::new();
-    for &(o, l) in ranges.get(first..).unwrap_or_default() {
-        if o >= end {
-            break;
-        }
-        let (s, t) = (o.max(start), (o + l).min(end));
-        if s < t {
-            out.push((s, t - s));
-        }
-    }
-    out
+    crate::blocks::clipped(ranges, start, start + len).collect()
 }
 
 /// Reads the bytes of the newest checkpoint's files from the links that supply them,
