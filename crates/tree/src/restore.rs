@@ -796,16 +796,7 @@ where
     r.summary.files += made;
     r.summary.privileges_dropped += dropped;
     r.summary.warnings.append(&mut warnings);
-    let mut spanning = spanning;
-    for (i, temp) in spanning.iter_mut().enumerate() {
-        if let Some(temp) = temp.take() {
-            let file = temp.reopen()?;
-            r.publish(i, NewFile::named(temp, file))?;
-        }
-    }
-    let mut summary = r.finish()?;
-    summary.data_bytes = done;
-    Ok(summary)
+    r.finish_spanning(spanning, done)
 }
 
 /// For each entry, the first and last data frame (counted from 0) holding its data.
@@ -853,6 +844,24 @@ impl Restorer<'_> {
             });
         }
         Ok(spanning)
+    }
+
+    /// Publishes the files [`Restorer::start_all`] left to the workers, once all of them
+    /// are filled, and finishes the restore.
+    fn finish_spanning(
+        mut self,
+        spanning: Vec<Option<TempFile>>,
+        data_bytes: u64,
+    ) -> Result<RestoreSummary, TreeError> {
+        for (i, temp) in spanning.into_iter().enumerate() {
+            if let Some(temp) = temp {
+                let file = temp.reopen()?;
+                self.publish(i, NewFile::named(temp, file))?;
+            }
+        }
+        let mut summary = self.finish()?;
+        summary.data_bytes = data_bytes;
+        Ok(summary)
     }
 }
 
@@ -1054,16 +1063,7 @@ pub fn restore_chain(
             });
         restored.map_err(|e| chain.blame(k, e))?;
     }
-    let mut spanning = spanning;
-    for (i, temp) in spanning.iter_mut().enumerate() {
-        if let Some(temp) = temp.take() {
-            let file = temp.reopen()?;
-            r.publish(i, NewFile::named(temp, file))?;
-        }
-    }
-    let mut summary = r.finish()?;
-    summary.data_bytes = done.into_inner();
-    Ok(summary)
+    r.finish_spanning(spanning, done.into_inner())
 }
 
 /// Checks the blocks of `entry` that lie in `owned` (ranges of the file, ascending) and

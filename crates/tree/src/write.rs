@@ -99,13 +99,7 @@ pub fn write_checkpoint<S: Sink>(
     progress: &mut dyn FnMut(u64),
 ) -> Result<(S, WriteSummary), TreeError> {
     let hasher = BlockHasher::new(&c.manifest);
-    let inputs = Inputs {
-        c,
-        chain: None,
-        strict: options.strict,
-        warnings: Mutex::new(Vec::new()),
-        hasher: Some(&hasher),
-    };
+    let inputs = Inputs::files(c, options.strict, Some(&hasher));
     write_frames(sink, &c.manifest, &inputs, options, progress, || Ok(hasher.finish()))
 }
 
@@ -129,13 +123,7 @@ pub fn write_incremental<S: Sink>(
     progress: &mut dyn FnMut(u64),
 ) -> Result<(S, WriteSummary), TreeError> {
     let hasher = BlockHasher::new(&c.manifest);
-    let reading = Inputs {
-        c,
-        chain: None,
-        strict: options.strict,
-        warnings: Mutex::new(Vec::new()),
-        hasher: Some(&hasher),
-    };
+    let reading = Inputs::files(c, options.strict, Some(&hasher));
     // A sample first (the head of every share, spread over all the files): when nearly
     // every block differs from the parent, a self-contained checkpoint stores as much, needs
     // no parent, and is written in one pass instead of two; only the sample is read twice.
@@ -162,13 +150,7 @@ pub fn write_incremental<S: Sink>(
     let inherited = c.manifest.data_bytes() - manifest.data_bytes();
     let mut warnings =
         reading.warnings.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let inputs = Inputs {
-        c,
-        chain: None,
-        strict: options.strict,
-        warnings: Mutex::new(Vec::new()),
-        hasher: None,
-    };
+    let inputs = Inputs::files(c, options.strict, None);
     let (sink, mut summary) =
         write_frames(sink, &manifest, &inputs, options, progress, || Ok(table))?;
     warnings.append(&mut summary.warnings);
@@ -468,7 +450,12 @@ struct Inputs<'c> {
     hasher: Option<&'c BlockHasher>,
 }
 
-impl Inputs<'_> {
+impl<'c> Inputs<'c> {
+    /// Reading `c`'s files from disk, hashing their blocks into `hasher` if given.
+    fn files(c: &'c Collected, strict: bool, hasher: Option<&'c BlockHasher>) -> Self {
+        Self { c, chain: None, strict, warnings: Mutex::new(Vec::new()), hasher }
+    }
+
     fn changed(&self, path: &Path, how: &'static str) -> Result<(), TreeError> {
         if self.strict {
             return Err(TreeError::Changed { path: path.to_owned(), how });
