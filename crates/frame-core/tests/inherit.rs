@@ -49,7 +49,14 @@ fn changed(plan: &Plan, spots: &[(usize, usize, usize)]) -> Plan {
 }
 
 fn write(n: u8, plan: &Plan, parent: Option<&[u8]>) -> (Vec<u8>, u64) {
-    let mut w = Writer::new(VecSink::new(), id(n));
+    let (sink, inherited) = write_into(VecSink::new(), n, plan, parent);
+    (sink.into_inner(), inherited)
+}
+
+/// Writes `plan` into `sink` as checkpoint `n`, on `parent` if given; returns the sink and
+/// the bytes inherited.
+fn write_into<S: Sink>(sink: S, n: u8, plan: &Plan, parent: Option<&[u8]>) -> (S, u64) {
+    let mut w = Writer::new(sink, id(n));
     if let Some(p) = parent {
         let mut r = Reader::open(SliceSource::new(p)).unwrap();
         w.set_parent(ParentChunks::read(&mut r).unwrap()).unwrap();
@@ -63,7 +70,7 @@ fn write(n: u8, plan: &Plan, parent: Option<&[u8]>) -> (Vec<u8>, u64) {
     }
     w.finish().unwrap();
     let inherited = w.inherited_bytes();
-    (w.into_sink().into_inner(), inherited)
+    (w.into_sink(), inherited)
 }
 
 /// Restores every frame of `bytes` through `parent`, buffer by buffer with `read_into`
@@ -172,22 +179,6 @@ impl Sink for NoLendSink {
     }
 }
 
-fn write_into<S: Sink>(sink: S, plan: &Plan, parent: &[u8]) -> (S, u64) {
-    let mut w = Writer::new(sink, id(2));
-    let mut r = Reader::open(SliceSource::new(parent)).unwrap();
-    w.set_parent(ParentChunks::read(&mut r).unwrap()).unwrap();
-    for (style, bufs) in plan {
-        let mut f = w.open_frame(*style).unwrap();
-        for b in bufs {
-            f.add(b).unwrap();
-        }
-        f.close().unwrap();
-    }
-    w.finish().unwrap();
-    let inherited = w.inherited_bytes();
-    (w.into_sink(), inherited)
-}
-
 /// After a changed chunk the writer copies the next RAW chunk before it knows whether it
 /// changed; an unchanged one must still become a reference, whether or not the sink lends
 /// memory, and the two sinks must receive the same bytes.
@@ -205,10 +196,11 @@ fn runs_of_changed_and_unchanged_chunks_store_exactly_the_changed_ones() {
         next[0].1[0][c * CHUNK + 17] ^= 1;
         next[1].1[0][c * CHUNK + 17] ^= 1;
     }
-    let (lent, inherited) = write_into(VecSink::new(), &next, &parent_bytes);
+    let (lent, inherited) = write_into(VecSink::new(), 2, &next, Some(&parent_bytes));
     let unchanged = (24 - changed_chunks.len()) * CHUNK;
     assert_eq!(inherited, 2 * unchanged as u64);
-    let (copied, inherited_copied) = write_into(NoLendSink(Vec::new()), &next, &parent_bytes);
+    let (copied, inherited_copied) =
+        write_into(NoLendSink(Vec::new()), 2, &next, Some(&parent_bytes));
     assert_eq!(inherited_copied, inherited);
     let lent = lent.into_inner();
     assert!(lent == copied.0, "a lending sink and a plain one received different bytes");
