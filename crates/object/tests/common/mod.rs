@@ -22,6 +22,8 @@ pub const SECRET_KEY: &str = "ckpt-test-secret-0123456789";
 pub const BUCKET: &str = "ckpt-test";
 
 const STARTUP_LIMIT: Duration = Duration::from_secs(90);
+/// Starts tried before a server that lost a port is a failure.
+const STARTUP_ATTEMPTS: u32 = 3;
 
 /// A running `SeaweedFS` server with S3 on; killed on drop.
 pub struct Weed {
@@ -30,6 +32,7 @@ pub struct Weed {
     /// `http://127.0.0.1:PORT` of the S3 gateway.
     pub endpoint: String,
     metrics: u16,
+    s3_port: u16,
     master: String,
     filer: String,
 }
@@ -48,6 +51,26 @@ impl Weed {
             eprintln!("SKIP {test}: {why}");
             return None;
         }
+        // The ports were free when chosen, but another process (a neighbouring test's
+        // server, any outgoing connection's ephemeral port) can take one before `weed`
+        // binds it; `weed` then exits, and a start on fresh ports is the remedy.
+        for attempt in 1..=STARTUP_ATTEMPTS {
+            let mut weed = Self::spawn();
+            match weed.wait_until_ready() {
+                Ok(()) => return Some(weed),
+                Err(log)
+                    if attempt < STARTUP_ATTEMPTS && log.contains("address already in use") =>
+                {
+                    eprintln!("{test}: weed lost a port to another process; starting it again");
+                }
+                Err(log) => panic!("weed exited before it was ready; log:\n{log}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    /// Starts `weed` on fresh ports in a new data directory.
+    fn spawn() -> Self {
         let dir = tempfile::tempdir().expect("temporary directory for the server");
         let data = dir.path().join("data");
         std::fs::create_dir(&data).expect("data directory");
@@ -74,16 +97,15 @@ impl Weed {
             .stderr(log)
             .spawn()
             .expect("starting weed");
-        let weed = Self {
+        Self {
             child,
             dir,
             endpoint: format!("http://127.0.0.1:{s3}"),
             metrics,
+            s3_port: s3,
             master: format!("127.0.0.1:{master}.{master_grpc}"),
             filer: format!("127.0.0.1:{filer}.{filer_grpc}"),
-        };
-        weed.wait_until_ready(s3);
-        Some(weed)
+        }
     }
 
     /// Settings with the accepted credentials.
@@ -141,9 +163,16 @@ impl Weed {
         if out.contains(&format!("created bucket {bucket}")) { Ok(()) } else { Err(out) }
     }
 
-    fn wait_until_ready(&self, s3_port: u16) {
+    /// Waits until S3 serves the test bucket; `Err` with the log when `weed` exited first.
+    ///
+    /// # Panics
+    /// When it is still not ready after [`STARTUP_LIMIT`].
+    fn wait_until_ready(&mut self) -> Result<(), String> {
         let started = Instant::now();
-        while !http_answers(s3_port) {
+        while !http_answers(self.s3_port) {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return Err(self.log());
+            }
             assert!(
                 started.elapsed() < STARTUP_LIMIT,
                 "the S3 gateway did not answer within {STARTUP_LIMIT:?}; log:\n{}",
@@ -155,6 +184,9 @@ impl Weed {
         loop {
             let attempt = self.try_create_bucket(BUCKET);
             let Err(out) = attempt else { break };
+            if self.child.try_wait().ok().flatten().is_some() {
+                return Err(self.log());
+            }
             assert!(
                 started.elapsed() < STARTUP_LIMIT,
                 "could not create the test bucket: {out}; log:\n{}",
@@ -167,7 +199,7 @@ impl Weed {
         let client = self.client(BUCKET);
         loop {
             match ObjectSource::open(&client, "readiness-probe") {
-                Err(ObjectError::NoSuchKey { .. }) => return,
+                Err(ObjectError::NoSuchKey { .. }) => return Ok(()),
                 other => assert!(
                     started.elapsed() < STARTUP_LIMIT,
                     "S3 not ready: {other:?}; log:\n{}",
