@@ -349,8 +349,9 @@ impl BlockHasher {
 /// stores. Blocks it inherits are its parent's to check.
 ///
 /// # Errors
-/// [`TableMismatch`](crate::TreeError::TableMismatch) naming the first block whose bytes do not hash to the
-/// table's value; [`Format`](crate::TreeError::Format) or [`Layout`](crate::TreeError::Layout) for damaged frames.
+/// [`TableMismatch`](crate::TreeError::TableMismatch) naming the first block whose bytes
+/// do not hash to the table's value; [`Format`](crate::TreeError::Format) or
+/// [`Layout`](crate::TreeError::Layout) for damaged frames.
 pub fn check_table<S: ckpt_frame_core::Source>(
     source: S,
     manifest: &Manifest,

@@ -366,13 +366,8 @@ pub struct Supply {
 pub(crate) fn stores_block(e: &crate::manifest::Entry, j: u64) -> Result<bool, TreeError> {
     let Some(stored) = &e.stored else { return Ok(true) };
     let (bs, be) = block_range(e.size, j);
-    let whole = [(0, e.size)];
-    let ranges: &[(u64, u64)] = match (&e.extents, e.kind) {
-        (Some(x), _) => x,
-        (None, crate::manifest::Kind::File) => &whole,
-        _ => &[],
-    };
-    let content: u64 = crate::blocks::clipped(ranges, bs, be).map(|r| r.1).sum();
+    let ranges = e.content_ranges_borrowed();
+    let content: u64 = crate::blocks::clipped(&ranges, bs, be).map(|r| r.1).sum();
     let covered: u64 = crate::blocks::clipped(stored, bs, be).map(|r| r.1).sum();
     if covered != 0 && covered != content {
         return Err(TreeError::Layout { what: "stored ranges split a block" });

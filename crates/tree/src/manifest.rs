@@ -192,10 +192,16 @@ impl Entry {
     /// extents, `0..size` for another file, none for other kinds. The rest of `0..size`
     /// is holes.
     pub fn content_ranges(&self) -> Vec<(u64, u64)> {
+        self.content_ranges_borrowed().into_owned()
+    }
+
+    /// [`content_ranges`](Entry::content_ranges) without copying a sparse file's extents,
+    /// for callers that ask for every block.
+    pub(crate) fn content_ranges_borrowed(&self) -> std::borrow::Cow<'_, [(u64, u64)]> {
         match (&self.extents, self.kind) {
-            (Some(x), _) => x.clone(),
-            (None, Kind::File) if self.size > 0 => vec![(0, self.size)],
-            _ => Vec::new(),
+            (Some(x), _) => std::borrow::Cow::Borrowed(x.as_slice()),
+            (None, Kind::File) if self.size > 0 => std::borrow::Cow::Owned(vec![(0, self.size)]),
+            _ => std::borrow::Cow::Borrowed(&[]),
         }
     }
 

@@ -129,8 +129,6 @@ pub fn write_incremental<S: Sink>(
     // no parent, and is written in one pass instead of two; only the sample is read twice.
     let shares = shares_of(&c.manifest);
     let (sample, rest) = sample_and_rest(&shares);
-    let sample: Vec<&Piece> = sample.iter().collect();
-    let rest: Vec<&Piece> = rest.iter().collect();
     hash_shares(&reading, &sample, options.threads)?;
     if shares.len() >= SAMPLED_SHARES_MIN
         && changed_fraction(&hasher, &c.manifest, &sample, parent) > SELF_CONTAINED_ABOVE
@@ -181,6 +179,7 @@ fn sample_and_rest(shares: &[Piece]) -> (Vec<Piece>, Vec<Piece>) {
     }
     (sample, rest)
 }
+
 /// Above this fraction of changed blocks in the sample, [`write_incremental`] writes a
 /// self-contained checkpoint instead.
 const SELF_CONTAINED_ABOVE: f64 = 0.9;
@@ -314,7 +313,7 @@ fn shares_of(manifest: &Manifest) -> Vec<Piece> {
 fn changed_fraction(
     hasher: &BlockHasher,
     manifest: &Manifest,
-    shares: &[&Piece],
+    shares: &[Piece],
     parent: &Parent,
 ) -> f64 {
     let by_path: std::collections::HashMap<&[u8], usize> = parent
@@ -345,7 +344,7 @@ fn changed_fraction(
 }
 
 /// Hashes the blocks of `shares` on `threads` threads.
-fn hash_shares(inputs: &Inputs<'_>, shares: &[&Piece], threads: usize) -> Result<(), TreeError> {
+fn hash_shares(inputs: &Inputs<'_>, shares: &[Piece], threads: usize) -> Result<(), TreeError> {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let failure = Mutex::new(None);
     std::thread::scope(|scope| {
@@ -356,7 +355,7 @@ fn hash_shares(inputs: &Inputs<'_>, shares: &[&Piece], threads: usize) -> Result
                 let mut buf = vec![0u8; 1 << 20];
                 loop {
                     let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(&p) = shares.get(k) else { break };
+                    let Some(p) = shares.get(k) else { break };
                     let mut at = p.offset;
                     while at < p.offset + p.len {
                         let n = usize::try_from((p.offset + p.len - at).min(1 << 20)).unwrap_or(0);
